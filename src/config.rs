@@ -1,0 +1,19 @@
+//! Configuration: parse, then validate, then build.
+//!
+//! ```text
+//! switchback.toml ──load::read_text──▶ text ──serde──▶ raw::RawConfig ──validate──▶ model::Config
+//!                  (size, UTF-8)            (+ unknown keys)           (every problem, key paths)
+//! ```
+//! Defaults live in [`defaults`]; the annotated reference file is `config/switchback.toml`.
+
+pub mod defaults;
+pub mod duration;
+pub mod load;
+pub mod model;
+pub mod problem;
+pub mod raw;
+pub mod validate;
+
+pub use load::{load, parse, ConfigError};
+pub use model::{Backend, Config, Pool, Split};
+pub use problem::{Problem, ProblemKind};

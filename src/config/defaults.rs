@@ -1,0 +1,32 @@
+//! Every configuration default, in one place. README and `config/switchback.toml` quote these.
+
+use std::time::Duration;
+
+/// `[proxy] listen` when absent.
+pub const PROXY_LISTEN: &str = "127.0.0.1:8080";
+/// `[admin] listen` when absent.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9900";
+/// `[proxy] connect-timeout` when absent: 3 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// `[proxy] read-timeout` when absent: 60 s.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[proxy] write-timeout` when absent: 60 s.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[proxy] idle-timeout` when absent: 60 s.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Backend weight when a backend is given as a plain `"host:port"` string.
+pub const BACKEND_WEIGHT: u32 = 1;
+
+/// Largest accepted backend weight.
+pub const MAX_BACKEND_WEIGHT: u32 = 100;
+/// Most backends one pool may hold.
+pub const MAX_BACKENDS_PER_POOL: usize = 256;
+/// Most worker threads.
+pub const MAX_THREADS: i64 = 1_024;
+/// Largest config file read, in bytes (1 MiB).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// `[proxy] threads` when absent: one per CPU core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,17 @@
+//! switchback: a blue/green and canary front-door HTTP proxy on Pingora.
+//!
+//! ```text
+//! config file ──config::load──▶ Config ──Snapshot::build──▶ ArcSwap<Snapshot>
+//!                                                               │ load once per request
+//!                                  client ──▶ proxy (Pingora) ──┴─▶ routing ──▶ backend
+//! ```
+//! See `../shared/DESIGN.md` for the product contract.
+
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod proxy;
+pub mod routing;
+pub mod serve;
+pub mod snapshot;

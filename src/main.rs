@@ -1,0 +1,88 @@
+//! The `switchback` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchback::{check, config, demo, serve};
+
+/// A blue/green and canary front-door HTTP proxy.
+#[derive(Parser)]
+#[command(name = "switchback", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Path of the TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file without binding anything; list every problem.
+    Check {
+        /// Path of the TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Zero-setup showcase: blue and green demo upstreams behind the proxy on loopback.
+    Demo {
+        /// Proxy port.
+        #[arg(long, default_value_t = 8080)]
+        proxy_port: u16,
+        /// Blue demo upstream port.
+        #[arg(long, default_value_t = 9001)]
+        blue_port: u16,
+        /// Green demo upstream port.
+        #[arg(long, default_value_t = 9002)]
+        green_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(valid) => {
+                println!("{}", check::summary(&valid));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Serve { config } => match config::load(&config) {
+            Ok(valid) => match serve::run(valid, None) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            },
+            Err(e) => fail(&e),
+        },
+        Command::Demo {
+            proxy_port,
+            blue_port,
+            green_port,
+        } => {
+            let ports = demo::DemoPorts {
+                proxy: proxy_port,
+                blue: blue_port,
+                green: green_port,
+            };
+            match demo::run(ports) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
