@@ -107,9 +107,65 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 }
 
 fn syntax_problem(text: &str, error: &toml::de::Error) -> Problem {
+    let offset = error.span().map(|s| s.start);
     Problem {
-        path: String::new(),
-        location: error.span().map(|s| Location::of_offset(text, s.start)),
+        path: offset.map(|o| key_path_at(text, o)).unwrap_or_default(),
+        location: offset.map(|o| Location::of_offset(text, o)),
         kind: ProblemKind::Syntax(error.message().trim().replace('\n', "; ")),
+    }
+}
+
+/// The dotted key path of the `key = value` line holding byte `offset`, under its nearest
+/// `[table]` header; empty when the line holds no key (a header, say). The parser reports
+/// type errors by position only, and an operator wants the key.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let Some((key, _)) = text[line_start..line_end].split_once('=') else {
+        return String::new();
+    };
+    let key = key.trim().trim_matches('"');
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match table {
+        Some(table) if !key.starts_with('[') => format!("{table}.{key}"),
+        _ => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_error_names_its_key_path_and_position() {
+        let problems = parse("[proxy]\nthreads = \"two\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "proxy.threads");
+        assert_eq!(
+            problems[0].location,
+            Some(Location {
+                line: 2,
+                column: 11
+            })
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_together_with_validation_problems() {
+        let text = "[proxy]\nlistne = 1\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\nweight = 2\n[split]\nblue = 99\n";
+        let paths: Vec<String> = parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(paths, ["proxy.listne", "pools.blue.weight", "split"]);
     }
 }

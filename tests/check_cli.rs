@@ -1,0 +1,139 @@
+//! `switchback check` and `switchback serve` start-up, through the real binary.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{binary, write_file};
+
+fn check(path: &std::path::Path) -> Output {
+    Command::new(binary())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_annotated_reference_config_is_valid() {
+    let out = check("config/switchback.toml".as_ref());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "ok: 2 pools, 3 backends (blue: 2, green: 1); split blue=90 green=10; listen 127.0.0.1:8080"
+    );
+}
+
+/// Each fixture's first line is `# expect: <text the error output must contain>`.
+#[test]
+fn every_invalid_fixture_is_rejected_with_its_problem_named() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir("tests/fixtures/invalid").unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let first_line = String::from_utf8_lossy(&bytes)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let expected = first_line
+            .strip_prefix("# expect: ")
+            .expect("fixture starts with # expect:");
+
+        let out = check(&path);
+
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should be rejected",
+            path.display()
+        );
+        assert!(
+            stderr.contains(expected),
+            "{}: wanted {expected:?} in:\n{stderr}",
+            path.display()
+        );
+        assert!(!stderr.contains("Error {"), "no Debug dumps: {stderr}");
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} fixtures");
+}
+
+#[test]
+fn missing_oversized_and_unreadable_files_are_rejected_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = write_file(dir.path(), "huge.toml", &vec![b'#'; 1024 * 1024 + 1]);
+    let cases = [
+        (
+            dir.path().join("absent.toml"),
+            "cannot read the config file",
+        ),
+        (huge, "the limit is 1048576 bytes"),
+        (dir.path().to_path_buf(), "cannot read the config file"),
+    ];
+    for (path, expected) in cases {
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr.contains(expected), "wanted {expected:?} in {stderr}");
+    }
+}
+
+#[test]
+fn serve_with_an_invalid_config_exits_nonzero_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = format!(
+        "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 50\n"
+    );
+    let path = write_file(dir.path(), "bad.toml", text.as_bytes());
+
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("split: the percentages sum to 50"),
+        "{stderr}"
+    );
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "nothing was bound"
+    );
+}
+
+#[test]
+fn serve_on_a_taken_port_names_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[proxy]\nlisten = [\"{addr}\"]\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n");
+    let path = write_file(dir.path(), "taken.toml", text.as_bytes());
+
+    let started = Instant::now();
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

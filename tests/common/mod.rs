@@ -1,0 +1,406 @@
+//! Test harness: real upstream HTTP servers on port 0, the real `switchback` binary as a child
+//! process, and a small HTTP/1.1 client. Nothing on the data path is mocked.
+//!
+//! Pingora binds its listeners itself and does not report the port it got, so the proxy's
+//! port is picked free here and the start is retried on a new port if it was taken meanwhile.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long any wait in the harness may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A real HTTP/1.1 upstream on `127.0.0.1:0`.
+///
+/// Paths: `/echo` answers with the request body; `/slow/<ms>` waits then answers;
+/// `/stream/<bytes>` streams a chunked body of that size; `/status/<code>` answers that code;
+/// anything else answers the upstream's name. Every answer carries `x-upstream: <name>`.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = (
+            name.to_string(),
+            connections.clone(),
+            requests.clone(),
+            seen.clone(),
+        );
+        let task = tokio::spawn(accept_loop(listener, state));
+        Upstream {
+            name: name.into(),
+            addr,
+            connections,
+            requests,
+            seen,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type UpstreamState = (
+    String,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<Seen>>>,
+);
+
+async fn accept_loop(listener: TcpListener, state: UpstreamState) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        state.1.fetch_add(1, Ordering::SeqCst);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, state.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn handle(
+    req: Request<Incoming>,
+    state: UpstreamState,
+) -> Result<Response<BoxBody>, Infallible> {
+    let (name, _, requests, seen) = state;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    requests.fetch_add(1, Ordering::SeqCst);
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let path = parts.uri.path().to_string();
+    let mut response = Response::builder().header("x-upstream", name.as_str());
+    let body: BoxBody = if path == "/echo" {
+        Full::new(body).boxed()
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        Full::new(Bytes::from(name.clone())).boxed()
+    } else if let Some(n) = path.strip_prefix("/stream/") {
+        streamed(n.parse().unwrap())
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        response = response.status(code.parse::<u16>().unwrap());
+        Full::new(Bytes::from(name.clone())).boxed()
+    } else if path == "/hop-by-hop" {
+        response = response
+            .header("connection", "x-private")
+            .header("x-private", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("x-kept", "yes");
+        Full::new(Bytes::from(name.clone())).boxed()
+    } else {
+        Full::new(Bytes::from(name.clone())).boxed()
+    };
+    Ok(response.body(body).unwrap())
+}
+
+/// A chunked body of `len` bytes of the repeating [`pattern`], in 16 KiB frames.
+fn streamed(len: usize) -> BoxBody {
+    let data = pattern(len);
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = data
+        .chunks(16 * 1024)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+/// Deterministic bytes for body-integrity checks.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A port that was free a moment ago (for Pingora, which binds by itself).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `switchback` binary built by cargo for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchback"))
+}
+
+/// TOML for `pools` (name, upstream addresses) and a split like `"blue = 90\ngreen = 10"`.
+pub fn pools_toml(pools: &[(&str, &[SocketAddr])], split: &str) -> String {
+    let mut out = String::new();
+    for (name, addrs) in pools {
+        let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        out.push_str(&format!(
+            "[pools.{name}]\nbackends = [{}]\n\n",
+            list.join(", ")
+        ));
+    }
+    out.push_str(&format!("[split]\n{split}\n"));
+    out
+}
+
+/// The real proxy, `switchback serve`, as a child process with its config in a temp dir.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Child,
+    stderr_path: PathBuf,
+}
+
+impl TestProxy {
+    /// Starts the proxy with `proxy_keys` (extra `[proxy]` lines) and `rest` (pools, split).
+    pub async fn start(proxy_keys: &str, rest: &str) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("switchback.toml");
+        let stderr_path = dir.path().join("stderr.log");
+        for _attempt in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let text =
+                format!("[proxy]\nlisten = [\"{addr}\"]\nthreads = 2\n{proxy_keys}\n\n{rest}");
+            std::fs::write(&config_path, text).unwrap();
+            let mut child = spawn_serve(&config_path, &stderr_path);
+            if wait_ready(&mut child, addr, &stderr_path).await {
+                return TestProxy {
+                    addr,
+                    dir,
+                    config_path,
+                    child,
+                    stderr_path,
+                };
+            }
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            assert!(
+                log.contains("cannot listen"),
+                "proxy failed to start:\n{log}"
+            );
+        }
+        panic!("no free port found for the proxy in 5 attempts");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn spawn_serve(config_path: &Path, stderr_path: &Path) -> Child {
+    Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr_path).unwrap())
+        .spawn()
+        .expect("spawn switchback")
+}
+
+/// Polls until `addr` accepts (true), the child exits (false), or the deadline passes (panic).
+async fn wait_ready(child: &mut Child, addr: SocketAddr, stderr_path: &Path) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
+    panic!("proxy not ready within {DEADLINE:?}:\n{log}");
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+/// One HTTP/1.1 keep-alive client connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<BoxBody>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Client { sender, task }
+    }
+
+    pub async fn send(&mut self, request: Request<BoxBody>) -> Reply {
+        self.sender.ready().await.expect("connection usable");
+        let response = tokio::time::timeout(DEADLINE, self.sender.send_request(request))
+            .await
+            .expect("response within deadline")
+            .expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(request("GET", path, Full::new(Bytes::new()).boxed()))
+            .await
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request with `Host: test.local`.
+pub fn request(method: &str, path: &str, body: BoxBody) -> Request<BoxBody> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "test.local")
+        .body(body)
+        .unwrap()
+}
+
+/// A chunked (length-unknown) request body of `data`, in 8 KiB frames.
+pub fn chunked_body(data: Vec<u8>) -> BoxBody {
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = data
+        .chunks(8 * 1024)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+/// One GET on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    Client::connect(addr).await.get(path).await
+}
+
+/// Counts of `x-upstream` over `n` GETs on one keep-alive connection.
+pub async fn tally(addr: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+    let mut client = Client::connect(addr).await;
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let reply = client.get("/").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        *counts
+            .entry(reply.header("x-upstream").unwrap())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Writes `text` to a new file in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text)
+        .unwrap();
+    path
+}
