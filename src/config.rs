@@ -10,9 +10,11 @@ pub mod defaults;
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod persist;
 pub mod problem;
 pub mod raw;
 pub mod validate;
+pub mod watch;
 
 pub use load::{load, parse, ConfigError};
 pub use model::{Backend, Config, Pool, Split};

@@ -25,6 +25,8 @@ pub struct DemoPorts {
     pub blue: u16,
     /// Green upstream port.
     pub green: u16,
+    /// Admin API port.
+    pub admin: u16,
 }
 
 /// Why the demo could not start.
@@ -43,12 +45,15 @@ pub enum DemoError {
     /// The proxy could not start.
     #[error("demo proxy: {0} (choose another with --proxy-port)")]
     Proxy(#[from] ServeError),
+    /// The admin port is taken.
+    #[error("demo admin API: {0} (choose another with --admin-port)")]
+    AdminBind(Box<ServeError>),
     /// The generated config was rejected (a bug).
     #[error("demo config rejected: {0:?}")]
     Config(Vec<config::Problem>),
-    /// The upstream runtime could not start.
-    #[error("demo upstreams: {0}")]
-    Runtime(std::io::Error),
+    /// The upstream runtime could not start, or the demo config could not be written.
+    #[error("demo: {0}")]
+    Io(std::io::Error),
 }
 
 /// Runs the demo until interrupted.
@@ -60,25 +65,34 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
     let green = bind_upstream("green", ports.green)?;
     let (blue_addr, green_addr) = (local(&blue), local(&green));
     let text = format!(
-        "[proxy]\nlisten = [\"127.0.0.1:{}\"]\n\n\
+        "# switchback demo configuration. Edit the [split] and save: the proxy reloads it.\n\
+         [proxy]\nlisten = [\"127.0.0.1:{}\"]\n\n\
+         [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
          [pools.blue]\nbackends = [\"{blue_addr}\"]\n\n\
          [pools.green]\nbackends = [\"{green_addr}\"]\n\n\
          [split]\nblue = 50\ngreen = 50\n",
-        ports.proxy
+        ports.proxy, ports.admin
     );
-    let config = config::parse(&text).map_err(DemoError::Config)?;
-    serve::ensure_bindable(&config.proxy.listen)?;
+    config::parse(&text).map_err(DemoError::Config)?;
+    let proxy_addr = SocketAddr::from(([127, 0, 0, 1], ports.proxy));
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], ports.admin));
+    serve::ensure_bindable(&[proxy_addr])?;
+    serve::ensure_bindable(&[admin_addr]).map_err(|e| DemoError::AdminBind(Box::new(e)))?;
+    let dir = std::env::temp_dir().join(format!("switchback-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(DemoError::Io)?;
+    let path = dir.join("switchback.toml");
+    std::fs::write(&path, text).map_err(DemoError::Io)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(DemoError::Runtime)?;
+        .map_err(DemoError::Io)?;
     for (colour, listener) in [("blue", blue), ("green", green)] {
         runtime.spawn(serve_colour(colour, listener));
     }
-    print_tour(ports.proxy);
-    serve::run(config, None)?;
+    print_tour(ports, &path);
+    serve::run(&path, None)?;
     runtime.shutdown_background();
     Ok(())
 }
@@ -136,13 +150,22 @@ async fn serve_colour(colour: &'static str, listener: TcpListener) {
     }
 }
 
-fn print_tour(proxy_port: u16) {
-    let url = format!("http://127.0.0.1:{proxy_port}");
+fn print_tour(ports: DemoPorts, config: &std::path::Path) {
+    let url = format!("http://127.0.0.1:{}", ports.proxy);
+    let ctl = format!("switchback ctl --admin http://127.0.0.1:{}", ports.admin);
     println!(
-        "\nswitchback demo: blue and green upstreams behind the proxy at {url}, split 50/50\n\n\
-         Try:\n  \
-         curl -s {url}/hello                       # answered by blue or green\n  \
-         for i in $(seq 20); do curl -s {url}/; done | sort | uniq -c   # about 10 each\n\n\
-         Stop with Ctrl-C.\n"
+        "\nswitchback demo: blue and green upstreams behind the proxy at {url}, split 50/50\n\
+         config file: {}\n\n\
+         Try, in another terminal (cargo run -q -- ctl ... works too):\n  \
+         for i in $(seq 20); do curl -s {url}/; done | sort | uniq -c   # about 10 each\n  \
+         {ctl} status\n  \
+         {ctl} switch green          # every new request now goes to green\n  \
+         curl -s {url}/\n  \
+         {ctl} rollback              # instant switchback to 50/50\n  \
+         {ctl} split blue=90 green=10\n  \
+         {ctl} history               # the deployment log, newest first\n  \
+         edit the [split] in the config file and save: it is live within a second\n\n\
+         Stop with Ctrl-C.\n",
+        config.display()
     );
 }

@@ -7,8 +7,11 @@
 //! ```
 //! See `../shared/DESIGN.md` for the product contract.
 
+pub mod admin;
+pub mod audit;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod keys;
 pub mod proxy;

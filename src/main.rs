@@ -1,5 +1,6 @@
 //! The `switchback` command line: a thin layer over the library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +40,9 @@ enum Command {
         /// Green demo upstream port.
         #[arg(long, default_value_t = 9002)]
         green_port: u16,
+        /// Admin API port.
+        #[arg(long, default_value_t = 9900)]
+        admin_port: u16,
     },
 }
 
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Check { config } => match config::load(&config) {
@@ -57,22 +62,21 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Serve { config } => match config::load(&config) {
-            Ok(valid) => match serve::run(valid, None) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            },
+        Command::Serve { config } => match serve::run(&config, None) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
         Command::Demo {
             proxy_port,
             blue_port,
             green_port,
+            admin_port,
         } => {
             let ports = demo::DemoPorts {
                 proxy: proxy_port,
                 blue: blue_port,
                 green: green_port,
+                admin: admin_port,
             };
             match demo::run(ports) {
                 Ok(()) => ExitCode::SUCCESS,

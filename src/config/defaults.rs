@@ -14,6 +14,14 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[proxy] idle-timeout` when absent: 60 s.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[log] deployments` when absent: this file beside the config file.
+pub const DEPLOYMENT_LOG: &str = "deployments.jsonl";
+/// `[reload] debounce` when absent: 100 ms.
+pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+/// Largest admin request body, in bytes (64 KiB).
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+/// `GET /history` entries when no `?limit=` is given.
+pub const HISTORY_LIMIT: usize = 100;
 /// Backend weight when a backend is given as a plain `"host:port"` string.
 pub const BACKEND_WEIGHT: u32 = 1;
 

@@ -54,7 +54,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 /// A whole-file [`Problem`].
 pub fn read_text(path: &Path) -> Result<String, Problem> {
-    let unreadable = |e: std::io::Error| Problem::at("", ProblemKind::Unreadable(e.to_string()));
+    let unreadable = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => Problem::at("", ProblemKind::NotFound),
+        _ => Problem::at("", ProblemKind::Unreadable(e.to_string())),
+    };
     let file = File::open(path).map_err(unreadable)?;
     let size = file.metadata().map_err(unreadable)?.len();
     if size > MAX_FILE_BYTES {

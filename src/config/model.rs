@@ -18,6 +18,20 @@ pub struct Config {
     pub pools: BTreeMap<String, Pool>,
     /// Traffic split over `pools` (every pool has an entry; sums to 100 %).
     pub split: Split,
+    /// Deployment log path as written (relative to the config file's directory).
+    pub deployment_log: PathBuf,
+    /// Quiet time after the last config-file event before reloading.
+    pub reload_debounce: Duration,
+}
+
+impl Config {
+    /// This config with `split` in place of its own. `split` must cover exactly these pools.
+    pub fn with_split(&self, split: Split) -> Config {
+        Config {
+            split,
+            ..self.clone()
+        }
+    }
 }
 
 /// `[proxy]`.

@@ -60,6 +60,9 @@ impl fmt::Display for Problem {
 /// The classes of configuration problem.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProblemKind {
+    /// The file does not exist.
+    #[error("the config file does not exist")]
+    NotFound,
     /// The file could not be opened or read.
     #[error("cannot read the config file: {0}")]
     Unreadable(String),
@@ -135,6 +138,9 @@ pub enum ProblemKind {
     /// No pool receives traffic.
     #[error("no pool has a positive share; give at least one pool more than 0 %")]
     NoTraffic,
+    /// A non-loopback admin listener without a token file.
+    #[error("required when admin.listen is not a loopback address (anyone who can reach it could move traffic)")]
+    TokenRequired,
     /// A duration string that cannot be parsed.
     #[error("invalid duration {value:?}: {reason}")]
     InvalidDuration {

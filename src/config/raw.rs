@@ -25,6 +25,28 @@ pub struct RawConfig {
     /// `[split]`: pool name → percent.
     #[serde(default)]
     pub split: BTreeMap<String, toml::Value>,
+    /// `[log]`: where records go.
+    #[serde(default)]
+    pub log: RawLog,
+    /// `[reload]`: config-file hot reload.
+    #[serde(default)]
+    pub reload: RawReload,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawLog {
+    /// Deployment log path (JSON lines); relative paths are relative to the config file.
+    pub deployments: Option<String>,
+}
+
+/// `[reload]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawReload {
+    /// Quiet time after the last file event before reloading, a duration string.
+    pub debounce: Option<String>,
 }
 
 /// `[proxy]`.

@@ -21,12 +21,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let admin = admin(&raw.admin, &mut problems);
     let pools = pools(&raw.pools, &mut problems);
     let split = split(&raw.split, &raw.pools, &mut problems);
+    let deployment_log = match raw.log.deployments.as_deref() {
+        Some("") => {
+            problems.push(Problem::at("log.deployments", ProblemKind::Empty));
+            PathBuf::new()
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(defaults::DEPLOYMENT_LOG),
+    };
+    let reload_debounce = timeout_value(
+        "reload.debounce",
+        raw.reload.debounce.as_deref(),
+        defaults::RELOAD_DEBOUNCE,
+        &mut problems,
+    );
     match (proxy, admin, split) {
         (Some(proxy), Some(admin), Some(split)) if problems.is_empty() => Ok(Config {
             proxy,
             admin,
             pools,
             split,
+            deployment_log,
+            reload_debounce,
         }),
         _ => Err(problems),
     }
@@ -138,6 +154,10 @@ fn admin(raw: &RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminSettings> {
         }
     };
     let token_file = raw.token_file.as_ref().map(PathBuf::from);
+    if token_file.is_none() && !listen.ip().is_loopback() {
+        problems.push(Problem::at("admin.token-file", ProblemKind::TokenRequired));
+        return None;
+    }
     Some(AdminSettings { listen, token_file })
 }
 
@@ -340,19 +360,29 @@ fn split(
     if problems.len() > before {
         return None;
     }
+    match checked_split(shares) {
+        Ok(split) => Some(split),
+        Err(kind) => {
+            problems.push(Problem::at("split", kind));
+            None
+        }
+    }
+}
+
+/// A split from per-pool basis points (every pool present), checked to give some pool
+/// traffic and to sum to exactly 100 %. Shared by the file and the admin API.
+///
+/// # Errors
+/// [`ProblemKind::NoTraffic`] or [`ProblemKind::SplitSum`].
+pub fn checked_split(shares: BTreeMap<String, BasisPoints>) -> Result<Split, ProblemKind> {
     let total: u32 = shares.values().sum();
     if total == 0 {
-        problems.push(Problem::at("split", ProblemKind::NoTraffic));
-        return None;
+        return Err(ProblemKind::NoTraffic);
     }
     if total != FULL {
-        problems.push(Problem::at(
-            "split",
-            ProblemKind::SplitSum(format_percent(total)),
-        ));
-        return None;
+        return Err(ProblemKind::SplitSum(format_percent(total)));
     }
-    Some(Split::new(shares))
+    Ok(Split::new(shares))
 }
 
 /// A percentage from 0 to 100 with at most two decimals, as basis points.

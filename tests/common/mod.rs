@@ -207,8 +207,10 @@ pub fn pools_toml(pools: &[(&str, &[SocketAddr])], split: &str) -> String {
 }
 
 /// The real proxy, `switchback serve`, as a child process with its config in a temp dir.
+/// The admin API binds port 0 unless the config names one; its address is read from the log.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     child: Child,
@@ -216,33 +218,49 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
-    /// Starts the proxy with `proxy_keys` (extra `[proxy]` lines) and `rest` (pools, split).
+    /// Starts the proxy with `proxy_keys` (extra `[proxy]` lines) and `rest` (pools, split,
+    /// and optionally other tables).
     pub async fn start(proxy_keys: &str, rest: &str) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("switchback.toml");
-        let stderr_path = dir.path().join("stderr.log");
+        let admin = if rest.contains("[admin]") {
+            ""
+        } else {
+            "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        };
         for _attempt in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let text =
-                format!("[proxy]\nlisten = [\"{addr}\"]\nthreads = 2\n{proxy_keys}\n\n{rest}");
+            let text = format!("# test config\n[proxy]\nlisten = [\"{addr}\"]\nthreads = 2\n{proxy_keys}\n\n{admin}\n{rest}");
             std::fs::write(&config_path, text).unwrap();
-            let mut child = spawn_serve(&config_path, &stderr_path);
-            if wait_ready(&mut child, addr, &stderr_path).await {
-                return TestProxy {
-                    addr,
-                    dir,
-                    config_path,
-                    child,
-                    stderr_path,
-                };
+            match launch(&config_path, addr).await {
+                Ok((child, admin, stderr_path)) => {
+                    return TestProxy {
+                        addr,
+                        admin,
+                        dir,
+                        config_path,
+                        child,
+                        stderr_path,
+                    };
+                }
+                Err(log) => assert!(
+                    log.contains("cannot listen"),
+                    "proxy failed to start:\n{log}"
+                ),
             }
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            assert!(
-                log.contains("cannot listen"),
-                "proxy failed to start:\n{log}"
-            );
         }
         panic!("no free port found for the proxy in 5 attempts");
+    }
+
+    /// Kills the proxy and starts it again on the same (possibly rewritten) config file.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, admin, stderr_path) =
+            launch(&self.config_path, self.addr).await.expect("restart");
+        self.child = child;
+        self.admin = admin;
+        self.stderr_path = stderr_path;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -255,6 +273,68 @@ impl TestProxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// One admin API call on a fresh connection, with optional extra headers.
+    pub async fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = request(
+            method,
+            path,
+            Full::new(Bytes::from(body.to_string())).boxed(),
+        );
+        for (k, v) in headers {
+            let name = hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
+        }
+        Client::connect(self.admin).await.send(req).await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: &str) -> Reply {
+        self.admin_call(method, path, body, &[]).await
+    }
+
+    /// `GET /status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        let reply = self.admin("GET", "/status", "").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    /// `GET /history` as JSON entries, newest first.
+    pub async fn history(&self) -> Vec<serde_json::Value> {
+        let reply = self.admin("GET", "/history?limit=1000", "").await;
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+}
+
+/// Spawns `serve`, waits for the proxy port and the admin log line. `Err(log)` when it exited.
+async fn launch(
+    config_path: &Path,
+    addr: SocketAddr,
+) -> Result<(Child, SocketAddr, PathBuf), String> {
+    let stderr_path = config_path.with_file_name(format!("stderr-{}.log", free_port()));
+    let mut child = spawn_serve(config_path, &stderr_path);
+    if !wait_ready(&mut child, addr, &stderr_path).await {
+        return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
+    }
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if let Some(rest) = log.split("admin API listening on ").nth(1) {
+            let admin = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return Ok((child, admin, stderr_path));
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no admin address in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -1,0 +1,252 @@
+//! The admin API: HTTP/1.1 + JSON on its own listener.
+//!
+//! | method and path      | effect                                                        |
+//! |----------------------|---------------------------------------------------------------|
+//! | `GET /status`        | version, split, previous split, pools and backends            |
+//! | `PUT /split`         | body `{"blue": 0, "green": 100}`; optional `If-Match: <ver>`  |
+//! | `POST /switch`       | body `{"to": "green"}`: 100 % to that pool                    |
+//! | `POST /rollback`     | restore the previous split                                    |
+//! | `GET /history`       | the deployment log, newest first; `?limit=N` (default 100)    |
+//! | `GET /healthz`       | the proxy's own liveness                                      |
+//!
+//! Every response carries `x-switchback-version`. Writes need `Authorization: Bearer <token>`
+//! when `[admin] token-file` is set. Errors are `{"error": "..."}` with a 4xx/5xx status.
+
+pub mod auth;
+mod views;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::config::defaults::{HISTORY_LIMIT, MAX_ADMIN_BODY};
+use crate::config::validate::{percent_from_f64, PercentError};
+use crate::control::{self, Control, ControlError};
+use auth::Tokens;
+
+/// The header carrying the live version on every admin response.
+pub const VERSION_HEADER: &str = "x-switchback-version";
+
+/// Serves the admin API on `listener` until the runtime stops.
+pub async fn serve(listener: TcpListener, control: Arc<Control>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                continue;
+            }
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let control = control.clone();
+                async move { Ok::<_, Infallible>(handle(req, &control).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+/// An admin answer before the version header is added.
+struct Answer(StatusCode, Value);
+
+fn fail(status: StatusCode, message: impl AsRef<str>) -> Answer {
+    Answer(status, views::error(message.as_ref()))
+}
+
+async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
+    let Answer(status, body) = route(req, control).await;
+    let version = control.live().load().version;
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header(VERSION_HEADER, version)
+        .body(Full::new(Bytes::from(body.to_string() + "\n")))
+        .expect("static headers are valid")
+}
+
+async fn route(req: Request<Incoming>, control: &Control) -> Answer {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/healthz") => Answer(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        (Method::GET, "/status") => Answer(StatusCode::OK, views::status(&control.status().await)),
+        (Method::GET, "/history") => history(req.uri().query(), control),
+        (Method::PUT, "/split") | (Method::POST, "/switch") | (Method::POST, "/rollback") => {
+            write(req, control).await
+        }
+        (_, "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback") => fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        _ => fail(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+fn history(query: Option<&str>, control: &Control) -> Answer {
+    let limit = match query_param(query, "limit").map(str::parse::<usize>) {
+        None => HISTORY_LIMIT,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return fail(StatusCode::BAD_REQUEST, "limit must be a whole number"),
+    };
+    match control.audit().read_all() {
+        Ok(entries) => {
+            let newest_first: Vec<_> = entries.into_iter().rev().take(limit).collect();
+            Answer(StatusCode::OK, serde_json::json!(newest_first))
+        }
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+async fn write(req: Request<Incoming>, control: &Control) -> Answer {
+    let actor = match authorize(&req, control).await {
+        Ok(actor) => actor,
+        Err(answer) => return answer,
+    };
+    let if_match = match if_match(&req) {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    let path = req.uri().path().to_string();
+    let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_ADMIN_BODY} bytes"),
+            )
+        }
+    };
+    let request = match parse_request(&path, &body) {
+        Ok(request) => request,
+        Err(message) => {
+            control
+                .reject(&actor, &format!("{} refused: {message}", &path[1..]))
+                .await;
+            return fail(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    match control.change(&actor, request, if_match).await {
+        Ok(applied) => Answer(StatusCode::OK, views::applied(&applied)),
+        Err(e) => fail(status_of(&e), e.to_string()),
+    }
+}
+
+fn status_of(error: &ControlError) -> StatusCode {
+    match error {
+        ControlError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ControlError::NoPrevious => StatusCode::CONFLICT,
+        ControlError::Persist(_) | ControlError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The actor for a write: the token's name, or `admin` when no token file is configured.
+async fn authorize(req: &Request<Incoming>, control: &Control) -> Result<String, Answer> {
+    let Some(path) = control
+        .status()
+        .await
+        .snapshot
+        .config
+        .admin
+        .token_file
+        .clone()
+    else {
+        return Ok("admin".into());
+    };
+    let tokens = Tokens::load(&path).map_err(|e| {
+        tracing::error!(error = %e, "admin token file unusable; refusing writes");
+        fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the admin token file is unusable; see the proxy's log",
+        )
+    })?;
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .ok_or_else(|| {
+            fail(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>",
+            )
+        })?;
+    tokens
+        .identify(presented)
+        .map(str::to_string)
+        .ok_or_else(|| fail(StatusCode::UNAUTHORIZED, "invalid token"))
+}
+
+fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Answer> {
+    let Some(value) = req.headers().get(http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "If-Match must be a version number"))
+}
+
+fn parse_request(path: &str, body: &[u8]) -> Result<control::Request, String> {
+    let json = |body: &[u8]| -> Result<Value, String> {
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))
+    };
+    match path {
+        "/rollback" => Ok(control::Request::Rollback),
+        "/switch" => match json(body)?.get("to") {
+            Some(Value::String(to)) => Ok(control::Request::Switch(to.clone())),
+            _ => Err("expected {\"to\": \"<pool>\"}".into()),
+        },
+        _ => {
+            let Value::Object(map) = json(body)? else {
+                return Err(
+                    "expected an object of pool → percent, e.g. {\"blue\": 90, \"green\": 10}"
+                        .into(),
+                );
+            };
+            let mut shares = BTreeMap::new();
+            for (pool, value) in map {
+                let number = value.as_f64().ok_or(format!("{pool}: expected a number"))?;
+                let bp = percent_from_f64(number).map_err(|e| match e {
+                    PercentError::Invalid => {
+                        format!("{pool}: {value} is not a percentage from 0 to 100")
+                    }
+                    PercentError::TooPrecise => {
+                        format!("{pool}: {value} has more than two decimals")
+                    }
+                })?;
+                shares.insert(pool, bp);
+            }
+            Ok(control::Request::Split(shares))
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The deployment log: an append-only JSON-lines file with one entry per accepted or rejected
+//! change. Each append is flushed to disk before the caller answers anyone.
+//!
+//! ```json
+//! {"time":"2026-11-22T21:00:00.000Z","version":4,"actor":"alice","action":"switch",
+//!  "before":{"blue":90,"green":10},"after":{"blue":0,"green":100},"outcome":"applied","message":""}
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::model::{format_percent, Split};
+
+/// What kind of change an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The proxy started with the file's configuration.
+    Start,
+    /// `PUT /split`.
+    Split,
+    /// `POST /switch`.
+    Switch,
+    /// `POST /rollback`.
+    Rollback,
+    /// The config file changed (or SIGHUP) and was applied.
+    Reload,
+    /// A change was refused; the live configuration stayed.
+    Rejected,
+}
+
+impl Action {
+    /// The name used in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Split => "split",
+            Action::Switch => "switch",
+            Action::Rollback => "rollback",
+            Action::Reload => "reload",
+            Action::Rejected => "rejected",
+        }
+    }
+}
+
+/// How a change ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Live and on disk.
+    Applied,
+    /// Refused (invalid, stale, or could not be persisted); nothing changed.
+    Rejected,
+}
+
+/// One line of the deployment log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// The live version after this entry (unchanged for a rejection).
+    pub version: u64,
+    /// Who: a token name, `file`, `signal`, `serve`.
+    pub actor: String,
+    /// What kind of change.
+    pub action: Action,
+    /// Split before, pool → percent.
+    pub before: BTreeMap<String, serde_json::Number>,
+    /// Split after (equal to `before` for a rejection).
+    pub after: BTreeMap<String, serde_json::Number>,
+    /// Applied or rejected.
+    pub outcome: Outcome,
+    /// Why it was rejected, or notes such as "needs restart".
+    pub message: String,
+}
+
+impl Entry {
+    /// An entry stamped now.
+    pub fn now(version: u64, actor: &str, action: Action, before: &Split, after: &Split) -> Entry {
+        Entry {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            version,
+            actor: actor.to_string(),
+            action,
+            before: split_json(before),
+            after: split_json(after),
+            outcome: Outcome::Applied,
+            message: String::new(),
+        }
+    }
+}
+
+/// A split as pool → percent, whole numbers without a decimal point.
+pub fn split_json(split: &Split) -> BTreeMap<String, serde_json::Number> {
+    split
+        .shares()
+        .iter()
+        .map(|(name, bp)| (name.clone(), percent_number(*bp)))
+        .collect()
+}
+
+fn percent_number(bp: u32) -> serde_json::Number {
+    format_percent(bp)
+        .parse()
+        .expect("a formatted percentage is a JSON number")
+}
+
+/// Why the log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("deployment log {path}: {source}")]
+pub struct AuditError {
+    /// The log file.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// The deployment log file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// The log at `path` (created on first append).
+    pub fn new(path: PathBuf) -> Self {
+        AuditLog { path }
+    }
+
+    /// Where the log lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `entry` and syncs it to disk.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the file cannot be opened, written or synced.
+    pub fn append(&self, entry: &Entry) -> Result<(), AuditError> {
+        let fail = |source| AuditError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(entry).expect("entries always serialise");
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(fail)?;
+        file.write_all(&line).map_err(fail)?;
+        file.sync_data().map_err(fail)
+    }
+
+    /// Every entry, oldest first; unparsable lines (say, a torn last line) are skipped.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the file exists but cannot be read.
+    pub fn read_all(&self) -> Result<Vec<Entry>, AuditError> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(AuditError {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        Ok(BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect())
+    }
+}

@@ -1,0 +1,78 @@
+//! Hot reload: watch the config file's directory and ask [`Control`] to reload.
+//!
+//! The directory is watched rather than the file, so every way a file gets replaced is seen:
+//! editors' and config tools' atomic rename, in-place truncate-and-write, and Kubernetes
+//! ConfigMap updates (the `..data` symlink flipped to a new directory). Events are debounced;
+//! `Control::reload` compares content, so a spurious or duplicate event costs one read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::control::Control;
+
+/// Starts watching; reloads run on the current tokio runtime. Keep the returned watcher alive.
+///
+/// # Errors
+/// The watcher could not be created or a directory could not be watched.
+pub fn spawn(control: Arc<Control>, debounce: Duration) -> notify::Result<RecommendedWatcher> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    for dir in directories(control.config_path()) {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+    tokio::spawn(reload_loop(control, rx, debounce));
+    Ok(watcher)
+}
+
+/// The config file's directory, and its symlink target's directory when that differs.
+fn directories(path: &Path) -> Vec<PathBuf> {
+    let parent = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    let mut dirs = vec![parent(path)];
+    if let Ok(target) = std::fs::canonicalize(path) {
+        let target_dir = parent(&target);
+        if std::fs::canonicalize(&dirs[0]).ok().as_ref() != Some(&target_dir) {
+            dirs.push(target_dir);
+        }
+    }
+    dirs
+}
+
+async fn reload_loop(
+    control: Arc<Control>,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    debounce: Duration,
+) {
+    while rx.recv().await.is_some() {
+        // Wait until the directory has been quiet for `debounce`.
+        while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+        control.reload("file").await;
+    }
+}
+
+/// Reloads on every SIGHUP. The handler is installed before this returns.
+///
+/// # Errors
+/// The signal handler could not be installed.
+pub fn spawn_sighup(control: Arc<Control>) -> std::io::Result<()> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config file");
+            control.reload("signal").await;
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! `control`: the single writer of live configuration.
+//!
+//! ```text
+//! admin API ──┐                       ┌─▶ config file (toml_edit, atomic rename)
+//! file watch ─┼─▶ Control (one lock) ─┼─▶ deployment log (synced)
+//! SIGHUP ─────┘   validate → persist  └─▶ ArcSwap<Snapshot> (one store)
+//! ```
+//! Every path in goes through one `tokio::sync::Mutex`, so changes are serialised and each
+//! accepted one bumps the version by exactly one. A 200 from the admin API means the change
+//! is live, on disk and in the deployment log.
+
+mod change;
+mod recover;
+mod reload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
+use crate::config::model::Split;
+use crate::config::persist::PersistError;
+use crate::config::Config;
+use crate::snapshot::{self, Live, Snapshot};
+
+pub use change::{Applied, Request};
+pub use reload::ReloadOutcome;
+
+/// Why a change was refused. Nothing changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// `If-Match` named a version that is no longer live.
+    #[error("version {expected} is stale; the live version is {current}")]
+    Stale {
+        /// What the caller expected.
+        expected: u64,
+        /// What is live.
+        current: u64,
+    },
+    /// The request asks for something invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// `rollback` with no earlier split to return to.
+    #[error("there is no previous split to roll back to")]
+    NoPrevious,
+    /// The config file could not be updated.
+    #[error("the change was not applied: {0}")]
+    Persist(#[from] PersistError),
+    /// The deployment log could not be written.
+    #[error("the change was not applied: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// What `control` holds behind its lock.
+struct State {
+    /// The configuration in force (listen addresses are the ones actually bound).
+    config: Arc<Config>,
+    /// The live version.
+    version: u64,
+    /// The split before the last change that moved the split.
+    previous: Option<Split>,
+    /// The file's text as last applied or written by us; equal text on disk is no change.
+    file_text: String,
+    /// The last file text that was rejected, so one bad save is logged once.
+    rejected_text: Option<String>,
+}
+
+/// The control plane's single writer.
+pub struct Control {
+    live: Live,
+    state: Mutex<State>,
+    config_path: PathBuf,
+    audit: AuditLog,
+}
+
+/// A consistent view for `GET /status`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The live snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// The split `rollback` would restore.
+    pub previous: Option<Split>,
+}
+
+impl Control {
+    /// Starts control for the file at `config_path`, already loaded as `config` from `text`.
+    /// Recovers the version and the previous split from the deployment log and records the
+    /// start there.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the deployment log cannot be read or written.
+    pub fn start(
+        config_path: &Path,
+        config: Config,
+        text: String,
+    ) -> Result<Arc<Control>, AuditError> {
+        let audit = AuditLog::new(resolve_beside(config_path, &config.deployment_log));
+        let history = audit.read_all()?;
+        let recovered = recover::recover(&history, &config.split);
+        let version = recovered.last_version + 1;
+        let mut entry = Entry::now(
+            version,
+            "serve",
+            Action::Start,
+            &recovered.last_split.unwrap_or_else(|| config.split.clone()),
+            &config.split,
+        );
+        entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
+        audit.append(&entry)?;
+        let config = Arc::new(config);
+        let live = snapshot::live(Snapshot::build(config.clone(), version));
+        Ok(Arc::new(Control {
+            live,
+            state: Mutex::new(State {
+                config,
+                version,
+                previous: recovered.previous,
+                file_text: text,
+                rejected_text: None,
+            }),
+            config_path: config_path.to_path_buf(),
+            audit,
+        }))
+    }
+
+    /// The live cell the data plane reads.
+    pub fn live(&self) -> Live {
+        self.live.clone()
+    }
+
+    /// The config file this control persists to and reloads from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The deployment log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The live snapshot and previous split, read under the lock so they match.
+    pub async fn status(&self) -> Status {
+        let state = self.state.lock().await;
+        Status {
+            snapshot: self.live.load_full(),
+            previous: state.previous.clone(),
+        }
+    }
+
+    /// Records a refused change by `actor`; the live state is untouched.
+    pub async fn reject(&self, actor: &str, message: &str) {
+        let state = self.state.lock().await;
+        self.record_rejection(&state, actor, message);
+    }
+
+    fn record_rejection(&self, state: &State, actor: &str, message: &str) {
+        let split = &state.config.split;
+        let mut entry = Entry::now(state.version, actor, Action::Rejected, split, split);
+        entry.outcome = Outcome::Rejected;
+        entry.message = message.to_string();
+        tracing::warn!(actor, reason = message, "change rejected");
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "could not record a rejected change");
+        }
+    }
+
+    /// Publishes `config` as the next version. Caller holds the lock.
+    fn publish(&self, state: &mut State, config: Config) {
+        if config.split != state.config.split {
+            state.previous = Some(state.config.split.clone());
+        }
+        state.version += 1;
+        let config = Arc::new(config);
+        self.live
+            .store(Arc::new(Snapshot::build(config.clone(), state.version)));
+        state.config = config;
+    }
+}
+
+/// `path` as given when absolute, else relative to the config file's directory.
+fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    config_path.parent().unwrap_or(Path::new(".")).join(path)
+}

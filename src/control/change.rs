@@ -1,0 +1,146 @@
+//! Admin-initiated changes: set a split, switch to one pool, roll back.
+
+use std::collections::BTreeMap;
+
+use crate::audit::{Action, Entry};
+use crate::config::model::{BasisPoints, Split, FULL};
+use crate::config::persist::{rewrite_split, write_atomic, PersistError};
+use crate::config::validate::checked_split;
+
+use super::{Control, ControlError, State};
+
+/// A change asked for through the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// The whole split, pool → basis points; pools left out get 0.
+    Split(BTreeMap<String, BasisPoints>),
+    /// 100 % to this pool.
+    Switch(String),
+    /// Restore the previous split.
+    Rollback,
+}
+
+impl Request {
+    fn action(&self) -> Action {
+        match self {
+            Request::Split(_) => Action::Split,
+            Request::Switch(_) => Action::Switch,
+            Request::Rollback => Action::Rollback,
+        }
+    }
+}
+
+/// An accepted change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The new live version.
+    pub version: u64,
+    /// The split now live.
+    pub split: Split,
+    /// The split before.
+    pub before: Split,
+}
+
+impl Control {
+    /// Applies `request` for `actor`: validate, persist to the file, record, swap.
+    ///
+    /// With `if_match`, the change applies only while that version is live.
+    ///
+    /// # Errors
+    /// [`ControlError`]; nothing changed, and the refusal is in the deployment log.
+    pub async fn change(
+        &self,
+        actor: &str,
+        request: Request,
+        if_match: Option<u64>,
+    ) -> Result<Applied, ControlError> {
+        let mut state = self.state.lock().await;
+        // An operator's edit the watcher has not picked up yet is applied (or rejected) first,
+        // so this write never buries it.
+        self.reload_locked(&mut state, "file");
+        let result = self.change_locked(&mut state, actor, &request, if_match);
+        if let Err(e) = &result {
+            let message = format!("{} refused: {e}", request.action().name());
+            self.record_rejection(&state, actor, &message);
+        }
+        result
+    }
+
+    fn change_locked(
+        &self,
+        state: &mut State,
+        actor: &str,
+        request: &Request,
+        if_match: Option<u64>,
+    ) -> Result<Applied, ControlError> {
+        if let Some(expected) = if_match.filter(|v| *v != state.version) {
+            return Err(ControlError::Stale {
+                expected,
+                current: state.version,
+            });
+        }
+        let before = state.config.split.clone();
+        let split = target_split(state, request)?;
+        let text =
+            rewrite_split(&state.file_text, &split).map_err(|reason| PersistError::Edit {
+                path: self.config_path.clone(),
+                reason,
+            })?;
+        let old_text = std::mem::replace(&mut state.file_text, text.clone());
+        if let Err(e) = write_atomic(&self.config_path, text.as_bytes()) {
+            state.file_text = old_text;
+            return Err(e.into());
+        }
+        let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
+        if let Err(e) = self.audit.append(&entry) {
+            // Not logged means not applied: put the file back as it was.
+            if let Err(restore) = write_atomic(&self.config_path, old_text.as_bytes()) {
+                tracing::error!(error = %restore, "could not restore the config file");
+            }
+            state.file_text = old_text;
+            return Err(e.into());
+        }
+        let config = state.config.with_split(split.clone());
+        self.publish(state, config);
+        tracing::info!(actor, version = state.version, split = %split, "change applied");
+        Ok(Applied {
+            version: state.version,
+            split,
+            before,
+        })
+    }
+}
+
+fn target_split(state: &State, request: &Request) -> Result<Split, ControlError> {
+    let pools = &state.config.pools;
+    let shares = match request {
+        Request::Rollback => return state.previous.clone().ok_or(ControlError::NoPrevious),
+        Request::Switch(to) => {
+            if !pools.contains_key(to) {
+                return Err(unknown_pool(to, state));
+            }
+            pools
+                .keys()
+                .map(|p| (p.clone(), if p == to { FULL } else { 0 }))
+                .collect()
+        }
+        Request::Split(asked) => {
+            if let Some(unknown) = asked.keys().find(|p| !pools.contains_key(*p)) {
+                return Err(unknown_pool(unknown, state));
+            }
+            pools
+                .keys()
+                .map(|p| (p.clone(), asked.get(p).copied().unwrap_or(0)))
+                .collect()
+        }
+    };
+    checked_split(shares).map_err(|kind| ControlError::Invalid(kind.to_string()))
+}
+
+fn unknown_pool(name: &str, state: &State) -> ControlError {
+    let known: Vec<&str> = state.config.pools.keys().map(String::as_str).collect();
+    ControlError::Invalid(format!(
+        "no pool named {name:?} (pools: {})",
+        known.join(", ")
+    ))
+}

@@ -1,0 +1,113 @@
+//! Reloading the config file: last known good, restart-only fields, own writes ignored.
+
+use crate::audit::{Action, Entry};
+use crate::config::load::{parse, read_text};
+use crate::config::{Config, ProblemKind};
+
+use super::{Control, State};
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The file holds what is already live (including the proxy's own writes).
+    Unchanged,
+    /// A new version is live.
+    Applied {
+        /// The new version.
+        version: u64,
+    },
+    /// The file is invalid; the live config stays.
+    Rejected,
+    /// The file is gone; the live config stays.
+    Missing,
+}
+
+impl Control {
+    /// Re-reads the config file for `actor` (`file` or `signal`) and applies it if it changed.
+    pub async fn reload(&self, actor: &str) -> ReloadOutcome {
+        let mut state = self.state.lock().await;
+        self.reload_locked(&mut state, actor)
+    }
+
+    pub(super) fn reload_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
+        let text = match read_text(&self.config_path) {
+            Ok(text) => text,
+            Err(problem) if problem.kind == ProblemKind::NotFound => {
+                tracing::warn!(path = %self.config_path.display(), "config file is missing; the live configuration stays until it reappears");
+                return ReloadOutcome::Missing;
+            }
+            Err(problem) => return self.reject_text(state, actor, None, &problem.to_string()),
+        };
+        if text == state.file_text || Some(&text) == state.rejected_text.as_ref() {
+            return ReloadOutcome::Unchanged;
+        }
+        let config = match parse(&text) {
+            Ok(config) => config,
+            Err(problems) => {
+                let message: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return self.reject_text(state, actor, Some(text), &message.join("; "));
+            }
+        };
+        let (config, needs_restart) = keep_bound_listeners(config, &state.config);
+        state.file_text = text;
+        state.rejected_text = None;
+        if config == *state.config {
+            return ReloadOutcome::Unchanged;
+        }
+        let before = state.config.split.clone();
+        let mut entry = Entry::now(
+            state.version + 1,
+            actor,
+            Action::Reload,
+            &before,
+            &config.split,
+        );
+        if !needs_restart.is_empty() {
+            entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
+            tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
+        }
+        self.publish(state, config);
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "reload applied but not recorded");
+        }
+        tracing::info!(actor, version = state.version, "config reloaded");
+        ReloadOutcome::Applied {
+            version: state.version,
+        }
+    }
+
+    fn reject_text(
+        &self,
+        state: &mut State,
+        actor: &str,
+        text: Option<String>,
+        message: &str,
+    ) -> ReloadOutcome {
+        self.record_rejection(state, actor, &format!("reload rejected: {message}"));
+        state.rejected_text = text;
+        ReloadOutcome::Rejected
+    }
+}
+
+/// Listener addresses and thread counts are fixed once bound: keep the running ones and say
+/// which keys changed.
+fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'static str>) {
+    let mut changed = Vec::new();
+    if next.proxy.listen != running.proxy.listen {
+        next.proxy.listen = running.proxy.listen.clone();
+        changed.push("proxy.listen");
+    }
+    if next.proxy.threads != running.proxy.threads {
+        next.proxy.threads = running.proxy.threads;
+        changed.push("proxy.threads");
+    }
+    if next.admin.listen != running.admin.listen {
+        next.admin.listen = running.admin.listen;
+        changed.push("admin.listen");
+    }
+    if next.deployment_log != running.deployment_log {
+        next.deployment_log = running.deployment_log.clone();
+        changed.push("log.deployments");
+    }
+    (next, changed)
+}
