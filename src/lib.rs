@@ -12,6 +12,7 @@ pub mod audit;
 pub mod check;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod keys;
 pub mod proxy;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use switchback::{check, config, demo, serve};
+use switchback::{check, config, ctl, demo, serve};
 
 /// A blue/green and canary front-door HTTP proxy.
 #[derive(Parser)]
@@ -29,6 +29,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Talk to a running proxy's admin API.
+    Ctl(ctl::CtlArgs),
     /// Zero-setup showcase: blue and green demo upstreams behind the proxy on loopback.
     Demo {
         /// Proxy port.
@@ -64,6 +66,13 @@ fn main() -> ExitCode {
         },
         Command::Serve { config } => match serve::run(&config, None) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Ctl(args) => match ctl::run(&args) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
             Err(e) => fail(&e),
         },
         Command::Demo {

@@ -72,7 +72,10 @@ fn missing_oversized_and_unreadable_files_are_rejected_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let huge = write_file(dir.path(), "huge.toml", &vec![b'#'; 1024 * 1024 + 1]);
     let cases = [
-        (dir.path().join("absent.toml"), "the config file does not exist"),
+        (
+            dir.path().join("absent.toml"),
+            "the config file does not exist",
+        ),
         (huge, "the limit is 1048576 bytes"),
         (dir.path().to_path_buf(), "cannot read the config file"),
     ];

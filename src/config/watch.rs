@@ -14,14 +14,18 @@ use tokio::sync::mpsc;
 
 use crate::control::Control;
 
+/// The longest a stream of events can postpone a reload (unless the debounce is longer).
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
 /// Starts watching; reloads run on the current tokio runtime. Keep the returned watcher alive.
 ///
 /// # Errors
 /// The watcher could not be created or a directory could not be watched.
 pub fn spawn(control: Arc<Control>, debounce: Duration) -> notify::Result<RecommendedWatcher> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let names = watched_names(control.config_path());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| is_relevant(&e, &names)) {
             let _ = tx.send(());
         }
     })?;
@@ -30,6 +34,34 @@ pub fn spawn(control: Arc<Control>, debounce: Duration) -> notify::Result<Recomm
     }
     tokio::spawn(reload_loop(control, rx, debounce));
     Ok(watcher)
+}
+
+/// File names whose changes matter: the config file, its symlink target, and `..`-prefixed
+/// entries (Kubernetes' `..data` and its timestamped directories).
+fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = path
+        .file_name()
+        .map(ToOwned::to_owned)
+        .into_iter()
+        .collect();
+    if let Some(target) = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|t| t.file_name().map(ToOwned::to_owned))
+    {
+        names.push(target);
+    }
+    names
+}
+
+/// Reads (open, close-no-write) are ignored, and so is every file in the directory other
+/// than the watched names: a busy neighbour (a log file, say) must not delay a reload.
+fn is_relevant(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    !event.kind.is_access()
+        && event
+            .paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .any(|name| names.iter().any(|n| n == name) || name.to_string_lossy().starts_with(".."))
 }
 
 /// The config file's directory, and its symlink target's directory when that differs.
@@ -56,8 +88,15 @@ async fn reload_loop(
     debounce: Duration,
 ) {
     while rx.recv().await.is_some() {
-        // Wait until the directory has been quiet for `debounce`.
-        while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+        // Wait until the file has been quiet for `debounce`, but never past MAX_DELAY.
+        let give_up = tokio::time::Instant::now() + MAX_DELAY.max(debounce);
+        while tokio::time::Instant::now() < give_up {
+            match tokio::time::timeout(debounce, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_quiet) => break,
+            }
+        }
         control.reload("file").await;
     }
 }

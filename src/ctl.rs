@@ -1,0 +1,267 @@
+//! `switchback ctl`: a client of the admin API, human-readable by default, `--json` for
+//! scripts. Any error exits non-zero with the server's message.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+
+use crate::admin::auth::Tokens;
+
+/// Options shared by every `ctl` command.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "SWITCHBACK_ADMIN",
+        default_value = "http://127.0.0.1:9900"
+    )]
+    pub admin: String,
+    /// Token file (`name:token` lines; the first token is used) for write commands.
+    #[arg(long, env = "SWITCHBACK_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the server's JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `ctl` commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CtlCommand {
+    /// Version, split, previous split, pools and backends.
+    Status,
+    /// Set the whole split, e.g. `split blue=90 green=10` (pools left out get 0).
+    Split {
+        /// `pool=percent` pairs.
+        #[arg(required = true)]
+        shares: Vec<String>,
+        /// Apply only if this version is still live.
+        #[arg(long)]
+        if_match: Option<u64>,
+    },
+    /// Send 100 % of traffic to one pool.
+    Switch {
+        /// The pool.
+        pool: String,
+    },
+    /// Restore the split that was live before the last split change.
+    Rollback,
+    /// The deployment log, newest first.
+    History {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Why a `ctl` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// The admin API could not be reached.
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{status}: {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The server's `error` message.
+        message: String,
+    },
+}
+
+/// Runs one `ctl` command and returns what to print.
+///
+/// # Errors
+/// [`CtlError`] with the server's message.
+pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
+    let (method, path, body) = match &args.command {
+        CtlCommand::Status => ("GET", "/status".to_string(), None),
+        CtlCommand::History { limit } => ("GET", format!("/history?limit={limit}"), None),
+        CtlCommand::Split { shares, .. } => ("PUT", "/split".into(), Some(split_body(shares)?)),
+        CtlCommand::Switch { pool } => ("POST", "/switch".into(), Some(json!({ "to": pool }))),
+        CtlCommand::Rollback => ("POST", "/rollback".into(), Some(json!({}))),
+    };
+    let mut headers = Vec::new();
+    if let CtlCommand::Split {
+        if_match: Some(v), ..
+    } = &args.command
+    {
+        headers.push(("if-match", v.to_string()));
+    }
+    if let (Some(_), Some(file)) = (&body, &args.token_file) {
+        let tokens = Tokens::load(file).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let token = String::from_utf8_lossy(tokens.first_token()).into_owned();
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CtlError::Usage(e.to_string()))?;
+    let value = runtime.block_on(call(&args.admin, method, &path, body, &headers))?;
+    if args.json {
+        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default());
+    }
+    Ok(match &args.command {
+        CtlCommand::Status => format_status(&value),
+        CtlCommand::History { .. } => format_history(&value),
+        _ => format_applied(&value),
+    })
+}
+
+fn split_body(shares: &[String]) -> Result<Value, CtlError> {
+    let mut map = Map::new();
+    for pair in shares {
+        let (pool, percent) = pair.split_once('=').ok_or_else(|| {
+            CtlError::Usage(format!("{pair:?}: expected pool=percent, e.g. blue=90"))
+        })?;
+        let number: f64 = percent
+            .parse()
+            .map_err(|_| CtlError::Usage(format!("{pair:?}: {percent:?} is not a number")))?;
+        map.insert(pool.to_string(), json!(number));
+    }
+    Ok(Value::Object(map))
+}
+
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, String)],
+) -> Result<Value, CtlError> {
+    let unreachable = |reason: String| CtlError::Unreachable {
+        url: base.to_string(),
+        reason,
+    };
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| CtlError::Usage(format!("--admin {base:?}: expected http://host:port")))?
+        .trim_end_matches('/');
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| CtlError::Usage(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status >= 400 {
+        let message = value["error"]
+            .as_str()
+            .unwrap_or("no error message")
+            .to_string();
+        return Err(CtlError::Server { status, message });
+    }
+    Ok(value)
+}
+
+fn split_text(split: &Value) -> String {
+    match split.as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => "none".into(),
+    }
+}
+
+fn format_applied(v: &Value) -> String {
+    format!(
+        "version {}: {} (was {})",
+        v["version"],
+        split_text(&v["split"]),
+        split_text(&v["previous_split"])
+    )
+}
+
+fn format_status(v: &Value) -> String {
+    let mut out = format!(
+        "version {}\nsplit: {}\nprevious: {}\n",
+        v["version"],
+        split_text(&v["split"]),
+        split_text(&v["previous_split"])
+    );
+    if let Some(pools) = v["pools"].as_object() {
+        for (name, pool) in pools {
+            out.push_str(&format!("pool {name} ({}%):\n", pool["share"]));
+            for b in pool["backends"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  {} weight {}\n",
+                    b["addr"].as_str().unwrap_or("?"),
+                    b["weight"]
+                ));
+            }
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn format_history(v: &Value) -> String {
+    let rows: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}  v{:<4} {:<8} {:<9} {} -> {}  {}{}",
+                e["time"].as_str().unwrap_or(""),
+                e["version"],
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                split_text(&e["before"]),
+                split_text(&e["after"]),
+                e["outcome"].as_str().unwrap_or(""),
+                e["message"]
+                    .as_str()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        "no entries".into()
+    } else {
+        rows.join("\n")
+    }
+}
