@@ -1,7 +1,9 @@
 # switchback — the two commands the README opens with, plus helpers.
 #   make demo   build and run the zero-setup showcase
-#   make test   fmt check, clippy, and every test
-.PHONY: demo test deps build
+#   make test   fmt check, clippy, every test, and the load benchmark's smoke run
+#   make bench-load   side-by-side load benchmark (see docs/BENCHMARKS.md)
+#   make bench        routing micro-benchmarks (criterion)
+.PHONY: demo test deps build bench bench-load bench-smoke
 
 CARGO ?= cargo
 
@@ -28,3 +30,15 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) --no-print-directory bench-smoke
+
+# The load benchmark in smoke mode (debug build, a second or two per contender), so the
+# harness cannot rot unnoticed. Installs nginx, haproxy and wrk when run as root.
+bench-smoke: deps
+	BENCH_QUICK=1 python3 benches/load.py
+
+bench-load: deps
+	python3 benches/load.py
+
+bench: deps
+	$(CARGO) bench --bench routing

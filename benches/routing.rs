@@ -1,0 +1,89 @@
+//! Routing micro-benchmarks: split selection, backend pick, full route, and the snapshot load
+//! every request pays. `cargo bench --bench routing`.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use switchback::config;
+use switchback::routing::{Schedule, SplitTable};
+use switchback::snapshot::{self, Snapshot};
+
+fn config_with(backends: usize) -> config::Config {
+    let list: Vec<String> = (0..backends)
+        .map(|i| {
+            format!(
+                "{{ addr = \"127.0.0.1:{}\", weight = {} }}",
+                10_000 + i,
+                1 + i % 3
+            )
+        })
+        .collect();
+    let text = format!(
+        "[pools.blue]\nbackends = [{}]\n[pools.green]\nbackends = [\"127.0.0.1:9999\"]\n[split]\nblue = 90\ngreen = 10\n",
+        list.join(", ")
+    );
+    config::parse(&text).expect("bench config is valid")
+}
+
+fn split_pick(c: &mut Criterion) {
+    let table = SplitTable::new([9000, 1000]);
+    let mut key = 0u32;
+    c.bench_function("split_pick/2_pools", |b| {
+        b.iter(|| {
+            key = (key + 7919) % 10_000;
+            black_box(table.pick(black_box(key)))
+        })
+    });
+}
+
+fn backend_pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("backend_pick");
+    for n in [2usize, 10, 100] {
+        let weights: Vec<u32> = (0..n).map(|i| 1 + (i % 3) as u32).collect();
+        let schedule = Schedule::smooth_weighted(&weights);
+        let mut ticket = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &schedule, |b, s| {
+            b.iter(|| {
+                ticket += 1;
+                black_box(s.pick(black_box(ticket)))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn route(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route");
+    for n in [2usize, 10, 100] {
+        let snap = Snapshot::build(Arc::new(config_with(n)), 1);
+        let mut key = 0u32;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, s| {
+            b.iter(|| {
+                key = (key + 7919) % 10_000;
+                black_box(s.route(black_box(key)).map(|r| r.backend.addr))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn snapshot_load(c: &mut Criterion) {
+    let live = snapshot::live(Snapshot::build(Arc::new(config_with(10)), 1));
+    c.bench_function("snapshot_load_full", |b| {
+        b.iter(|| black_box(live.load_full()))
+    });
+    c.bench_function("request_key", |b| {
+        b.iter(|| black_box(switchback::keys::next()))
+    });
+    let snap = Snapshot::build(Arc::new(config_with(10)), 1);
+    c.bench_function("peer_clone_boxed", |b| {
+        b.iter(|| black_box(Box::new(snap.pools[0].backends[0].peer.clone())))
+    });
+}
+
+criterion_group!(benches, split_pick, backend_pick, route, snapshot_load);
+criterion_main!(benches);
