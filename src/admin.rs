@@ -8,6 +8,7 @@
 //! | `POST /rollback`     | restore the previous split                                    |
 //! | `GET /history`       | the deployment log, newest first; `?limit=N` (default 100)    |
 //! | `GET /healthz`       | the proxy's own liveness                                      |
+//! | `GET /metrics`       | Prometheus text format                                        |
 //!
 //! Every response carries `x-switchback-version`. Writes need `Authorization: Bearer <token>`
 //! when `[admin] token-file` is set. Errors are `{"error": "..."}` with a 4xx/5xx status.
@@ -71,14 +72,37 @@ fn fail(status: StatusCode, message: impl AsRef<str>) -> Answer {
 }
 
 async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
-    let Answer(status, body) = route(req, control).await;
+    let endpoint = endpoint_label(req.uri().path());
+    let (status, content_type, body) =
+        if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
+            let text = control.metrics().render();
+            (StatusCode::OK, "text/plain; version=0.0.4", text)
+        } else {
+            let Answer(status, body) = route(req, control).await;
+            (status, "application/json", body.to_string() + "\n")
+        };
+    control.metrics().admin_request(endpoint, status.as_u16());
     let version = control.live().load().version;
     Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header(VERSION_HEADER, version)
-        .body(Full::new(Bytes::from(body.to_string() + "\n")))
+        .body(Full::new(Bytes::from(body)))
         .expect("static headers are valid")
+}
+
+/// A bounded label for the admin metrics: known paths, else `other`.
+fn endpoint_label(path: &str) -> &'static str {
+    match path {
+        "/status" => "/status",
+        "/split" => "/split",
+        "/switch" => "/switch",
+        "/rollback" => "/rollback",
+        "/history" => "/history",
+        "/healthz" => "/healthz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
 }
 
 async fn route(req: Request<Incoming>, control: &Control) -> Answer {

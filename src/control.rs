@@ -22,6 +22,7 @@ use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot};
 
 pub use change::{Applied, Request};
@@ -72,6 +73,7 @@ pub struct Control {
     state: Mutex<State>,
     config_path: PathBuf,
     audit: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 /// A consistent view for `GET /status`.
@@ -94,6 +96,7 @@ impl Control {
         config_path: &Path,
         config: Config,
         text: String,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Control>, AuditError> {
         let audit = AuditLog::new(resolve_beside(config_path, &config.deployment_log));
         let history = audit.read_all()?;
@@ -109,7 +112,8 @@ impl Control {
         entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
         audit.append(&entry)?;
         let config = Arc::new(config);
-        let live = snapshot::live(Snapshot::build(config.clone(), version));
+        let live = snapshot::live(Snapshot::build(config.clone(), version, &metrics));
+        metrics.set_live(version, &config.split);
         Ok(Arc::new(Control {
             live,
             state: Mutex::new(State {
@@ -121,6 +125,7 @@ impl Control {
             }),
             config_path: config_path.to_path_buf(),
             audit,
+            metrics,
         }))
     }
 
@@ -137,6 +142,11 @@ impl Control {
     /// The deployment log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The metric registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The live snapshot and previous split, read under the lock so they match.
@@ -172,8 +182,12 @@ impl Control {
         }
         state.version += 1;
         let config = Arc::new(config);
-        self.live
-            .store(Arc::new(Snapshot::build(config.clone(), state.version)));
+        self.live.store(Arc::new(Snapshot::build(
+            config.clone(),
+            state.version,
+            &self.metrics,
+        )));
+        self.metrics.set_live(state.version, &config.split);
         state.config = config;
     }
 }

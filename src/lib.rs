@@ -7,6 +7,7 @@
 //! ```
 //! See `../shared/DESIGN.md` for the product contract.
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod check;
@@ -15,6 +16,7 @@ pub mod control;
 pub mod ctl;
 pub mod demo;
 pub mod keys;
+pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod serve;

@@ -11,10 +11,14 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 
+use std::sync::Arc;
+
+use crate::access_log::AccessLog;
 use crate::admin::{self, auth};
 use crate::audit::AuditError;
 use crate::config::{self, load::read_text, ConfigError};
 use crate::control::Control;
+use crate::metrics::Metrics;
 use crate::proxy::SwitchbackProxy;
 
 /// Why the proxy could not start. Nothing is left running in any case.
@@ -42,18 +46,22 @@ pub enum ServeError {
     ControlPlane(String),
 }
 
-/// Checks that every address in `addrs` can be bound right now.
+/// Checks that every address in `addrs` can be bound right now, and holds them until the
+/// returned guards are dropped, so nothing started meanwhile (an admin listener on port 0,
+/// say) can be given one of them before Pingora binds it.
 ///
 /// # Errors
 /// [`ServeError::Bind`] naming the first address that cannot.
-pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<(), ServeError> {
-    for addr in addrs {
-        TcpListener::bind(addr).map_err(|source| ServeError::Bind {
-            addr: *addr,
-            source,
-        })?;
-    }
-    Ok(())
+pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
+    addrs
+        .iter()
+        .map(|addr| {
+            TcpListener::bind(addr).map_err(|source| ServeError::Bind {
+                addr: *addr,
+                source,
+            })
+        })
+        .collect()
 }
 
 /// Runs the proxy for the config file at `path` until `shutdown` fires (default: SIGTERM,
@@ -67,7 +75,7 @@ pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Resul
         path: path.to_path_buf(),
         problems: vec![p],
     })?;
-    ensure_bindable(&config.proxy.listen)?;
+    let reserved = ensure_bindable(&config.proxy.listen)?;
     if let Some(token_file) = &config.admin.token_file {
         auth::Tokens::load(token_file)?;
         auth::warn_if_exposed(token_file);
@@ -91,10 +99,27 @@ pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Resul
             addr: admin_listen,
             source,
         })?;
+    drop(reserved);
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|e| ServeError::ControlPlane(e.to_string()))?;
-    let control = Control::start(path, config, text)?;
+    let metrics = Arc::new(Metrics::new());
+    let access_log = match &config.access_log {
+        Some(target) => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            Some(
+                AccessLog::start(
+                    target,
+                    base,
+                    config.access_buffer,
+                    metrics.access_log_dropped.clone(),
+                )
+                .map_err(|e| ServeError::ControlPlane(format!("access log: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let control = Control::start(path, config, text, metrics)?;
     let _watcher = runtime.block_on(async {
         crate::config::watch::spawn_sighup(control.clone())
             .map_err(|e| ServeError::ControlPlane(format!("SIGHUP handler: {e}")))?;
@@ -113,8 +138,10 @@ pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Resul
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
-    let mut service =
-        http_proxy_service(&server.configuration, SwitchbackProxy::new(control.live()));
+    let mut service = http_proxy_service(
+        &server.configuration,
+        SwitchbackProxy::new(control.live(), access_log),
+    );
     for addr in &proxy_listen {
         service.add_tcp(&addr.to_string());
     }

@@ -13,6 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::model::{BasisPoints, ProxySettings};
 use crate::config::Config;
+use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use crate::routing::{Schedule, SplitTable};
 
 /// The live snapshot, shared by the data plane and (later) the control plane.
@@ -39,6 +40,8 @@ pub struct PoolEntry {
     pub share: BasisPoints,
     /// Backends in file order.
     pub backends: Vec<BackendEntry>,
+    /// Metric handles, resolved once; `None` when metrics are disabled.
+    pub metrics: Option<PoolMetrics>,
     schedule: Schedule,
     cursor: AtomicU64,
 }
@@ -52,6 +55,8 @@ pub struct BackendEntry {
     pub addr: SocketAddr,
     /// The peer handed to Pingora (cloned per request; pooled connections are keyed on it).
     pub peer: HttpPeer,
+    /// Metric handles, resolved once; `None` when metrics are disabled.
+    pub metrics: Option<BackendMetrics>,
 }
 
 /// Where one request goes.
@@ -59,6 +64,8 @@ pub struct BackendEntry {
 pub struct Route<'a> {
     /// Index into [`Snapshot::pools`].
     pub pool_index: usize,
+    /// Index into the pool's backends.
+    pub backend_index: usize,
     /// The pool.
     pub pool: &'a PoolEntry,
     /// The backend inside the pool.
@@ -66,8 +73,9 @@ pub struct Route<'a> {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for `config` at `version`.
-    pub fn build(config: Arc<Config>, version: u64) -> Self {
+    /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`.
+    pub fn build(config: Arc<Config>, version: u64, metrics: &Metrics) -> Self {
+        let on = config.metrics_enabled;
         let pools: Vec<PoolEntry> = config
             .pools
             .iter()
@@ -83,8 +91,10 @@ impl Snapshot {
                             name: b.name.clone(),
                             addr: b.addr,
                             peer: build_peer(b.addr, &config.proxy),
+                            metrics: on.then(|| metrics.backend(name, &b.name)),
                         })
                         .collect(),
+                    metrics: on.then(|| metrics.pool(name)),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
                 }
@@ -105,9 +115,11 @@ impl Snapshot {
         let pool_index = self.split.pick(key)?;
         let pool = &self.pools[pool_index];
         let ticket = pool.cursor.fetch_add(1, Ordering::Relaxed);
-        let backend = pool.backends.get(pool.schedule.pick(ticket))?;
+        let backend_index = pool.schedule.pick(ticket);
+        let backend = pool.backends.get(backend_index)?;
         Some(Route {
             pool_index,
+            backend_index,
             pool,
             backend,
         })

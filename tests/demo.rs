@@ -38,7 +38,7 @@ async fn demo_serves_blue_and_green_about_half_each() {
     );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
+    while !common::answers_http(addr).await {
         assert!(demo.0.try_wait().unwrap().is_none(), "demo exited early");
         assert!(started.elapsed() < DEADLINE, "demo not ready");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -18,6 +18,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEPLOYMENT_LOG: &str = "deployments.jsonl";
 /// `[reload] debounce` when absent: 100 ms.
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+/// `[metrics] enabled` when absent.
+pub const METRICS_ENABLED: bool = true;
+/// Access-log lines buffered before new ones are dropped (and counted).
+pub const ACCESS_LOG_BUFFER: usize = 8192;
 /// Largest admin request body, in bytes (64 KiB).
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// `GET /history` entries when no `?limit=` is given.

@@ -22,6 +22,21 @@ pub struct Config {
     pub deployment_log: PathBuf,
     /// Quiet time after the last config-file event before reloading.
     pub reload_debounce: Duration,
+    /// Access log destination; `None` is off.
+    pub access_log: Option<AccessLogTarget>,
+    /// Access-log lines queued before new ones are dropped (and counted).
+    pub access_buffer: usize,
+    /// Whether the data path records per-request metrics.
+    pub metrics_enabled: bool,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output.
+    Stdout,
+    /// A file (relative to the config file's directory), appended to.
+    File(PathBuf),
 }
 
 impl Config {
@@ -49,6 +64,8 @@ pub struct ProxySettings {
     pub write_timeout: Duration,
     /// Idle time after which a pooled upstream connection is closed.
     pub idle_timeout: Duration,
+    /// Response header naming the serving pool, lower-case; `None` adds nothing.
+    pub pool_header: Option<http::HeaderName>,
 }
 
 /// `[admin]`.

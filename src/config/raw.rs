@@ -31,6 +31,17 @@ pub struct RawConfig {
     /// `[reload]`: config-file hot reload.
     #[serde(default)]
     pub reload: RawReload,
+    /// `[metrics]`: Prometheus metrics.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawMetrics {
+    /// Whether the data path records per-request metrics.
+    pub enabled: Option<bool>,
 }
 
 /// `[log]`.
@@ -39,6 +50,10 @@ pub struct RawConfig {
 pub struct RawLog {
     /// Deployment log path (JSON lines); relative paths are relative to the config file.
     pub deployments: Option<String>,
+    /// Access log: `"stdout"` or a path; absent means off.
+    pub access: Option<String>,
+    /// Access-log lines queued for the writer before new ones are dropped.
+    pub access_buffer: Option<i64>,
 }
 
 /// `[reload]`.
@@ -65,6 +80,8 @@ pub struct RawProxy {
     pub write_timeout: Option<String>,
     /// How long an idle upstream keep-alive connection stays pooled.
     pub idle_timeout: Option<String>,
+    /// Response header naming the pool that served the request; absent means none.
+    pub pool_header: Option<String>,
 }
 
 /// `[admin]`.

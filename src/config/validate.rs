@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defaults;
-use super::model::{AdminSettings, Backend, BasisPoints, Config, Pool, ProxySettings, Split, FULL};
+use super::model::{
+    AccessLogTarget, AdminSettings, Backend, BasisPoints, Config, Pool, ProxySettings, Split, FULL,
+};
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAdmin, RawConfig, RawPool, RawProxy};
 use super::{duration, model::format_percent};
@@ -35,6 +37,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         defaults::RELOAD_DEBOUNCE,
         &mut problems,
     );
+    let access_log = match raw.log.access.as_deref() {
+        None => None,
+        Some("") => {
+            problems.push(Problem::at("log.access", ProblemKind::Empty));
+            None
+        }
+        Some("stdout") => Some(AccessLogTarget::Stdout),
+        Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
+    };
+    let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
+    let access_buffer = match raw.log.access_buffer {
+        None => defaults::ACCESS_LOG_BUFFER,
+        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            problems.push(out_of_range("log.access-buffer", n, 1, 1_000_000));
+            defaults::ACCESS_LOG_BUFFER
+        }
+    };
     match (proxy, admin, split) {
         (Some(proxy), Some(admin), Some(split)) if problems.is_empty() => Ok(Config {
             proxy,
@@ -43,6 +63,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             split,
             deployment_log,
             reload_debounce,
+            access_log,
+            access_buffer,
+            metrics_enabled,
         }),
         _ => Err(problems),
     }
@@ -68,9 +91,20 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
     let timeout = |key: &str, value: &Option<String>, default: Duration, p: &mut Vec<Problem>| {
         timeout_value(&format!("proxy.{key}"), value.as_deref(), default, p)
     };
+    let pool_header = raw.pool_header.as_deref().and_then(|name| {
+        let parsed = http::HeaderName::from_bytes(name.as_bytes()).ok();
+        if parsed.is_none() {
+            problems.push(Problem::at(
+                "proxy.pool-header",
+                ProblemKind::Syntax(format!("{name:?} is not a valid header name")),
+            ));
+        }
+        parsed
+    });
     Some(ProxySettings {
         listen,
         threads,
+        pool_header,
         connect_timeout: timeout(
             "connect-timeout",
             &raw.connect_timeout,

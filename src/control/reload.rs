@@ -67,6 +67,7 @@ impl Control {
             tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
         }
         self.publish(state, config);
+        self.metrics.reload("applied");
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "reload applied but not recorded");
         }
@@ -84,6 +85,7 @@ impl Control {
         message: &str,
     ) -> ReloadOutcome {
         self.record_rejection(state, actor, &format!("reload rejected: {message}"));
+        self.metrics.reload("rejected");
         state.rejected_text = text;
         ReloadOutcome::Rejected
     }
@@ -104,6 +106,10 @@ fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'st
     if next.admin.listen != running.admin.listen {
         next.admin.listen = running.admin.listen;
         changed.push("admin.listen");
+    }
+    if next.access_log != running.access_log {
+        next.access_log = running.access_log.clone();
+        changed.push("log.access");
     }
     if next.deployment_log != running.deployment_log {
         next.deployment_log = running.deployment_log.clone();

@@ -349,20 +349,38 @@ fn spawn_serve(config_path: &Path, stderr_path: &Path) -> Child {
         .expect("spawn switchback")
 }
 
-/// Polls until `addr` accepts (true), the child exits (false), or the deadline passes (panic).
+/// Polls until `addr` answers HTTP (true), the child exits (false), or the deadline passes
+/// (panic).
 async fn wait_ready(child: &mut Child, addr: SocketAddr, stderr_path: &Path) -> bool {
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect(addr).await.is_ok() {
+        if answers_http(addr).await {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
     panic!("proxy not ready within {DEADLINE:?}:\n{log}");
+}
+
+/// Whether `addr` answers HTTP within a second. The probe is malformed on purpose: the proxy
+/// answers it 400 itself, so no upstream sees it and no count in a test is disturbed.
+pub async fn answers_http(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"READY?\r\n\r\n").await.ok()?;
+        let mut head = [0u8; 8];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(&head == b"HTTP/1.1")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 impl Drop for TestProxy {

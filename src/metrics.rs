@@ -1,0 +1,205 @@
+//! Prometheus metrics. Families are registered once; every label set the data path touches is
+//! resolved when a snapshot is built ([`PoolMetrics`], [`BackendMetrics`]), so a request pays
+//! only atomic increments, with no lookups and no locks.
+//!
+//! `backend_up` / `backend_draining` arrive with health checks and draining.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::config::model::{format_percent, Split};
+
+/// Response classes counted per backend; `error` is a request with no upstream response.
+pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+/// Upstream error kinds.
+pub const ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "other"];
+/// Latency buckets, 100 µs to 30 s.
+const BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Every metric family switchback exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    inflight: IntGaugeVec,
+    split_percent: prometheus::GaugeVec,
+    version: IntGauge,
+    reloads: IntCounterVec,
+    admin_requests: IntCounterVec,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
+}
+
+/// Pre-resolved handles for one pool.
+#[derive(Debug, Clone)]
+pub struct PoolMetrics {
+    /// `switchback_inflight_requests{pool}`.
+    pub inflight: IntGauge,
+    /// `switchback_request_duration_seconds{pool}`.
+    pub duration: Histogram,
+}
+
+/// Pre-resolved handles for one backend.
+#[derive(Debug, Clone)]
+pub struct BackendMetrics {
+    /// `switchback_requests_total{pool,backend,code_class}`, indexed like [`CODE_CLASSES`].
+    pub requests: [IntCounter; 6],
+    /// `switchback_upstream_errors_total{pool,backend,kind}`, indexed like [`ERROR_KINDS`].
+    pub errors: [IntCounter; 4],
+}
+
+fn must<T>(result: prometheus::Result<T>) -> T {
+    result.expect("metric definitions are static and valid")
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_requests_total",
+                "Requests by pool, backend and response class",
+            ),
+            &["pool", "backend", "code_class"],
+        ));
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "switchback_request_duration_seconds",
+                "Request duration by pool",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["pool"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_upstream_errors_total",
+                "Upstream failures by kind",
+            ),
+            &["pool", "backend", "kind"],
+        ));
+        let inflight = must(IntGaugeVec::new(
+            Opts::new("switchback_inflight_requests", "Requests in flight by pool"),
+            &["pool"],
+        ));
+        let split_percent = must(prometheus::GaugeVec::new(
+            Opts::new(
+                "switchback_split_percent",
+                "Live traffic share by pool, percent",
+            ),
+            &["pool"],
+        ));
+        let version = must(IntGauge::new(
+            "switchback_config_version",
+            "Live configuration version",
+        ));
+        let reloads = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_config_reloads_total",
+                "Config file reloads by result",
+            ),
+            &["result"],
+        ));
+        let admin_requests = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_admin_requests_total",
+                "Admin API requests by endpoint and status",
+            ),
+            &["endpoint", "code"],
+        ));
+        let access_log_dropped = must(IntCounter::new(
+            "switchback_access_log_dropped_total",
+            "Access-log lines dropped because the writer fell behind",
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new("switchback_build_info", "Build information"),
+            &["version"],
+        ));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["applied", "rejected"] {
+            reloads.with_label_values(&[result]);
+        }
+        reg(Box::new(requests.clone()));
+        reg(Box::new(duration.clone()));
+        reg(Box::new(upstream_errors.clone()));
+        reg(Box::new(inflight.clone()));
+        reg(Box::new(split_percent.clone()));
+        reg(Box::new(version.clone()));
+        reg(Box::new(reloads.clone()));
+        reg(Box::new(admin_requests.clone()));
+        reg(Box::new(access_log_dropped.clone()));
+        reg(Box::new(build_info));
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            inflight,
+            split_percent,
+            version,
+            reloads,
+            admin_requests,
+            access_log_dropped,
+        }
+    }
+
+    /// Handles for `pool`.
+    pub fn pool(&self, pool: &str) -> PoolMetrics {
+        PoolMetrics {
+            inflight: self.inflight.with_label_values(&[pool]),
+            duration: self.duration.with_label_values(&[pool]),
+        }
+    }
+
+    /// Handles for `backend` of `pool`.
+    pub fn backend(&self, pool: &str, backend: &str) -> BackendMetrics {
+        BackendMetrics {
+            requests: CODE_CLASSES.map(|c| self.requests.with_label_values(&[pool, backend, c])),
+            errors: ERROR_KINDS
+                .map(|k| self.upstream_errors.with_label_values(&[pool, backend, k])),
+        }
+    }
+
+    /// Publishes a new live version and split.
+    pub fn set_live(&self, version: u64, split: &Split) {
+        self.version.set(version as i64);
+        for (pool, bp) in split.shares() {
+            let percent: f64 = format_percent(*bp).parse().unwrap_or(0.0);
+            self.split_percent.with_label_values(&[pool]).set(percent);
+        }
+    }
+
+    /// Counts a file reload: `applied` or `rejected`.
+    pub fn reload(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Counts an admin request.
+    pub fn admin_request(&self, endpoint: &str, code: u16) {
+        self.admin_requests
+            .with_label_values(&[endpoint, &code.to_string()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        must(TextEncoder::new().encode(&self.registry.gather(), &mut out));
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
