@@ -143,11 +143,13 @@ class Run:
         port = free_port()
         if name == "direct":
             return None, self.blue
-        if name == "switchback":
+        if name.startswith("switchback"):
             self.admin = free_port()
+            metrics = "false" if name == "switchback-nometrics" else "true"
             conf = os.path.join(self.dir, "switchback.toml")
             open(conf, "w").write(f"""[proxy]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n
 [admin]\nlisten = "127.0.0.1:{self.admin}"\n[log]\ndeployments = "deployments.jsonl"\n
+[metrics]\nenabled = {metrics}\n
 [pools.blue]\nbackends = ["127.0.0.1:{self.blue}"]\n[pools.green]\nbackends = ["127.0.0.1:{self.green}"]\n
 [split]\nblue = 90\ngreen = 10\n""")
             p = subprocess.Popen([self.switchback, "serve", "--config", conf], stderr=subprocess.DEVNULL,
@@ -278,7 +280,7 @@ def main():
     started = time.time()
     switchback, plain = build()
     run = Run(switchback, plain)
-    contenders = ["direct", "switchback", "nginx", "haproxy", "pingora"]
+    contenders = ["direct", "switchback", "switchback-nometrics", "nginx", "haproxy", "pingora"]
     results = {c: [] for c in contenders}
     try:
         p, port = run.start("nginx")
@@ -308,15 +310,17 @@ def report(results, rate, flip, idle, elapsed):
     ref = table["nginx"]
     print(f"\nload benchmark: {ROUNDS} round(s) x {SECONDS}s, wrk -t1 -c64 closed loop, oha open loop at {rate:.0f} req/s"
           f"{' (QUICK: debug build, figures meaningless)' if QUICK else ''}")
-    print(f"{'contender':<11} {'req/s':>9} {'x nginx':>7} {'cpu us/req':>10} {'x nginx':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'peak RSS MiB':>12} {'failed':>6}")
+    print(f"{'contender':<21} {'req/s':>9} {'x nginx':>7} {'cpu us/req':>10} {'x nginx':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'peak RSS MiB':>12} {'failed':>6}")
     fmt = lambda v, f: (f.format(v) if v is not None else "-")
     for c, row in table.items():
         ratio = lambda k: fmt(row[k] / ref[k] if row[k] is not None and ref[k] else None, "{:.2f}")
-        print(f"{c:<11} {fmt(row['rps'], '{:.0f}'):>9} {ratio('rps'):>7} {fmt(row['cpu_us_per_req'], '{:.1f}'):>10} {ratio('cpu_us_per_req'):>7}"
+        print(f"{c:<21} {fmt(row['rps'], '{:.0f}'):>9} {ratio('rps'):>7} {fmt(row['cpu_us_per_req'], '{:.1f}'):>10} {ratio('cpu_us_per_req'):>7}"
               f" {fmt(row['p50_ms'], '{:.2f}'):>7} {fmt(row['p99_ms'], '{:.2f}'):>7} {fmt(row['p999_ms'], '{:.2f}'):>8}"
               f" {fmt(row['peak_rss_kib'] and row['peak_rss_kib'] / 1024, '{:.1f}'):>12} {fmt(row['failed'], '{:.0f}'):>6}")
     sb, pg, hp = table["switchback"], table["pingora"], table["haproxy"]
-    print(f"\nswitchback / plain pingora throughput: {sb['rps'] / pg['rps']:.3f}   switchback / haproxy: {sb['rps'] / hp['rps']:.3f}")
+    nm = table["switchback-nometrics"]
+    print(f"\nswitchback / plain pingora throughput: {sb['rps'] / pg['rps']:.3f}   switchback / haproxy: {sb['rps'] / hp['rps']:.3f}"
+          f"   metrics on / off: {sb['rps'] / nm['rps']:.3f}")
     print(f"split flipping 10/s: {flip['flipping_rps']:.0f} vs {flip['steady_rps']:.0f} req/s steady = {flip['ratio']:.3f}, "
           f"{flip['flips']} flips, {flip['failed']} failed requests")
     s, n = idle["switchback"], idle["nginx"]

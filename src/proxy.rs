@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -21,7 +22,11 @@ use crate::keys;
 use crate::snapshot::{Live, Snapshot};
 
 /// Response headers that describe one connection and must not be forwarded.
-const RESPONSE_HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "proxy-authenticate"];
+const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy-authenticate"),
+];
 
 /// The switchback proxy logic.
 pub struct SwitchbackProxy {
@@ -97,7 +102,7 @@ impl ProxyHttp for SwitchbackProxy {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         Ok(())
     }
 
@@ -110,22 +115,7 @@ impl ProxyHttp for SwitchbackProxy {
         if !upstream_response.status.is_informational() {
             ctx.upstream_header = Some((upstream_response.status.as_u16(), Instant::now()));
         }
-        let nominated: Vec<String> = upstream_response
-            .headers
-            .get_all("connection")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
-            .collect();
-        for name in nominated
-            .iter()
-            .map(String::as_str)
-            .chain(RESPONSE_HOP_BY_HOP)
-        {
-            upstream_response.remove_header(name);
-        }
+        strip_response_hop_by_hop(upstream_response);
         Ok(())
     }
 
@@ -219,6 +209,31 @@ fn access_line(
         "error": e.map(|e| e.etype().as_str()),
     })
     .to_string()
+}
+
+/// Removes the fixed hop-by-hop headers and any the upstream nominated in `Connection`.
+/// Allocates only when the upstream nominated extension headers (rare).
+fn strip_response_hop_by_hop(response: &mut ResponseHeader) {
+    for name in &RESPONSE_HOP_BY_HOP {
+        if response.headers.contains_key(name) {
+            response.remove_header(name);
+        }
+    }
+    if !response.headers.contains_key(http::header::CONNECTION) {
+        return;
+    }
+    let nominated: Vec<String> = response
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .collect();
+    for name in &nominated {
+        response.remove_header(name.as_str());
+    }
 }
 
 /// Index into [`crate::metrics::ERROR_KINDS`] for an upstream-side error.

@@ -5,19 +5,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{binary, pools_toml, tally, TestProxy, Upstream};
+use common::{binary, tally, BlueGreen, TestProxy, Upstream};
 use serde_json::{json, Value};
 
 async fn blue_green(extra: &str) -> (Upstream, Upstream, TestProxy) {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let config = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 90\ngreen = 10",
-    );
-    let proxy = TestProxy::start("", &format!("{extra}\n{config}")).await;
+    let BlueGreen { blue, green, proxy } = common::blue_green("blue = 90\ngreen = 10", extra).await;
     (blue, green, proxy)
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{pools_toml, request, Client, TestProxy, Upstream};
+use common::{request, Client};
 use http_body_util::{BodyExt, Full};
 
 struct Served {
@@ -25,15 +25,11 @@ struct Switch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_request_started_after_a_switch_ack_goes_to_the_target_pool() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let config = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 100",
-    );
-    let proxy = TestProxy::start("", &config).await;
+    let common::BlueGreen {
+        proxy,
+        blue: _blue,
+        green: _green,
+    } = common::blue_green("blue = 100", "").await;
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(Mutex::new(Vec::new()));
 

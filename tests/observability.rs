@@ -160,15 +160,11 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_version_move_in_the_same_scrape_as_status_and_rejected_reloads_count() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let rest = common::pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 90\ngreen = 10",
-    );
-    let proxy = TestProxy::start("", &rest).await;
+    let common::BlueGreen {
+        proxy,
+        blue: _blue,
+        green: _green,
+    } = common::blue_green("blue = 90\ngreen = 10", "").await;
 
     assert_eq!(
         proxy

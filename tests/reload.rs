@@ -6,22 +6,14 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{pools_toml, tally, TestProxy, Upstream};
+use common::{tally, BlueGreen, TestProxy, Upstream};
 use serde_json::{json, Value};
 
 /// Reloads must take effect within this (the acceptance bound).
 const WITHIN: Duration = Duration::from_secs(1);
 
 async fn setup(extra: &str) -> (Upstream, Upstream, TestProxy) {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let config = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 100\ngreen = 0",
-    );
-    let proxy = TestProxy::start("", &format!("{extra}\n{config}")).await;
+    let BlueGreen { blue, green, proxy } = common::blue_green("blue = 100\ngreen = 0", extra).await;
     (blue, green, proxy)
 }
 

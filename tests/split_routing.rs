@@ -2,19 +2,11 @@
 
 mod common;
 
-use common::{pools_toml, tally, TestProxy, Upstream};
+use common::{blue_green, tally, BlueGreen, TestProxy, Upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ninety_ten_split_sends_about_a_tenth_to_green() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let config = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 90\ngreen = 10",
-    );
-    let proxy = TestProxy::start("", &config).await;
+    let BlueGreen { blue, green, proxy } = blue_green("blue = 90\ngreen = 10", "").await;
 
     let counts = tally(proxy.addr, 2_000).await;
 
@@ -33,15 +25,11 @@ async fn ninety_ten_split_sends_about_a_tenth_to_green() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_left_out_of_the_split_never_gets_a_request() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let config = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 100",
-    );
-    let proxy = TestProxy::start("", &config).await;
+    let BlueGreen {
+        green,
+        proxy,
+        blue: _blue,
+    } = blue_green("blue = 100", "").await;
 
     let counts = tally(proxy.addr, 500).await;
 

@@ -502,3 +502,38 @@ pub fn write_file(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
         .unwrap();
     path
 }
+
+/// Blue and green upstreams behind a proxy split by `split` (e.g. `"blue = 90\ngreen = 10"`),
+/// with `extra` TOML tables (`[admin]`, `[log]`, …) before the pools.
+pub struct BlueGreen {
+    pub blue: Upstream,
+    pub green: Upstream,
+    pub proxy: TestProxy,
+}
+
+pub async fn blue_green(split: &str, extra: &str) -> BlueGreen {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let pools = pools_toml(&[("blue", &[blue.addr]), ("green", &[green.addr])], split);
+    let proxy = TestProxy::start("", &format!("{extra}\n{pools}")).await;
+    BlueGreen { blue, green, proxy }
+}
+
+/// Polls `check` every 10 ms until it holds; panics with `what` after `within`.
+pub async fn poll_until<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < within,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
