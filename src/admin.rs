@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::config::defaults::{HISTORY_LIMIT, MAX_ADMIN_BODY};
-use crate::config::validate::{percent_from_f64, PercentError};
+use crate::config::percent::{percent_from_f64, PercentError};
 use crate::control::{self, Control, ControlError};
 use auth::Tokens;
 

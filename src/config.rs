@@ -6,10 +6,12 @@
 //! ```
 //! Defaults live in [`defaults`]; the annotated reference file is `config/switchback.toml`.
 
+mod backends;
 pub mod defaults;
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod percent;
 pub mod persist;
 pub mod problem;
 pub mod raw;

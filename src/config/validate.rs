@@ -1,17 +1,19 @@
 //! Raw → validated model. Collects every problem it finds; never panics.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::backends::backends;
 use super::defaults;
+use super::duration;
 use super::model::{
-    AccessLogTarget, AdminSettings, Backend, BasisPoints, Config, Pool, ProxySettings, Split, FULL,
+    AccessLogTarget, AdminSettings, BasisPoints, Config, Pool, ProxySettings, Split,
 };
+use super::percent::{checked_split, percent};
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAdmin, RawConfig, RawPool, RawProxy};
-use super::{duration, model::format_percent};
 
 /// Validates a parsed file into a [`Config`].
 ///
@@ -203,36 +205,6 @@ fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
     })
 }
 
-/// A backend address is `host:port`; a host name is resolved now, once.
-fn backend_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
-    let invalid = |reason: &str| ProblemKind::InvalidAddress {
-        value: text.into(),
-        reason: reason.into(),
-    };
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return match addr.port() {
-            0 => Err(invalid("port 0 is not a backend port")),
-            _ => Ok(addr),
-        };
-    }
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("expected host:port"))?;
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(invalid("expected host:port"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return Err(invalid("the port must be a number from 1 to 65535")),
-    }
-    let mut resolved = text
-        .to_socket_addrs()
-        .map_err(|e| invalid(&format!("cannot resolve: {e}")))?;
-    resolved
-        .next()
-        .ok_or_else(|| invalid("the name resolves to no address"))
-}
-
 fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeMap<String, Pool> {
     if raw.is_empty() {
         problems.push(Problem::at("pools", ProblemKind::Empty));
@@ -257,111 +229,6 @@ fn valid_pool_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-fn backends(pool_path: &str, raw: &[toml::Value], problems: &mut Vec<Problem>) -> Vec<Backend> {
-    let list_path = format!("{pool_path}.backends");
-    if raw.is_empty() {
-        problems.push(Problem::at(&list_path, ProblemKind::Empty));
-    }
-    if raw.len() > defaults::MAX_BACKENDS_PER_POOL {
-        problems.push(out_of_range(
-            &list_path,
-            raw.len() as i64,
-            1,
-            defaults::MAX_BACKENDS_PER_POOL as i64,
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (i, value) in raw.iter().enumerate() {
-        let path = format!("{list_path}[{i}]");
-        let Some(backend) = backend(&path, value, problems) else {
-            continue;
-        };
-        if seen.insert(backend.addr) {
-            out.push(backend);
-        } else {
-            problems.push(Problem::at(path, ProblemKind::Duplicate(backend.name)));
-        }
-    }
-    out
-}
-
-fn backend(path: &str, value: &toml::Value, problems: &mut Vec<Problem>) -> Option<Backend> {
-    let (name, weight) = match value {
-        toml::Value::String(s) => (s.clone(), Some(defaults::BACKEND_WEIGHT)),
-        toml::Value::Table(table) => backend_table(path, table, problems)?,
-        other => {
-            problems.push(wrong_type(
-                path,
-                "\"host:port\" or { addr = \"host:port\", weight = N }",
-                other,
-            ));
-            return None;
-        }
-    };
-    let addr = match backend_addr(&name) {
-        Ok(addr) => Some(addr),
-        Err(kind) => {
-            problems.push(Problem::at(path, kind));
-            None
-        }
-    };
-    Some(Backend {
-        name,
-        addr: addr?,
-        weight: weight?,
-    })
-}
-
-fn backend_table(
-    path: &str,
-    table: &toml::Table,
-    problems: &mut Vec<Problem>,
-) -> Option<(String, Option<u32>)> {
-    for key in table
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "addr" | "weight"))
-    {
-        problems.push(Problem::at(
-            format!("{path}.{key}"),
-            ProblemKind::UnknownKey,
-        ));
-    }
-    let name = match table.get("addr") {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(other) => {
-            problems.push(wrong_type(
-                &format!("{path}.addr"),
-                "a \"host:port\" string",
-                other,
-            ));
-            return None;
-        }
-        None => {
-            problems.push(Problem::at(
-                format!("{path}.addr"),
-                ProblemKind::Syntax("missing; every backend needs an addr".into()),
-            ));
-            return None;
-        }
-    };
-    let max = defaults::MAX_BACKEND_WEIGHT;
-    let weight_path = format!("{path}.weight");
-    let weight = match table.get("weight") {
-        None => Some(defaults::BACKEND_WEIGHT),
-        Some(toml::Value::Integer(w)) if (1..=i64::from(max)).contains(w) => Some(*w as u32),
-        Some(toml::Value::Integer(w)) => {
-            problems.push(out_of_range(&weight_path, *w, 1, i64::from(max)));
-            None
-        }
-        Some(other) => {
-            problems.push(wrong_type(&weight_path, "a whole number", other));
-            None
-        }
-    };
-    Some((name, weight))
 }
 
 fn split(
@@ -403,66 +270,7 @@ fn split(
     }
 }
 
-/// A split from per-pool basis points (every pool present), checked to give some pool
-/// traffic and to sum to exactly 100 %. Shared by the file and the admin API.
-///
-/// # Errors
-/// [`ProblemKind::NoTraffic`] or [`ProblemKind::SplitSum`].
-pub fn checked_split(shares: BTreeMap<String, BasisPoints>) -> Result<Split, ProblemKind> {
-    let total: u32 = shares.values().sum();
-    if total == 0 {
-        return Err(ProblemKind::NoTraffic);
-    }
-    if total != FULL {
-        return Err(ProblemKind::SplitSum(format_percent(total)));
-    }
-    Ok(Split::new(shares))
-}
-
-/// A percentage from 0 to 100 with at most two decimals, as basis points.
-pub fn percent(value: &toml::Value) -> Result<BasisPoints, ProblemKind> {
-    let (number, text) = match value {
-        toml::Value::Integer(i) => (*i as f64, i.to_string()),
-        toml::Value::Float(f) => (*f, f.to_string()),
-        other => {
-            return Err(ProblemKind::WrongType {
-                expected: "a percentage (number)",
-                found: type_name(other),
-            })
-        }
-    };
-    percent_from_f64(number).map_err(|kind| match kind {
-        PercentError::Invalid => ProblemKind::InvalidPercent(text),
-        PercentError::TooPrecise => ProblemKind::TooPrecise(text),
-    })
-}
-
-/// Why a number is not a percentage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PercentError {
-    /// Negative, over 100, NaN or infinite.
-    Invalid,
-    /// More than two decimals.
-    TooPrecise,
-}
-
-/// A percentage as basis points, for every source of splits (file, admin API).
-///
-/// # Errors
-/// [`PercentError`] when out of 0–100 or finer than 0.01.
-pub fn percent_from_f64(number: f64) -> Result<BasisPoints, PercentError> {
-    if !number.is_finite() || !(0.0..=100.0).contains(&number) {
-        return Err(PercentError::Invalid);
-    }
-    let scaled = number * 100.0;
-    let bp = scaled.round();
-    if (scaled - bp).abs() > 1e-6 {
-        return Err(PercentError::TooPrecise);
-    }
-    Ok(bp as BasisPoints)
-}
-
-fn out_of_range(path: &str, value: i64, min: i64, max: i64) -> Problem {
+pub(super) fn out_of_range(path: &str, value: i64, min: i64, max: i64) -> Problem {
     Problem::at(
         path,
         ProblemKind::OutOfRange {
@@ -473,7 +281,7 @@ fn out_of_range(path: &str, value: i64, min: i64, max: i64) -> Problem {
     )
 }
 
-fn wrong_type(path: &str, expected: &'static str, found: &toml::Value) -> Problem {
+pub(super) fn wrong_type(path: &str, expected: &'static str, found: &toml::Value) -> Problem {
     Problem::at(
         path,
         ProblemKind::WrongType {

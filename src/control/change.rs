@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::audit::{Action, Entry};
 use crate::config::model::{BasisPoints, Split, FULL};
+use crate::config::percent::checked_split;
 use crate::config::persist::{rewrite_split, write_atomic, PersistError};
-use crate::config::validate::checked_split;
 
 use super::{Control, ControlError, State};
 

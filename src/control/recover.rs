@@ -2,7 +2,7 @@
 
 use crate::audit::{split_json, Entry, Outcome};
 use crate::config::model::Split;
-use crate::config::validate::{checked_split, percent_from_f64};
+use crate::config::percent::{checked_split, percent_from_f64};
 
 /// What the log says about the past.
 #[derive(Debug, Default)]

@@ -1,0 +1,66 @@
+//! Percentages and splits: the one place that turns numbers into basis points and checks
+//! that a split sums to 100 %, for the config file and the admin API alike.
+
+use std::collections::BTreeMap;
+
+use super::model::{format_percent, BasisPoints, Split, FULL};
+use super::problem::ProblemKind;
+
+/// A split from per-pool basis points (every pool present), checked to give some pool
+/// traffic and to sum to exactly 100 %. Shared by the file and the admin API.
+///
+/// # Errors
+/// [`ProblemKind::NoTraffic`] or [`ProblemKind::SplitSum`].
+pub fn checked_split(shares: BTreeMap<String, BasisPoints>) -> Result<Split, ProblemKind> {
+    let total: u32 = shares.values().sum();
+    if total == 0 {
+        return Err(ProblemKind::NoTraffic);
+    }
+    if total != FULL {
+        return Err(ProblemKind::SplitSum(format_percent(total)));
+    }
+    Ok(Split::new(shares))
+}
+
+/// A percentage from 0 to 100 with at most two decimals, as basis points.
+pub fn percent(value: &toml::Value) -> Result<BasisPoints, ProblemKind> {
+    let (number, text) = match value {
+        toml::Value::Integer(i) => (*i as f64, i.to_string()),
+        toml::Value::Float(f) => (*f, f.to_string()),
+        other => {
+            return Err(ProblemKind::WrongType {
+                expected: "a percentage (number)",
+                found: other.type_str().to_string(),
+            })
+        }
+    };
+    percent_from_f64(number).map_err(|kind| match kind {
+        PercentError::Invalid => ProblemKind::InvalidPercent(text),
+        PercentError::TooPrecise => ProblemKind::TooPrecise(text),
+    })
+}
+
+/// Why a number is not a percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PercentError {
+    /// Negative, over 100, NaN or infinite.
+    Invalid,
+    /// More than two decimals.
+    TooPrecise,
+}
+
+/// A percentage as basis points, for every source of splits (file, admin API).
+///
+/// # Errors
+/// [`PercentError`] when out of 0–100 or finer than 0.01.
+pub fn percent_from_f64(number: f64) -> Result<BasisPoints, PercentError> {
+    if !number.is_finite() || !(0.0..=100.0).contains(&number) {
+        return Err(PercentError::Invalid);
+    }
+    let scaled = number * 100.0;
+    let bp = scaled.round();
+    if (scaled - bp).abs() > 1e-6 {
+        return Err(PercentError::TooPrecise);
+    }
+    Ok(bp as BasisPoints)
+}
