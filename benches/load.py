@@ -16,7 +16,7 @@ import urllib.request
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "10"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "5"))
 IDLE_CONNS = 1000 if QUICK else 10_000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))

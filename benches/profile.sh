@@ -3,6 +3,7 @@
 # noisy machine; `perf` has no hardware counters on this kind of VM).
 #   benches/profile.sh [requests] [switchback|plain]   writes target/callgrind-<which>.out
 # "plain" profiles examples/plain_pingora.rs the same way: the baseline for our features' cost.
+# PROFILE_METRICS=false profiles switchback with [metrics] enabled = false.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-5000}
@@ -35,6 +36,8 @@ listen = "127.0.0.1:$admin"
 backends = ["127.0.0.1:$blue"]
 [pools.green]
 backends = ["127.0.0.1:$green"]
+[metrics]
+enabled = ${PROFILE_METRICS:-true}
 [split]
 blue = 90
 green = 10

@@ -273,6 +273,33 @@ async fn writes_need_a_valid_named_token_and_the_name_is_the_actor() {
         2,
         "401s change nothing and are not changes: {history:?}"
     );
+    let ctl = |args: &[&str]| {
+        Command::new(binary())
+            .arg("ctl")
+            .arg("--admin")
+            .arg(format!("http://{}", proxy.admin))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let refused = ctl(&["rollback"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    let alice = ctl(&["--token-file", token_file.to_str().unwrap(), "rollback"]);
+    assert!(
+        alice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    assert_eq!(
+        proxy.history().await[0]["actor"],
+        "alice",
+        "ctl uses the file's first token"
+    );
+    assert!(
+        proxy.stderr().contains("readable by group or others"),
+        "a 0644 token file is warned about"
+    );
     assert!(
         !proxy.stderr().contains("staple-staple"),
         "tokens never reach the log"
