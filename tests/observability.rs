@@ -94,6 +94,16 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
         assert_eq!(common::get(proxy.addr, "/").await.status, 502);
     }
 
+    // A request is counted in its logging phase, just after its response was sent: wait
+    // until the last one is in before reading every figure.
+    let pool_count = |m: &[Sample], pool| {
+        value(m, "switchback_request_duration_seconds_count", &[("pool", pool)])
+    };
+    common::poll_until("the last request to be counted", DEADLINE, || async {
+        let m = scrape(&proxy).await;
+        pool_count(&m, "blue") >= 50.0 && pool_count(&m, "green") >= 10.0
+    })
+    .await;
     let m = scrape(&proxy).await;
     let b = blue.addr.to_string();
     let requests = |pool, backend: &str, class| {
