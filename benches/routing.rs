@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use switchback::config;
+use switchback::health::HealthRegistry;
 use switchback::metrics::Metrics;
 use switchback::routing::{Schedule, SplitTable};
 use switchback::snapshot::{self, Snapshot};
@@ -60,7 +61,12 @@ fn backend_pick(c: &mut Criterion) {
 fn route(c: &mut Criterion) {
     let mut group = c.benchmark_group("route");
     for n in [2usize, 10, 100] {
-        let snap = Snapshot::build(Arc::new(config_with(n)), 1, &Metrics::new());
+        let snap = Snapshot::build(
+            Arc::new(config_with(n)),
+            1,
+            &Metrics::new(),
+            &HealthRegistry::default(),
+        );
         let mut key = 0u32;
         group.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, s| {
             b.iter(|| {
@@ -77,6 +83,7 @@ fn snapshot_load(c: &mut Criterion) {
         Arc::new(config_with(10)),
         1,
         &Metrics::new(),
+        &HealthRegistry::default(),
     ));
     c.bench_function("snapshot_load_full", |b| {
         b.iter(|| black_box(live.load_full()))
@@ -84,7 +91,12 @@ fn snapshot_load(c: &mut Criterion) {
     c.bench_function("request_key", |b| {
         b.iter(|| black_box(switchback::keys::next()))
     });
-    let snap = Snapshot::build(Arc::new(config_with(10)), 1, &Metrics::new());
+    let snap = Snapshot::build(
+        Arc::new(config_with(10)),
+        1,
+        &Metrics::new(),
+        &HealthRegistry::default(),
+    );
     c.bench_function("peer_clone_boxed", |b| {
         b.iter(|| black_box(Box::new(snap.pools[0].backends[0].peer.clone())))
     });

@@ -9,6 +9,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Duration;
 
 use prometheus::IntCounter;
 
@@ -18,8 +19,14 @@ use crate::config::model::AccessLogTarget;
 /// (default [`crate::config::defaults::ACCESS_LOG_BUFFER`]).
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Message>,
     dropped: IntCounter,
+}
+
+enum Message {
+    Line(String),
+    /// Answer once everything queued before is written and flushed.
+    Flush(mpsc::Sender<()>),
 }
 
 impl AccessLog {
@@ -49,21 +56,37 @@ impl AccessLog {
 
     /// Queues one line (without its newline); drops and counts it when the queue is full.
     pub fn send(&self, line: String) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Message::Line(line)) {
             self.dropped.inc();
+        }
+    }
+
+    /// Waits up to `within` for every line queued so far to be written and flushed (used
+    /// before the process exits).
+    pub fn flush(&self, within: Duration) {
+        let (done, wait) = mpsc::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(within);
         }
     }
 }
 
-fn write_loop(rx: Receiver<String>, sink: Box<dyn Write + Send>) {
+fn write_loop(rx: Receiver<Message>, sink: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(line) = rx.recv() {
-        let mut ok = writeln!(out, "{line}").is_ok();
-        while let Ok(more) = rx.try_recv() {
-            ok &= writeln!(out, "{more}").is_ok();
+    while let Ok(first) = rx.recv() {
+        let mut ok = true;
+        let mut waiting = Vec::new();
+        for message in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match message {
+                Message::Line(line) => ok &= writeln!(out, "{line}").is_ok(),
+                Message::Flush(done) => waiting.push(done),
+            }
         }
         if !(ok && out.flush().is_ok()) {
             tracing::warn!("access log write failed; lines were lost");
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
 }

@@ -7,6 +7,8 @@
 //! | `POST /switch`       | body `{"to": "green"}`: 100 % to that pool                    |
 //! | `POST /rollback`     | restore the previous split                                    |
 //! | `GET /history`       | the deployment log, newest first; `?limit=N` (default 100)    |
+//! | `POST /backends/{pool}/{addr}/drain` | no new requests to that backend; in-flight finish |
+//! | `POST /backends/{pool}/{addr}/undrain` | undo a drain                                  |
 //! | `GET /healthz`       | the proxy's own liveness                                      |
 //! | `GET /metrics`       | Prometheus text format                                        |
 //!
@@ -14,6 +16,7 @@
 //! when `[admin] token-file` is set. Errors are `{"error": "..."}` with a 4xx/5xx status.
 
 pub mod auth;
+mod drain;
 mod views;
 
 use std::collections::BTreeMap;
@@ -101,6 +104,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "/history" => "/history",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
+        p if drain::parse(p).is_some() => "/backends/drain",
         _ => "other",
     }
 }
@@ -118,7 +122,19 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
         ),
-        _ => fail(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        (method, p) => match drain::parse(p) {
+            Some((pool, addr, drained)) if method == Method::POST => {
+                match authorize(&req, control).await {
+                    Ok(actor) => drain::set(control, &actor, pool, addr, drained).await,
+                    Err(answer) => answer,
+                }
+            }
+            Some(_) => fail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            ),
+            None => fail(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        },
     }
 }
 

@@ -32,6 +32,14 @@ pub enum Action {
     Reload,
     /// A change was refused; the live configuration stayed.
     Rejected,
+    /// Every backend of a pool stopped taking requests; its share fails over or fails.
+    PoolDown,
+    /// A pool that was down has a backend taking requests again.
+    PoolUp,
+    /// `POST /backends/{pool}/{addr}/drain`.
+    Drain,
+    /// `POST /backends/{pool}/{addr}/undrain`.
+    Undrain,
 }
 
 impl Action {
@@ -44,6 +52,10 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Reload => "reload",
             Action::Rejected => "rejected",
+            Action::PoolDown => "pool-down",
+            Action::PoolUp => "pool-up",
+            Action::Drain => "drain",
+            Action::Undrain => "undrain",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod load;
 pub mod model;
 pub mod percent;
 pub mod persist;
+mod pool_policy;
 pub mod problem;
 pub mod raw;
 pub mod validate;

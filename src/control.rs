@@ -22,6 +22,7 @@ use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
 use crate::config::Config;
+use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot};
 
@@ -74,6 +75,7 @@ pub struct Control {
     config_path: PathBuf,
     audit: AuditLog,
     metrics: Arc<Metrics>,
+    health: Arc<HealthRegistry>,
 }
 
 /// A consistent view for `GET /status`.
@@ -112,7 +114,8 @@ impl Control {
         entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
         audit.append(&entry)?;
         let config = Arc::new(config);
-        let live = snapshot::live(Snapshot::build(config.clone(), version, &metrics));
+        let health = Arc::new(HealthRegistry::default());
+        let live = snapshot::live(Snapshot::build(config.clone(), version, &metrics, &health));
         metrics.set_live(version, &config.split);
         Ok(Arc::new(Control {
             live,
@@ -126,6 +129,7 @@ impl Control {
             config_path: config_path.to_path_buf(),
             audit,
             metrics,
+            health,
         }))
     }
 
@@ -147,6 +151,11 @@ impl Control {
     /// The metric registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Every backend's live health.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
     }
 
     /// The live snapshot and previous split, read under the lock so they match.
@@ -186,6 +195,7 @@ impl Control {
             config.clone(),
             state.version,
             &self.metrics,
+            &self.health,
         )));
         self.metrics.set_live(state.version, &config.split);
         state.config = config;

@@ -53,6 +53,20 @@ pub enum CtlCommand {
     },
     /// Restore the split that was live before the last split change.
     Rollback,
+    /// Stop sending new requests to one backend; those in flight finish.
+    Drain {
+        /// The pool.
+        pool: String,
+        /// The backend, as written in the config (`host:port`).
+        backend: String,
+    },
+    /// Let a drained backend take requests again.
+    Undrain {
+        /// The pool.
+        pool: String,
+        /// The backend, as written in the config (`host:port`).
+        backend: String,
+    },
     /// The deployment log, newest first.
     History {
         /// How many entries.
@@ -96,6 +110,16 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
         CtlCommand::Split { shares, .. } => ("PUT", "/split".into(), Some(split_body(shares)?)),
         CtlCommand::Switch { pool } => ("POST", "/switch".into(), Some(json!({ "to": pool }))),
         CtlCommand::Rollback => ("POST", "/rollback".into(), Some(json!({}))),
+        CtlCommand::Drain { pool, backend } => (
+            "POST",
+            format!("/backends/{pool}/{backend}/drain"),
+            Some(json!({})),
+        ),
+        CtlCommand::Undrain { pool, backend } => (
+            "POST",
+            format!("/backends/{pool}/{backend}/undrain"),
+            Some(json!({})),
+        ),
     };
     let mut headers = Vec::new();
     if let CtlCommand::Split {
@@ -120,6 +144,7 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
     Ok(match &args.command {
         CtlCommand::Status => format_status(&value),
         CtlCommand::History { .. } => format_history(&value),
+        CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => format_drain(&value),
         _ => format_applied(&value),
     })
 }
@@ -214,6 +239,21 @@ fn format_applied(v: &Value) -> String {
     )
 }
 
+fn format_drain(v: &Value) -> String {
+    let (state, changed) = match (v["drained"].as_bool(), v["changed"].as_bool()) {
+        (Some(true), Some(true)) => ("drained", ""),
+        (Some(true), _) => ("drained", " (already)"),
+        (_, Some(true)) => ("undrained", ""),
+        _ => ("undrained", " (already)"),
+    };
+    format!(
+        "{} of pool {}: {state}{changed}, {} in flight",
+        v["backend"].as_str().unwrap_or("?"),
+        v["pool"].as_str().unwrap_or("?"),
+        v["inflight"]
+    )
+}
+
 fn format_status(v: &Value) -> String {
     let mut out = format!(
         "version {}\nsplit: {}\nprevious: {}\n",
@@ -223,12 +263,15 @@ fn format_status(v: &Value) -> String {
     );
     if let Some(pools) = v["pools"].as_object() {
         for (name, pool) in pools {
-            out.push_str(&format!("pool {name} ({}%):\n", pool["share"]));
+            let down = if pool["up"] == false { ", DOWN" } else { "" };
+            out.push_str(&format!("pool {name} ({}%{down}):\n", pool["share"]));
             for b in pool["backends"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
-                    "  {} weight {}\n",
+                    "  {} weight {} {} ({} in flight)\n",
                     b["addr"].as_str().unwrap_or("?"),
-                    b["weight"]
+                    b["weight"],
+                    b["state"].as_str().unwrap_or("?"),
+                    b["inflight"]
                 ));
             }
         }

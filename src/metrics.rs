@@ -2,7 +2,8 @@
 //! resolved when a snapshot is built ([`PoolMetrics`], [`BackendMetrics`]), so a request pays
 //! only atomic increments, with no lookups and no locks.
 //!
-//! `backend_up` / `backend_draining` arrive with health checks and draining.
+//! Backend state gauges (`switchback_backend_up`, `switchback_backend_drained`,
+//! `switchback_backend_inflight`) are sampled by the health supervisor, not the data path.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -32,6 +33,9 @@ pub struct Metrics {
     version: IntGauge,
     reloads: IntCounterVec,
     admin_requests: IntCounterVec,
+    backend_up: IntGaugeVec,
+    backend_drained: IntGaugeVec,
+    backend_inflight: IntGaugeVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
 }
@@ -114,6 +118,24 @@ impl Metrics {
             ),
             &["endpoint", "code"],
         ));
+        let backend_gauge = |name: &str, help: &str| {
+            must(IntGaugeVec::new(
+                Opts::new(name, help),
+                &["pool", "backend"],
+            ))
+        };
+        let backend_up = backend_gauge(
+            "switchback_backend_up",
+            "1 when the backend takes new requests (passing checks, not ejected, not drained)",
+        );
+        let backend_drained = backend_gauge(
+            "switchback_backend_drained",
+            "1 when an operator drained the backend",
+        );
+        let backend_inflight = backend_gauge(
+            "switchback_backend_inflight_requests",
+            "Requests in flight by backend",
+        );
         let access_log_dropped = must(IntCounter::new(
             "switchback_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind",
@@ -137,6 +159,9 @@ impl Metrics {
         reg(Box::new(reloads.clone()));
         reg(Box::new(admin_requests.clone()));
         reg(Box::new(access_log_dropped.clone()));
+        reg(Box::new(backend_up.clone()));
+        reg(Box::new(backend_drained.clone()));
+        reg(Box::new(backend_inflight.clone()));
         reg(Box::new(build_info));
         Metrics {
             registry,
@@ -148,7 +173,43 @@ impl Metrics {
             version,
             reloads,
             admin_requests,
+            backend_up,
+            backend_drained,
+            backend_inflight,
             access_log_dropped,
+        }
+    }
+
+    /// Samples one backend's state gauges.
+    pub fn set_backend_state(
+        &self,
+        pool: &str,
+        backend: &str,
+        up: bool,
+        drained: bool,
+        inflight: i64,
+    ) {
+        let labels = [pool, backend];
+        self.backend_up
+            .with_label_values(&labels)
+            .set(i64::from(up));
+        self.backend_drained
+            .with_label_values(&labels)
+            .set(i64::from(drained));
+        self.backend_inflight
+            .with_label_values(&labels)
+            .set(inflight);
+    }
+
+    /// Drops a removed backend's state gauges.
+    pub fn forget_backend(&self, pool: &str, backend: &str) {
+        let labels = [pool, backend];
+        for gauge in [
+            &self.backend_up,
+            &self.backend_drained,
+            &self.backend_inflight,
+        ] {
+            let _ = gauge.remove_label_values(&labels);
         }
     }
 

@@ -5,9 +5,17 @@
 //! policy (RFC 9110 §7.6.1, WebSocket upgrades kept); this module adds `X-Forwarded-*`, strips
 //! the response's hop-by-hop headers, turns upstream failures into short 502/504 answers, and
 //! records metrics and the access log in the `logging` phase.
+//!
+//! Health: routing skips backends that are down, ejected or drained; a failed connect or a
+//! 5xx answer counts towards the backend's ejection; a connect failure (nothing sent yet) is
+//! retried once on another backend. During graceful shutdown every response carries
+//! `Connection: close`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use crate::health::{Inflight, InflightGuard, RequestGuard};
+use crate::snapshot::NoRoute;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,14 +40,23 @@ const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
 pub struct SwitchbackProxy {
     live: Live,
     access_log: Option<AccessLog>,
+    inflight: Arc<Inflight>,
 }
 
 impl SwitchbackProxy {
-    /// A proxy routing by whatever snapshot `live` holds at each request's start.
-    pub fn new(live: Live, access_log: Option<AccessLog>) -> Self {
-        SwitchbackProxy { live, access_log }
+    /// A proxy routing by whatever snapshot `live` holds at each request's start, counting
+    /// its requests in flight in `inflight`.
+    pub fn new(live: Live, access_log: Option<AccessLog>, inflight: Arc<Inflight>) -> Self {
+        SwitchbackProxy {
+            live,
+            access_log,
+            inflight,
+        }
     }
 }
+
+/// Connection attempts per request: the first and one retry.
+const MAX_ATTEMPTS: u8 = 2;
 
 /// Per-request state.
 pub struct RequestCtx {
@@ -50,6 +67,17 @@ pub struct RequestCtx {
     route: Option<(usize, usize)>,
     upstream_started: Option<Instant>,
     upstream_header: Option<(u16, Instant)>,
+    /// The routing key, drawn once so a retry fails over the same way.
+    key: u32,
+    /// Connection attempts made.
+    attempts: u8,
+    /// The backend `(pool, backend)` chosen for the next connection attempt: by
+    /// `request_filter` for the first, by the failure hooks for the retry.
+    retry_to: Option<(usize, usize)>,
+    /// Counts this request against its backend's in-flight number.
+    backend_inflight: Option<InflightGuard>,
+    /// Counts this request against the process's in-flight number.
+    _request: RequestGuard,
 }
 
 #[async_trait]
@@ -63,6 +91,34 @@ impl ProxyHttp for SwitchbackProxy {
             route: None,
             upstream_started: None,
             upstream_header: None,
+            key: keys::next(),
+            attempts: 0,
+            retry_to: None,
+            backend_inflight: None,
+            _request: self.inflight.begin(),
+        }
+    }
+
+    /// Routes the request before anything else, so that a request no backend can take is
+    /// answered 503 here, where Pingora keeps the client connection open.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
+        match snapshot.route(ctx.key) {
+            Ok(route) => {
+                ctx.retry_to = Some((route.pool_index, route.backend_index));
+                Ok(false)
+            }
+            Err(why) => {
+                let reason = match why {
+                    NoRoute::NoShare => "no pool can take traffic".to_string(),
+                    NoRoute::PoolDown(p) => {
+                        format!("pool {} has no backend up", snapshot.pools[p].name)
+                    }
+                };
+                let body = Bytes::from(format!("service unavailable: {reason}\n"));
+                respond_unavailable(session, body).await;
+                Ok(true)
+            }
         }
     }
 
@@ -72,17 +128,72 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
-        let route = snapshot.route(keys::next()).ok_or_else(|| {
-            Error::explain(ErrorType::HTTPStatus(503), "no pool can take traffic")
-        })?;
+        let planned = ctx.retry_to.take().map(|(p, b)| snapshot.route_to(p, b));
+        let Some(route) = planned.or_else(|| snapshot.route(ctx.key).ok()) else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no backend can take the request",
+            ));
+        };
         if ctx.route.is_none() {
             if let Some(m) = &route.pool.metrics {
                 m.inflight.inc();
             }
         }
+        ctx.attempts += 1;
         ctx.route = Some((route.pool_index, route.backend_index));
+        ctx.backend_inflight = Some(route.backend.health.begin());
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(route.backend.peer.clone()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.record_outcome(ctx, false);
+        // Nothing reached the upstream: safe to retry once, on another backend if there is one.
+        if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
+            if ctx.attempts < MAX_ATTEMPTS {
+                ctx.retry_to = snapshot
+                    .route_retry(ctx.key, failed)
+                    .map(|r| (r.pool_index, r.backend_index));
+            }
+        }
+        e.set_retry(ctx.retry_to.is_some());
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Pingora's rule: only an idempotent request whose body is still buffered, and only
+        // when a reused pooled connection turned out dead. Plus switchback's one-retry cap.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.attempts >= MAX_ATTEMPTS
+            || !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry() {
+            if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
+                ctx.retry_to = snapshot
+                    .route_retry(ctx.key, failed)
+                    .map(|r| (r.pool_index, r.backend_index));
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -114,6 +225,7 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Result<()> {
         if !upstream_response.status.is_informational() {
             ctx.upstream_header = Some((upstream_response.status.as_u16(), Instant::now()));
+            self.record_outcome(ctx, !upstream_response.status.is_server_error());
         }
         strip_response_hop_by_hop(upstream_response);
         Ok(())
@@ -121,10 +233,15 @@ impl ProxyHttp for SwitchbackProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if session.is_process_shutting_down() {
+            // Graceful shutdown: tell keep-alive clients to go elsewhere.
+            session.set_keepalive(None);
+            response.insert_header(http::header::CONNECTION, "close")?;
+        }
         if let (Some(snapshot), Some((pool, _))) = (&ctx.snapshot, ctx.route) {
             if let Some(header) = &snapshot.config.proxy.pool_header {
                 response.insert_header(header.clone(), snapshot.pools[pool].name.as_str())?;
@@ -177,6 +294,66 @@ impl ProxyHttp for SwitchbackProxy {
         if e.is_some() && ctx.upstream_header.is_none() {
             tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
         }
+    }
+}
+
+impl SwitchbackProxy {
+    /// Feeds a request's outcome on its backend into passive ejection.
+    fn record_outcome(&self, ctx: &RequestCtx, ok: bool) {
+        let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
+            return;
+        };
+        let pool = &snapshot.pools[p];
+        let health = &pool.backends[b].health;
+        let outlier = &pool.policy.outlier;
+        if ok {
+            health.record_success(outlier);
+            return;
+        }
+        let ejected = pool
+            .backends
+            .iter()
+            .filter(|b| b.health.is_ejected())
+            .count();
+        let may_eject =
+            (ejected + 1) * 100 <= pool.backends.len() * outlier.max_ejected_percent as usize;
+        if let Some(length) = health.record_failure(outlier, may_eject) {
+            tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
+        }
+    }
+}
+
+/// Answers 503 for a request no backend could take. Unlike Pingora's error responses this
+/// keeps the client's connection open (nothing is wrong with it) when the request had no body
+/// left to read.
+async fn respond_unavailable(session: &mut Session, body: Bytes) {
+    let reusable = session.as_mut().is_body_empty() && !session.is_process_shutting_down();
+    let Ok(mut resp) = ResponseHeader::build(503, Some(3)) else {
+        return;
+    };
+    let headers = [
+        (
+            http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8".to_string(),
+        ),
+        (http::header::CONTENT_LENGTH, body.len().to_string()),
+        (
+            http::header::CONNECTION,
+            if reusable { "keep-alive" } else { "close" }.to_string(),
+        ),
+    ];
+    if !reusable {
+        session.set_keepalive(None);
+    }
+    let written = async {
+        for (name, value) in headers {
+            resp.insert_header(name, value)?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    };
+    if let Err(e) = written.await {
+        tracing::debug!(error = %e, "could not send the 503 response");
     }
 }
 

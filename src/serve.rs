@@ -11,15 +11,18 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, auth};
 use crate::audit::AuditError;
 use crate::config::{self, load::read_text, ConfigError};
 use crate::control::Control;
+use crate::health::Inflight;
 use crate::metrics::Metrics;
 use crate::proxy::SwitchbackProxy;
+use crate::shutdown::{self, Exit};
 
 /// Why the proxy could not start. Nothing is left running in any case.
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +67,15 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
         .collect()
 }
 
-/// Runs the proxy for the config file at `path` until `shutdown` fires (default: SIGTERM,
-/// SIGINT, SIGQUIT).
+/// Runs the proxy for the config file at `path` until `shutdown` fires (default:
+/// [`shutdown::Signals`]) and the in-flight requests have finished or `[shutdown] grace` ran out.
 ///
 /// # Errors
 /// [`ServeError`] when anything needed at start-up is unusable; nothing is started then.
-pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Result<(), ServeError> {
+pub fn run(
+    path: &Path,
+    shutdown: Option<Box<dyn ShutdownSignalWatch + Send>>,
+) -> Result<(), ServeError> {
     let config = config::load(path)?;
     let text = read_text(path).map_err(|p| ConfigError {
         path: path.to_path_buf(),
@@ -119,6 +125,7 @@ pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Resul
         }
         None => None,
     };
+    let grace = config.shutdown.grace;
     let control = Control::start(path, config, text, metrics)?;
     let _watcher = runtime.block_on(async {
         crate::config::watch::spawn_sighup(control.clone())
@@ -127,33 +134,63 @@ pub fn run(path: &Path, shutdown: Option<Box<dyn ShutdownSignalWatch>>) -> Resul
             .map_err(|e| ServeError::ControlPlane(format!("watching {}: {e}", path.display())))
     })?;
     runtime.spawn(admin::serve(admin_listener, control.clone()));
+    runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
 
     let server_conf = ServerConf {
         threads,
-        // Pingora sleeps for the whole grace period on SIGTERM even when nothing is in
-        // flight (default 300 s). Until switchback's own drain lands, exit without the sleep.
-        grace_period_seconds: Some(0),
+        // Pingora sleeps for the whole grace period on SIGTERM even when nothing is in flight;
+        // here it is only the upper bound. `shutdown::watch_drain` ends the wait early.
+        grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
+    let inflight = Arc::new(Inflight::default());
     let mut service = http_proxy_service(
         &server.configuration,
-        SwitchbackProxy::new(control.live(), access_log),
+        SwitchbackProxy::new(control.live(), access_log.clone(), inflight.clone()),
     );
     for addr in &proxy_listen {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
 
+    let (exit_tx, exit_rx) = mpsc::channel();
+    shutdown::watch_drain(
+        server.watch_execution_phase(),
+        inflight.clone(),
+        grace,
+        exit_tx.clone(),
+    )
+    .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
     tracing::info!(listen = ?proxy_listen, admin = %admin_addr, version = control.live().load().version, "switchback serving");
     tracing::info!("admin API listening on {admin_addr}");
-    let run_args = match shutdown {
-        Some(shutdown_signal) => RunArgs { shutdown_signal },
-        None => RunArgs::default(),
-    };
-    server.run(run_args);
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> =
+        shutdown.unwrap_or_else(|| Box::new(shutdown::Signals));
+    // Pingora runs on a thread of its own so that this one can return as soon as the drain
+    // is over, without waiting out Pingora's grace-period sleep.
+    std::thread::Builder::new()
+        .name("switchback-pingora".into())
+        .spawn(move || {
+            let shutdown_signal: Box<dyn ShutdownSignalWatch> = shutdown_signal;
+            server.run(RunArgs { shutdown_signal });
+            let _ = exit_tx.send(Exit::Stopped);
+        })
+        .map_err(|e| ServeError::ControlPlane(format!("proxy thread: {e}")))?;
+    match exit_rx.recv() {
+        Ok(Exit::Drained) => tracing::info!("every in-flight request finished; exiting"),
+        _ => match inflight.get() {
+            0 => tracing::info!("stopped"),
+            n => tracing::warn!(
+                requests = n,
+                "grace period over; requests still in flight were cut"
+            ),
+        },
+    }
+    if let Some(log) = &access_log {
+        log.flush(Duration::from_secs(1));
+    }
+    runtime.shutdown_background();
     Ok(())
 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::model::{BasisPoints, ProxySettings};
+use crate::config::model::{BasisPoints, OnPoolDown, PoolPolicy, ProxySettings};
 use crate::config::Config;
+use crate::health::{BackendHealth, HealthRegistry};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use crate::routing::{Schedule, SplitTable};
 
@@ -42,6 +43,8 @@ pub struct PoolEntry {
     pub backends: Vec<BackendEntry>,
     /// Metric handles, resolved once; `None` when metrics are disabled.
     pub metrics: Option<PoolMetrics>,
+    /// Health checks, ejection, slow start and pool-down behaviour.
+    pub policy: PoolPolicy,
     schedule: Schedule,
     cursor: AtomicU64,
 }
@@ -57,6 +60,18 @@ pub struct BackendEntry {
     pub peer: HttpPeer,
     /// Metric handles, resolved once; `None` when metrics are disabled.
     pub metrics: Option<BackendMetrics>,
+    /// Live health, shared with every other snapshot holding this backend.
+    pub health: Arc<BackendHealth>,
+}
+
+/// Why a request could not be routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No pool has a share of traffic.
+    NoShare,
+    /// The chosen pool (index) has no backend that can take requests, and it fails rather
+    /// than fails over, or no other pool can take its share.
+    PoolDown(usize),
 }
 
 /// Where one request goes.
@@ -73,8 +88,15 @@ pub struct Route<'a> {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`.
-    pub fn build(config: Arc<Config>, version: u64, metrics: &Metrics) -> Self {
+    /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`
+    /// and each backend's shared health in `health` (backends no longer configured are
+    /// forgotten there).
+    pub fn build(
+        config: Arc<Config>,
+        version: u64,
+        metrics: &Metrics,
+        health: &HealthRegistry,
+    ) -> Self {
         let on = config.metrics_enabled;
         let pools: Vec<PoolEntry> = config
             .pools
@@ -92,14 +114,21 @@ impl Snapshot {
                             addr: b.addr,
                             peer: build_peer(b.addr, &config.proxy),
                             metrics: on.then(|| metrics.backend(name, &b.name)),
+                            health: health.get_or_add(name, b.addr, pool.policy.slow_start),
                         })
                         .collect(),
                     metrics: on.then(|| metrics.pool(name)),
+                    policy: pool.policy.clone(),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
                 }
             })
             .collect();
+        let keep: Vec<(String, SocketAddr)> = pools
+            .iter()
+            .flat_map(|p| p.backends.iter().map(|b| (p.name.clone(), b.addr)))
+            .collect();
+        health.retain(&keep);
         let split = SplitTable::new(pools.iter().map(|p| p.share));
         Snapshot {
             version,
@@ -110,20 +139,111 @@ impl Snapshot {
     }
 
     /// Routes a request with `key` (uniform in `[0, 10 000)`): the pool by the split, then the
-    /// next backend of that pool's weighted round-robin.
-    pub fn route(&self, key: u32) -> Option<Route<'_>> {
-        let pool_index = self.split.pick(key)?;
-        let pool = &self.pools[pool_index];
+    /// next backend of that pool's weighted round-robin that can take requests. When the pool
+    /// has none, its `on-pool-down` policy decides: fail, or fail over to the other pools with
+    /// a share, in proportion to their shares.
+    ///
+    /// # Errors
+    /// [`NoRoute`] when no backend may take the request.
+    pub fn route(&self, key: u32) -> Result<Route<'_>, NoRoute> {
+        let pool_index = self.split.pick(key).ok_or(NoRoute::NoShare)?;
+        if let Some(route) = self.pick_backend(pool_index, None) {
+            return Ok(route);
+        }
+        match self.pools[pool_index].policy.on_pool_down {
+            OnPoolDown::Fail => Err(NoRoute::PoolDown(pool_index)),
+            OnPoolDown::Failover => self
+                .failover(key, pool_index)
+                .ok_or(NoRoute::PoolDown(pool_index)),
+        }
+    }
+
+    /// The second and last attempt after the connection to `failed` could not be made: another
+    /// backend of the same pool first, else any other pool with a share and a backend up.
+    pub fn route_retry(&self, key: u32, failed: (usize, usize)) -> Option<Route<'_>> {
+        self.pick_backend(failed.0, Some(failed.1))
+            .or_else(|| self.failover(key, failed.0))
+    }
+
+    /// Whether any backend of pool `index` can take requests now.
+    pub fn pool_up(&self, index: usize) -> bool {
+        self.pools[index]
+            .backends
+            .iter()
+            .any(|b| b.health.available())
+    }
+
+    /// The next available backend of pool `p` other than `avoid`. Follows the weighted
+    /// schedule; a backend in slow start is skipped with a probability that falls as it ramps
+    /// up. When the schedule's next few slots are all unavailable, scans the pool.
+    fn pick_backend(&self, p: usize, avoid: Option<usize>) -> Option<Route<'_>> {
+        let pool = &self.pools[p];
+        let n = pool.backends.len();
         let ticket = pool.cursor.fetch_add(1, Ordering::Relaxed);
-        let backend_index = pool.schedule.pick(ticket);
-        let backend = pool.backends.get(backend_index)?;
-        Some(Route {
+        let ramp = pool.policy.slow_start;
+        let mut ramping = None;
+        let scheduled = (0..n as u64).map(|i| pool.schedule.pick(ticket.wrapping_add(i)));
+        let scan = (0..n).map(|i| (ticket as usize).wrapping_add(i) % n);
+        for b in scheduled.chain(scan) {
+            let backend = &pool.backends[b];
+            if Some(b) == avoid || !backend.health.available() {
+                continue;
+            }
+            if !ramp.is_zero() {
+                let share = backend.health.ramp_share(ramp);
+                if share < 1024 && mix(ticket ^ b as u64) % 1024 >= share {
+                    ramping.get_or_insert(b);
+                    continue;
+                }
+            }
+            return Some(self.route_to(p, b));
+        }
+        ramping.map(|b| self.route_to(p, b))
+    }
+
+    /// The share of pool `down` goes to the other pools with a share and a backend up, in
+    /// proportion to their shares.
+    fn failover(&self, key: u32, down: usize) -> Option<Route<'_>> {
+        let candidates = || {
+            self.pools
+                .iter()
+                .enumerate()
+                .filter(move |(i, p)| *i != down && p.share > 0 && self.pool_up(*i))
+        };
+        let total: u64 = candidates().map(|(_, p)| u64::from(p.share)).sum();
+        if total == 0 {
+            return None;
+        }
+        // The key already decided which pool was down, so it is not uniform over `total`;
+        // a hash of it is.
+        let mut target = mix(u64::from(key)) % total;
+        for (i, pool) in candidates() {
+            if target < u64::from(pool.share) {
+                return self.pick_backend(i, None);
+            }
+            target -= u64::from(pool.share);
+        }
+        None
+    }
+
+    /// The route to a known backend (indices from an earlier [`Route`] of this snapshot).
+    pub fn route_to(&self, pool_index: usize, backend_index: usize) -> Route<'_> {
+        let pool = &self.pools[pool_index];
+        Route {
             pool_index,
             backend_index,
             pool,
-            backend,
-        })
+            backend: &pool.backends[backend_index],
+        }
     }
+}
+
+/// A cheap 64-bit mix (SplitMix64's finaliser): the slow-start coin and the failover draw.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn build_peer(addr: SocketAddr, settings: &ProxySettings) -> HttpPeer {
@@ -138,4 +258,106 @@ fn build_peer(addr: SocketAddr, settings: &ProxySettings) -> HttpPeer {
 /// Creates the live cell holding `snapshot`.
 pub fn live(snapshot: Snapshot) -> Live {
     Arc::new(ArcSwap::from_pointee(snapshot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn snapshot(extra_blue: &str, split: &str) -> Snapshot {
+        let text = format!(
+            "[pools.blue]\nbackends = [\"127.0.0.1:1001\", \"127.0.0.1:1002\"]\n{extra_blue}\n\
+             [pools.green]\nbackends = [\"127.0.0.1:2001\"]\n\
+             [pools.grey]\nbackends = [\"127.0.0.1:3001\"]\n[split]\n{split}\n"
+        );
+        let config = Arc::new(parse(&text).expect("valid test config"));
+        Snapshot::build(config, 1, &Metrics::new(), &HealthRegistry::default())
+    }
+
+    fn served(s: &Snapshot, keys: impl Iterator<Item = u32>) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let name = match s.route(key) {
+                Ok(r) => r.backend.name.clone(),
+                Err(e) => format!("{e:?}"),
+            };
+            *out.entry(name).or_default() += 1;
+        }
+        out
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn unavailable_backends_get_nothing_and_their_pool_mates_take_over() {
+        let s = snapshot("", "blue = 100");
+        s.pools[0].backends[0].health.set_probe_up(false);
+        let counts = served(&s, 0..1000);
+        assert_eq!(counts.get("127.0.0.1:1002"), Some(&1000), "{counts:?}");
+        s.pools[0].backends[0].health.set_probe_up(true);
+        s.pools[0].backends[1].health.set_drained(true);
+        assert_eq!(served(&s, 0..10).get("127.0.0.1:1001"), Some(&10));
+    }
+
+    #[test]
+    fn a_down_pool_fails_over_in_proportion_to_the_other_shares() {
+        let s = snapshot("", "blue = 50\ngreen = 30\ngrey = 20");
+        for b in &s.pools[0].backends {
+            b.health.set_probe_up(false);
+        }
+        let counts = served(&s, 0..10_000);
+        // Green had 30 and grey 20 of the 50 left, so blue's 5000 keys split about 60/40:
+        // green 3000 + ~3000, grey 2000 + ~2000.
+        let green = counts["127.0.0.1:2001"];
+        assert!((5850..=6150).contains(&green), "{counts:?}");
+        assert_eq!(green + counts["127.0.0.1:3001"], 10_000, "{counts:?}");
+    }
+
+    #[test]
+    fn a_down_pool_set_to_fail_refuses_only_its_own_share() {
+        let s = snapshot("on-pool-down = \"fail\"", "blue = 90\ngreen = 10");
+        for b in &s.pools[0].backends {
+            b.health.set_drained(true);
+        }
+        let counts = served(&s, 0..10_000);
+        assert_eq!(counts.get("PoolDown(0)"), Some(&9000), "{counts:?}");
+        assert_eq!(counts.get("127.0.0.1:2001"), Some(&1000));
+    }
+
+    #[test]
+    fn with_no_other_pool_holding_a_share_a_down_pool_is_refused() {
+        let s = snapshot("", "blue = 100");
+        for b in &s.pools[0].backends {
+            b.health.set_probe_up(false);
+        }
+        assert_eq!(s.route(5).err(), Some(NoRoute::PoolDown(0)));
+    }
+
+    #[test]
+    fn a_retry_avoids_the_failed_backend_then_leaves_the_pool() {
+        let s = snapshot("", "blue = 80\ngreen = 20");
+        for _ in 0..10 {
+            let r = s.route_retry(3, (0, 0)).unwrap();
+            assert_eq!((r.pool_index, r.backend_index), (0, 1));
+        }
+        s.pools[0].backends[1].health.set_probe_up(false);
+        let r = s.route_retry(3, (0, 0)).unwrap();
+        assert_eq!(
+            r.pool.name, "green",
+            "same pool first, then another with a share"
+        );
+    }
+
+    #[test]
+    fn a_backend_in_slow_start_takes_a_small_share_of_its_weight() {
+        let s = snapshot("slow-start = \"60s\"", "blue = 100");
+        // Both backends are new, so both ramp; let the first one be at full weight.
+        s.pools[0].backends[0].health.finish_ramp();
+        let counts = served(&s, 0..10_000);
+        let (full, ramping) = (counts["127.0.0.1:1001"], counts["127.0.0.1:1002"]);
+        assert_eq!(full + ramping, 10_000, "nothing refused: {counts:?}");
+        // Its turn comes every other request and is taken about a tenth of the time.
+        assert!((200..1500).contains(&ramping), "{counts:?}");
+    }
 }

@@ -338,7 +338,7 @@ async fn a_change_that_cannot_be_persisted_is_not_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_drives_the_admin_api_and_reports_errors() {
-    let (_blue, _green, proxy) = blue_green("").await;
+    let (blue, _green, proxy) = blue_green("").await;
     let admin = format!("http://{}", proxy.admin);
     let ctl = |args: &[&str]| {
         let out = Command::new(binary())
@@ -389,6 +389,29 @@ async fn ctl_drives_the_admin_api_and_reports_errors() {
     assert!(
         history.lines().next().unwrap().contains("rollback"),
         "{history}"
+    );
+
+    let blue_backend = blue.addr.to_string();
+    let (code, out, _) = ctl(&["drain", "blue", &blue_backend]);
+    assert_eq!(
+        (code, out.trim().to_string()),
+        (
+            Some(0),
+            format!("{blue_backend} of pool blue: drained, 0 in flight")
+        )
+    );
+    let (_, status, _) = ctl(&["status"]);
+    assert!(
+        status.contains(&format!("{blue_backend} weight 1 drained (0 in flight)")),
+        "{status}"
+    );
+    let (code, out, _) = ctl(&["undrain", "blue", &blue_backend]);
+    assert_eq!((code, out.contains("undrained")), (Some(0), true), "{out}");
+    let (code, _, err) = ctl(&["drain", "blue", "127.0.0.1:1"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("404") && err.contains("has no backend"),
+        "{err}"
     );
 
     let (code, _, err) = ctl(&["split", "blue=50"]);

@@ -97,7 +97,11 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
     // A request is counted in its logging phase, just after its response was sent: wait
     // until the last one is in before reading every figure.
     let pool_count = |m: &[Sample], pool| {
-        value(m, "switchback_request_duration_seconds_count", &[("pool", pool)])
+        value(
+            m,
+            "switchback_request_duration_seconds_count",
+            &[("pool", pool)],
+        )
     };
     common::poll_until("the last request to be counted", DEADLINE, || async {
         let m = scrape(&proxy).await;

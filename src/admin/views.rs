@@ -5,21 +5,38 @@ use serde_json::{json, Value};
 use crate::audit::split_json;
 use crate::control::{Applied, Status};
 
-/// `GET /status`.
+/// `GET /status`: per pool its share and whether any backend is up; per backend its state
+/// (`up`, `down`, `ejected`, `drained`), drain flag and requests in flight.
 pub(super) fn status(status: &Status) -> Value {
     let snapshot = &status.snapshot;
+    let mut shares = split_json(&snapshot.config.split);
     let pools: serde_json::Map<String, Value> = snapshot
-        .config
         .pools
         .iter()
-        .map(|(name, pool)| {
+        .enumerate()
+        .map(|(i, pool)| {
+            let weights = snapshot.config.pools.get(&pool.name).map(|p| &p.backends);
             let backends: Vec<Value> = pool
                 .backends
                 .iter()
-                .map(|b| json!({ "addr": b.name, "resolved": b.addr.to_string(), "weight": b.weight }))
+                .enumerate()
+                .map(|(j, b)| {
+                    json!({
+                        "addr": b.name,
+                        "resolved": b.addr.to_string(),
+                        "weight": weights.and_then(|w| w.get(j)).map_or(1, |w| w.weight),
+                        "state": b.health.state().name(),
+                        "drained": b.health.is_drained(),
+                        "inflight": b.health.inflight(),
+                    })
+                })
                 .collect();
-            let share = split_json(&snapshot.config.split).remove(name);
-            (name.clone(), json!({ "share": share, "backends": backends }))
+            let body = json!({
+                "share": shares.remove(&pool.name),
+                "up": snapshot.pool_up(i),
+                "backends": backends,
+            });
+            (pool.name.clone(), body)
         })
         .collect();
     json!({
@@ -27,6 +44,23 @@ pub(super) fn status(status: &Status) -> Value {
         "split": split_json(&snapshot.config.split),
         "previous_split": status.previous.as_ref().map(split_json),
         "pools": pools,
+    })
+}
+
+/// The answer to a drain or undrain.
+pub(super) fn drained(
+    pool: &str,
+    backend: &str,
+    drained: bool,
+    changed: bool,
+    inflight: i64,
+) -> Value {
+    json!({
+        "pool": pool,
+        "backend": backend,
+        "drained": drained,
+        "changed": changed,
+        "inflight": inflight,
     })
 }
 

@@ -28,6 +28,34 @@ pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 pub const HISTORY_LIMIT: usize = 100;
 /// Backend weight when a backend is given as a plain `"host:port"` string.
 pub const BACKEND_WEIGHT: u32 = 1;
+/// `[shutdown] grace` when absent: 30 s.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// `[shutdown] drain-timeout` when absent: 30 s.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[pools.<name>] slow-start` when absent: off.
+pub const SLOW_START: Duration = Duration::ZERO;
+/// `[pools.<name>.health-check] type` when absent.
+pub const HEALTH_TYPE: &str = "http";
+/// `[pools.<name>.health-check] path` when absent.
+pub const HEALTH_PATH: &str = "/";
+/// `[pools.<name>.health-check] expect` when absent: any 2xx or 3xx.
+pub const HEALTH_EXPECT: (u16, u16) = (200, 399);
+/// `[pools.<name>.health-check] interval` when absent: 2 s.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// `[pools.<name>.health-check] timeout` when absent: 1 s.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[pools.<name>.health-check] healthy-threshold` when absent.
+pub const HEALTHY_THRESHOLD: u32 = 2;
+/// `[pools.<name>.health-check] unhealthy-threshold` when absent.
+pub const UNHEALTHY_THRESHOLD: u32 = 3;
+/// `[pools.<name>.outlier] consecutive-failures` when absent.
+pub const OUTLIER_FAILURES: u32 = 5;
+/// `[pools.<name>.outlier] base-ejection` when absent: 10 s.
+pub const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(10);
+/// `[pools.<name>.outlier] max-ejection` when absent: 5 min.
+pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
+/// `[pools.<name>.outlier] max-ejected-percent` when absent.
+pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
 
 /// Largest accepted backend weight.
 pub const MAX_BACKEND_WEIGHT: u32 = 100;

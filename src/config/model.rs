@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
+
 /// A complete, valid configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,6 +30,8 @@ pub struct Config {
     pub access_buffer: usize,
     /// Whether the data path records per-request metrics.
     pub metrics_enabled: bool,
+    /// Graceful shutdown and drain bounds.
+    pub shutdown: ShutdownSettings,
 }
 
 /// Where access-log lines go.
@@ -82,6 +86,17 @@ pub struct AdminSettings {
 pub struct Pool {
     /// Backends (at least one, no duplicate addresses).
     pub backends: Vec<Backend>,
+    /// Health checks, ejection, slow start, and what happens when the pool is down.
+    pub policy: PoolPolicy,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShutdownSettings {
+    /// Longest wait for in-flight requests after SIGTERM; the process exits as soon as none is.
+    pub grace: Duration,
+    /// How long an upgraded (WebSocket) connection may outlive a drain of its backend.
+    pub drain_timeout: Duration,
 }
 
 /// One upstream server.

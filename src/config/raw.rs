@@ -34,6 +34,19 @@ pub struct RawConfig {
     /// `[metrics]`: Prometheus metrics.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[shutdown]`: graceful shutdown and drain bounds.
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawShutdown {
+    /// Longest wait for in-flight requests after SIGTERM, a duration string.
+    pub grace: Option<String>,
+    /// How long upgraded (WebSocket) connections may outlive a drain or shutdown.
+    pub drain_timeout: Option<String>,
 }
 
 /// `[metrics]`.
@@ -101,4 +114,48 @@ pub struct RawPool {
     /// Each entry is `"host:port"` or `{ addr = "host:port", weight = N }`.
     #[serde(default)]
     pub backends: Vec<toml::Value>,
+    /// `"failover"` or `"fail"`: what happens to this pool's share when all its backends are down.
+    pub on_pool_down: Option<String>,
+    /// Ramp-up window for a backend that comes back or is added, a duration string.
+    pub slow_start: Option<String>,
+    /// `[pools.<name>.health-check]`: active checks; absent means none.
+    pub health_check: Option<RawHealthCheck>,
+    /// `[pools.<name>.outlier]`: passive ejection.
+    #[serde(default)]
+    pub outlier: RawOutlier,
+}
+
+/// `[pools.<name>.health-check]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawHealthCheck {
+    /// `"http"` or `"tcp"`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// HTTP path to GET.
+    pub path: Option<String>,
+    /// Healthy status codes: `200` or `"200-399"`.
+    pub expect: Option<toml::Value>,
+    /// Time between checks.
+    pub interval: Option<String>,
+    /// Time one check may take.
+    pub timeout: Option<String>,
+    /// Consecutive passes that bring a backend up.
+    pub healthy_threshold: Option<i64>,
+    /// Consecutive failures that take a backend down.
+    pub unhealthy_threshold: Option<i64>,
+}
+
+/// `[pools.<name>.outlier]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawOutlier {
+    /// Consecutive connect failures or 5xx answers that eject a backend; 0 is off.
+    pub consecutive_failures: Option<i64>,
+    /// First ejection's length; each further one doubles it.
+    pub base_ejection: Option<String>,
+    /// Longest ejection.
+    pub max_ejection: Option<String>,
+    /// Largest share of a pool's backends ejected at once, in percent.
+    pub max_ejected_percent: Option<i64>,
 }

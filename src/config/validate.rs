@@ -9,9 +9,11 @@ use super::backends::backends;
 use super::defaults;
 use super::duration;
 use super::model::{
-    AccessLogTarget, AdminSettings, BasisPoints, Config, Pool, ProxySettings, Split,
+    AccessLogTarget, AdminSettings, BasisPoints, Config, Pool, ProxySettings, ShutdownSettings,
+    Split,
 };
 use super::percent::{checked_split, percent};
+use super::pool_policy::{duration_key, pool_policy};
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAdmin, RawConfig, RawPool, RawProxy};
 
@@ -57,6 +59,22 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             defaults::ACCESS_LOG_BUFFER
         }
     };
+    let shutdown = ShutdownSettings {
+        grace: duration_key(
+            "shutdown.grace",
+            raw.shutdown.grace.as_deref(),
+            defaults::SHUTDOWN_GRACE,
+            true,
+            &mut problems,
+        ),
+        drain_timeout: duration_key(
+            "shutdown.drain-timeout",
+            raw.shutdown.drain_timeout.as_deref(),
+            defaults::DRAIN_TIMEOUT,
+            true,
+            &mut problems,
+        ),
+    };
     match (proxy, admin, split) {
         (Some(proxy), Some(admin), Some(split)) if problems.is_empty() => Ok(Config {
             proxy,
@@ -68,6 +86,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             access_log,
             access_buffer,
             metrics_enabled,
+            shutdown,
         }),
         _ => Err(problems),
     }
@@ -219,7 +238,8 @@ fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeM
             ));
         }
         let backends = backends(&path, &pool.backends, problems);
-        out.insert(name.clone(), Pool { backends });
+        let policy = pool_policy(&path, pool, problems);
+        out.insert(name.clone(), Pool { backends, policy });
     }
     out
 }

@@ -40,13 +40,17 @@ pub struct Seen {
 ///
 /// Paths: `/echo` answers with the request body; `/slow/<ms>` waits then answers;
 /// `/stream/<bytes>` streams a chunked body of that size; `/status/<code>` answers that code;
-/// anything else answers the upstream's name. Every answer carries `x-upstream: <name>`.
+/// `/healthz` answers 200 or 503 as [`Upstream::set_healthy`] says (health checks are not
+/// counted as requests); `/ws` accepts an `Upgrade: websocket` and echoes every byte after
+/// the 101; anything else answers the upstream's name. Every answer carries
+/// `x-upstream: <name>`.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,12 +63,14 @@ impl Upstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = (
-            name.to_string(),
-            connections.clone(),
-            requests.clone(),
-            seen.clone(),
-        );
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let state = UpstreamState {
+            name: name.to_string(),
+            connections: connections.clone(),
+            requests: requests.clone(),
+            seen: seen.clone(),
+            healthy: healthy.clone(),
+        };
         let task = tokio::spawn(accept_loop(listener, state));
         Upstream {
             name: name.into(),
@@ -72,8 +78,14 @@ impl Upstream {
             connections,
             requests,
             seen,
+            healthy,
             task,
         }
+    }
+
+    /// What `/healthz` answers from now on: 200 when `true`, 503 when `false`.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
     }
 
     pub fn connections(&self) -> usize {
@@ -95,24 +107,27 @@ impl Drop for Upstream {
     }
 }
 
-type UpstreamState = (
-    String,
-    Arc<AtomicUsize>,
-    Arc<AtomicUsize>,
-    Arc<Mutex<Vec<Seen>>>,
-);
+#[derive(Clone)]
+struct UpstreamState {
+    name: String,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+}
 
 async fn accept_loop(listener: TcpListener, state: UpstreamState) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        state.1.fetch_add(1, Ordering::SeqCst);
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, state.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -121,10 +136,43 @@ async fn accept_loop(listener: TcpListener, state: UpstreamState) {
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     state: UpstreamState,
 ) -> Result<Response<BoxBody>, Infallible> {
-    let (name, _, requests, seen) = state;
+    let UpstreamState {
+        name,
+        requests,
+        seen,
+        healthy,
+        ..
+    } = state;
+    if req.uri().path() == "/healthz" {
+        let code = if healthy.load(Ordering::SeqCst) {
+            200
+        } else {
+            503
+        };
+        let response = Response::builder()
+            .status(code)
+            .header("x-upstream", name.as_str());
+        return Ok(response.body(Full::new(Bytes::from(name)).boxed()).unwrap());
+    }
+    if req.uri().path() == "/ws" {
+        requests.fetch_add(1, Ordering::SeqCst);
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            }
+        });
+        let response = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("x-upstream", name.as_str());
+        return Ok(response.body(Full::new(Bytes::new()).boxed()).unwrap());
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -273,6 +321,28 @@ impl TestProxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the proxy process.
+    pub fn signal(&self, signal: i32) {
+        let rc = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(rc.success(), "kill -{signal} failed");
+    }
+
+    /// Polls until the proxy process exits (its exit code) or `within` passes (`None`).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
     }
 
     /// One admin API call on a fresh connection, with optional extra headers.

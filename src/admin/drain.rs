@@ -1,0 +1,105 @@
+//! `POST /backends/{pool}/{addr}/drain` and `/undrain`.
+//!
+//! A drained backend gets no new requests; those in flight finish. Draining is live state,
+//! not configuration: it is recorded in the deployment log but not written to the config file,
+//! and a restart starts with every backend undrained.
+
+use http::StatusCode;
+
+use super::{fail, views, Answer};
+use crate::audit::{Action, Entry};
+use crate::control::Control;
+
+/// Splits `/backends/{pool}/{addr}/{drain|undrain}`; `None` when the path has another shape.
+pub(super) fn parse(path: &str) -> Option<(&str, &str, bool)> {
+    let rest = path.strip_prefix("/backends/")?;
+    let (rest, verb) = rest.rsplit_once('/')?;
+    let (pool, addr) = rest.split_once('/')?;
+    let drained = match verb {
+        "drain" => true,
+        "undrain" => false,
+        _ => return None,
+    };
+    Some((pool, addr, drained))
+}
+
+/// Sets the drain flag of `addr` (as written in the config file, or its resolved address) in
+/// `pool`, and records a change in the deployment log.
+pub(super) async fn set(
+    control: &Control,
+    actor: &str,
+    pool: &str,
+    addr: &str,
+    drained: bool,
+) -> Answer {
+    let snapshot = control.live().load_full();
+    let Some(entry) = snapshot.pools.iter().find(|p| p.name == pool) else {
+        let known: Vec<&str> = snapshot.pools.iter().map(|p| p.name.as_str()).collect();
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!("no pool named {pool:?} (pools: {})", known.join(", ")),
+        );
+    };
+    let Some(backend) = entry
+        .backends
+        .iter()
+        .find(|b| b.name == addr || b.addr.to_string() == addr)
+    else {
+        let known: Vec<&str> = entry.backends.iter().map(|b| b.name.as_str()).collect();
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!(
+                "pool {pool} has no backend {addr:?} (backends: {})",
+                known.join(", ")
+            ),
+        );
+    };
+    let changed = backend.health.set_drained(drained);
+    let inflight = backend.health.inflight();
+    if changed {
+        let verb = if drained { "drained" } else { "undrained" };
+        tracing::info!(actor, pool, backend = %backend.name, inflight, "backend {verb}");
+        let split = &snapshot.config.split;
+        let action = if drained {
+            Action::Drain
+        } else {
+            Action::Undrain
+        };
+        let mut record = Entry::now(snapshot.version, actor, action, split, split);
+        record.message = format!(
+            "backend {} of pool {pool} {verb} ({inflight} in flight)",
+            backend.name
+        );
+        if let Err(e) = control.audit().append(&record) {
+            backend.health.set_drained(!drained);
+            return fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not changed: cannot record it in the deployment log: {e}"),
+            );
+        }
+    }
+    Answer(
+        StatusCode::OK,
+        views::drained(pool, &backend.name, drained, changed, inflight),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn drain_paths_parse_and_others_do_not() {
+        assert_eq!(
+            parse("/backends/blue/127.0.0.1:9001/drain"),
+            Some(("blue", "127.0.0.1:9001", true))
+        );
+        assert_eq!(
+            parse("/backends/blue/app.internal:80/undrain"),
+            Some(("blue", "app.internal:80", false))
+        );
+        assert_eq!(parse("/backends/blue/drain"), None);
+        assert_eq!(parse("/backends/blue/x/restart"), None);
+        assert_eq!(parse("/status"), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! Active health checks and the health supervisor.
+//!
+//! The probes are Pingora's (`HttpHealthCheck`, `TcpHealthCheck`). Pingora's own bookkeeping
+//! around them (`Backends::run_health_check`) is tied to its `LoadBalancer` selection and
+//! cannot feed switchback's split routing, so the thresholds and state live here, in
+//! [`BackendHealth`]: one task per checked backend, started, restarted and stopped as
+//! snapshots change.
+//!
+//! The supervisor also watches each pool as a whole: when the last backend of a pool with a
+//! share stops taking requests (checks, ejection or drain), that is logged and recorded in the
+//! deployment log as `pool-down`, and its return as `pool-up`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HealthCheck as Probe, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::Backend;
+use pingora::{Error, ErrorType};
+use tokio::task::JoinHandle;
+
+use super::BackendHealth;
+use crate::audit::{Action, Entry};
+use crate::config::model::{HealthCheck, OnPoolDown, ProbeKind};
+use crate::control::Control;
+use crate::snapshot::Snapshot;
+
+/// How often the supervisor looks at snapshots and pool states.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+
+/// The supervisor: runs until its runtime stops.
+pub async fn spawn_supervisor(control: Arc<Control>) {
+    supervise(control).await;
+}
+
+struct Running {
+    check: HealthCheck,
+    health: Arc<BackendHealth>,
+    task: JoinHandle<()>,
+}
+
+async fn supervise(control: Arc<Control>) {
+    let mut probes: HashMap<(String, SocketAddr), Running> = HashMap::new();
+    let mut pool_down: HashMap<String, bool> = HashMap::new();
+    let mut version = 0;
+    let mut backends: Vec<(String, String)> = Vec::new();
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snapshot = control.live().load_full();
+        if snapshot.version != version {
+            version = snapshot.version;
+            reconcile(&snapshot, &mut probes);
+            let now: Vec<(String, String)> = snapshot
+                .pools
+                .iter()
+                .flat_map(|p| p.backends.iter().map(|b| (p.name.clone(), b.name.clone())))
+                .collect();
+            for (pool, backend) in backends.iter().filter(|b| !now.contains(b)) {
+                control.metrics().forget_backend(pool, backend);
+            }
+            backends = now;
+        }
+        for pool in &snapshot.pools {
+            for b in &pool.backends {
+                control.metrics().set_backend_state(
+                    &pool.name,
+                    &b.name,
+                    b.health.available(),
+                    b.health.is_drained(),
+                    b.health.inflight(),
+                );
+            }
+        }
+        watch_pools(&control, &snapshot, &mut pool_down);
+    }
+}
+
+/// Starts probes for newly checked backends, restarts those whose settings changed, and stops
+/// those no longer checked (their backends count as passing again).
+fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, SocketAddr), Running>) {
+    let mut wanted = HashMap::new();
+    for pool in &snapshot.pools {
+        let Some(check) = &pool.policy.health_check else {
+            continue;
+        };
+        for b in &pool.backends {
+            wanted.insert(
+                (pool.name.clone(), b.addr),
+                (check, b, pool.policy.slow_start),
+            );
+        }
+    }
+    probes.retain(|key, running| {
+        let keep = wanted.get(key).is_some_and(|(check, b, _)| {
+            **check == running.check && Arc::ptr_eq(&b.health, &running.health)
+        });
+        if !keep {
+            running.task.abort();
+            if !wanted.contains_key(key) && running.health.set_probe_up(true) {
+                tracing::info!(pool = %key.0, backend = %key.1, "health checks removed; backend counts as up");
+            }
+        }
+        keep
+    });
+    for (key, (check, b, slow_start)) in wanted {
+        if probes.contains_key(&key) {
+            continue;
+        }
+        let task = tokio::spawn(probe_loop(
+            key.0.clone(),
+            b.name.clone(),
+            b.addr,
+            check.clone(),
+            b.health.clone(),
+            slow_start,
+        ));
+        probes.insert(
+            key,
+            Running {
+                check: check.clone(),
+                health: b.health.clone(),
+                task,
+            },
+        );
+    }
+}
+
+/// Checks one backend every `interval`. The first verdict sets the state at once; after that
+/// the state changes only after `unhealthy-threshold` consecutive failures or
+/// `healthy-threshold` consecutive passes, and each change is logged once.
+async fn probe_loop(
+    pool: String,
+    name: String,
+    addr: SocketAddr,
+    check: HealthCheck,
+    health: Arc<BackendHealth>,
+    slow_start: Duration,
+) {
+    let probe = build_probe(&check, &name);
+    let target = match Backend::new(&addr.to_string()) {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::error!(pool, backend = name, error = %e, "cannot health-check this backend");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(check.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut streak = 0;
+    let mut first = true;
+    loop {
+        tick.tick().await;
+        let verdict = match tokio::time::timeout(check.timeout, probe.check(&target)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{}: {}", e.etype().as_str(), e.root_cause())),
+            Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+        };
+        let passed = verdict.is_ok();
+        if first {
+            first = false;
+            if !passed && health.set_probe_up(false) {
+                tracing::warn!(pool, backend = name, reason = %verdict.unwrap_err(), "backend is down (first health check failed)");
+            }
+            continue;
+        }
+        if passed == health.probe_up() {
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        let needed = if passed {
+            check.healthy_threshold
+        } else {
+            check.unhealthy_threshold
+        };
+        if streak < needed {
+            continue;
+        }
+        streak = 0;
+        health.set_probe_up(passed);
+        match verdict {
+            Ok(()) => {
+                health.start_ramp(slow_start);
+                tracing::info!(pool, backend = name, passes = needed, "backend is up");
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    pool,
+                    backend = name,
+                    failures = needed,
+                    reason,
+                    "backend is down"
+                );
+            }
+        }
+    }
+}
+
+fn build_probe(check: &HealthCheck, host: &str) -> Box<dyn Probe + Send + Sync> {
+    match &check.kind {
+        ProbeKind::Tcp => {
+            let mut probe = TcpHealthCheck::new();
+            probe.peer_template.options.connection_timeout = Some(check.timeout);
+            probe
+        }
+        ProbeKind::Http { path, expect } => {
+            let mut probe = HttpHealthCheck::new(host, false);
+            if let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), None) {
+                if req.insert_header("host", host).is_ok() {
+                    probe.req = req;
+                }
+            }
+            probe.peer_template.options.connection_timeout = Some(check.timeout);
+            probe.peer_template.options.read_timeout = Some(check.timeout);
+            let (low, high) = *expect;
+            probe.validator = Some(Box::new(move |resp| {
+                let status = resp.status.as_u16();
+                if (low..=high).contains(&status) {
+                    Ok(())
+                } else {
+                    Error::e_explain(
+                        ErrorType::CustomCode("unexpected status", status),
+                        format!("health check answered {status}, expected {low}-{high}"),
+                    )
+                }
+            }));
+            Box::new(probe)
+        }
+    }
+}
+
+/// Logs and records each pool with a share that goes down (no backend takes requests) or
+/// comes back.
+fn watch_pools(control: &Control, snapshot: &Snapshot, down: &mut HashMap<String, bool>) {
+    for (i, pool) in snapshot.pools.iter().enumerate() {
+        let is_down = pool.share > 0 && !snapshot.pool_up(i);
+        let was_down = down.insert(pool.name.clone(), is_down).unwrap_or(false);
+        if is_down == was_down {
+            continue;
+        }
+        let (action, message) = if is_down {
+            let fate = match pool.policy.on_pool_down {
+                OnPoolDown::Failover => "its share fails over to the other pools with a share",
+                OnPoolDown::Fail => "its share is answered 503 (on-pool-down = \"fail\")",
+            };
+            tracing::warn!(pool = %pool.name, "pool is down: {fate}");
+            (
+                Action::PoolDown,
+                format!("pool {} has no backend up; {fate}", pool.name),
+            )
+        } else {
+            tracing::info!(pool = %pool.name, "pool is up again");
+            (
+                Action::PoolUp,
+                format!("pool {} has a backend up again", pool.name),
+            )
+        };
+        let split = &snapshot.config.split;
+        let mut entry = Entry::now(snapshot.version, "health", action, split, split);
+        entry.message = message;
+        if let Err(e) = control.audit().append(&entry) {
+            tracing::error!(error = %e, "could not record a pool state change");
+        }
+    }
+}

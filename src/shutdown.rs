@@ -1,0 +1,97 @@
+//! Graceful shutdown that ends as soon as nothing is in flight.
+//!
+//! Pingora's graceful terminate closes the listeners, then sleeps for the whole
+//! `grace_period_seconds` whether or not requests are in flight, then cancels whatever is
+//! left. switchback keeps Pingora's first and last steps and replaces the sleep's meaning:
+//! Pingora's sleep is set to `[shutdown] grace` (the upper bound), and a watcher thread
+//! ends the process as soon as the in-flight count has been zero for [`SETTLE`] after the
+//! listeners closed. Responses sent meanwhile carry `Connection: close` (see `proxy.rs`).
+//!
+//! Signals: SIGTERM and SIGINT both shut down gracefully (Pingora treats SIGINT as an
+//! immediate stop); SIGQUIT hands the listeners to a new process started with `--upgrade`
+//! and then drains the same way.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::broadcast;
+
+use crate::health::Inflight;
+
+/// How long the in-flight count must stay at zero before the process exits: covers a request
+/// whose connection was accepted just before the listeners closed.
+pub const SETTLE: Duration = Duration::from_millis(50);
+
+/// Why [`crate::serve::run`] stops waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every request finished after a graceful shutdown began.
+    Drained,
+    /// Pingora's run ended (grace period over, or an immediate stop).
+    Stopped,
+}
+
+/// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade.
+pub struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests, then exiting"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests, then exiting"),
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT: handing the listeners over, then finishing in-flight requests");
+                return ShutdownSignal::GracefulUpgrade;
+            }
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Watches Pingora's execution phases from a thread of its own; once the graceful period
+/// starts (listeners closed), sends [`Exit::Drained`] as soon as `inflight` has stayed at zero
+/// for [`SETTLE`], unless `grace` runs out first.
+pub fn watch_drain(
+    mut phases: broadcast::Receiver<ExecutionPhase>,
+    inflight: Arc<Inflight>,
+    grace: Duration,
+    exit: mpsc::Sender<Exit>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("switchback-drain".into())
+        .spawn(move || {
+            loop {
+                match phases.blocking_recv() {
+                    Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                    Ok(ExecutionPhase::ShutdownRuntimes | ExecutionPhase::Terminated)
+                    | Err(broadcast::error::RecvError::Closed) => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                }
+            }
+            let started = Instant::now();
+            let mut quiet_since: Option<Instant> = None;
+            while started.elapsed() < grace {
+                if inflight.get() > 0 {
+                    quiet_since = None;
+                } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE {
+                    let _ = exit.send(Exit::Drained);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .map(|_| ())
+}
