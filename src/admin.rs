@@ -67,6 +67,31 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>) {
     }
 }
 
+/// Binds `addr` as soon as it is free (during a binary upgrade the old process holds it until
+/// it has drained), then serves the admin API there.
+pub async fn serve_once_free(addr: std::net::SocketAddr, control: Arc<Control>) {
+    let mut waiting = false;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!("admin API listening on {addr}");
+                return serve(listener, control).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if !waiting {
+                    tracing::info!(%addr, "admin address still held by the old process; will bind it once it exits");
+                    waiting = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for the admin API");
+                return;
+            }
+        }
+    }
+}
+
 /// An admin answer before the version header is added.
 struct Answer(StatusCode, Value);
 

@@ -92,7 +92,7 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
         runtime.spawn(serve_colour(colour, listener));
     }
     print_tour(ports, &path);
-    serve::run(&path, None)?;
+    serve::run(&path, None, false)?;
     runtime.shutdown_background();
     Ok(())
 }

@@ -22,6 +22,10 @@ enum Command {
         /// Path of the TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Take over the listeners of a running switchback (zero-downtime binary upgrade):
+        /// start this, then send the old process SIGQUIT within 5 s.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file without binding anything; list every problem.
     Check {
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Serve { config } => match serve::run(&config, None) {
+        Command::Serve { config, upgrade } => match serve::run(&config, None, upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },

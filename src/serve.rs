@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
 use pingora::proxy::http_proxy_service;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 
 use std::sync::{mpsc, Arc};
@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::access_log::AccessLog;
 use crate::admin::{self, auth};
 use crate::audit::AuditError;
-use crate::config::{self, load::read_text, ConfigError};
+use crate::config::{self, load::read_text, Config, ConfigError};
 use crate::control::Control;
 use crate::health::Inflight;
 use crate::metrics::Metrics;
@@ -67,6 +67,45 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
         .collect()
 }
 
+/// The Pingora server, bootstrapped: in an upgrade this is where the listeners of the running
+/// process are received (Pingora exits the process when none arrive within about 5 s).
+fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server, ServeError> {
+    let grace = config.shutdown.grace;
+    let sock = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&config.proxy.upgrade_sock);
+    // sun_path holds 108 bytes on Linux.
+    if sock.as_os_str().len() > 100 {
+        return Err(ServeError::ControlPlane(format!(
+            "the upgrade socket path {} is too long for a Unix socket; set [proxy] upgrade-sock",
+            sock.display()
+        )));
+    }
+    let server_conf = ServerConf {
+        threads: config.proxy.threads,
+        // Pingora sleeps for the whole grace period on SIGTERM even when nothing is in flight;
+        // here it is only the upper bound. `shutdown::watch_drain` ends the wait early.
+        grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: sock.to_string_lossy().into_owned(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
+    if upgrade {
+        tracing::info!(socket = %sock.display(), "upgrade: waiting for the running switchback to hand over its listeners; send it SIGQUIT");
+    }
+    server.bootstrap();
+    if upgrade {
+        tracing::info!("upgrade: listeners received");
+    }
+    Ok(server)
+}
+
 /// Runs the proxy for the config file at `path` until `shutdown` fires (default:
 /// [`shutdown::Signals`]) and the in-flight requests have finished or `[shutdown] grace` ran out.
 ///
@@ -75,22 +114,25 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
 pub fn run(
     path: &Path,
     shutdown: Option<Box<dyn ShutdownSignalWatch + Send>>,
+    upgrade: bool,
 ) -> Result<(), ServeError> {
     let config = config::load(path)?;
     let text = read_text(path).map_err(|p| ConfigError {
         path: path.to_path_buf(),
         problems: vec![p],
     })?;
-    let reserved = ensure_bindable(&config.proxy.listen)?;
+    // In an upgrade the running process holds the ports and hands them over.
+    let reserved = match upgrade {
+        false => ensure_bindable(&config.proxy.listen)?,
+        true => Vec::new(),
+    };
     if let Some(token_file) = &config.admin.token_file {
         auth::Tokens::load(token_file)?;
         auth::warn_if_exposed(token_file);
     }
-    let (proxy_listen, threads, admin_listen) = (
-        config.proxy.listen.clone(),
-        config.proxy.threads,
-        config.admin.listen,
-    );
+    let grace = config.shutdown.grace;
+    let mut server = pingora_server(path, &config, upgrade)?;
+    let (proxy_listen, admin_listen) = (config.proxy.listen.clone(), config.admin.listen);
     let debounce = config.reload_debounce;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -99,16 +141,19 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| ServeError::ControlPlane(e.to_string()))?;
-    let admin_listener = runtime
-        .block_on(tokio::net::TcpListener::bind(admin_listen))
-        .map_err(|source| ServeError::Bind {
-            addr: admin_listen,
-            source,
-        })?;
+    // The old process of an upgrade keeps the admin port until it has drained.
+    let admin_listener = match upgrade {
+        false => Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind(admin_listen))
+                .map_err(|source| ServeError::Bind {
+                    addr: admin_listen,
+                    source,
+                })?,
+        ),
+        true => None,
+    };
     drop(reserved);
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|e| ServeError::ControlPlane(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let access_log = match &config.access_log {
         Some(target) => {
@@ -125,7 +170,6 @@ pub fn run(
         }
         None => None,
     };
-    let grace = config.shutdown.grace;
     let control = Control::start(path, config, text, metrics)?;
     let _watcher = runtime.block_on(async {
         crate::config::watch::spawn_sighup(control.clone())
@@ -133,19 +177,20 @@ pub fn run(
         crate::config::watch::spawn(control.clone(), debounce)
             .map_err(|e| ServeError::ControlPlane(format!("watching {}: {e}", path.display())))
     })?;
-    runtime.spawn(admin::serve(admin_listener, control.clone()));
+    match admin_listener {
+        Some(listener) => {
+            let admin_addr = listener
+                .local_addr()
+                .map_err(|e| ServeError::ControlPlane(e.to_string()))?;
+            tracing::info!("admin API listening on {admin_addr}");
+            runtime.spawn(admin::serve(listener, control.clone()));
+        }
+        None => {
+            runtime.spawn(admin::serve_once_free(admin_listen, control.clone()));
+        }
+    }
     runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
 
-    let server_conf = ServerConf {
-        threads,
-        // Pingora sleeps for the whole grace period on SIGTERM even when nothing is in flight;
-        // here it is only the upper bound. `shutdown::watch_drain` ends the wait early.
-        grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    server.bootstrap();
     let inflight = Arc::new(Inflight::default());
     let mut service = http_proxy_service(
         &server.configuration,
@@ -164,8 +209,7 @@ pub fn run(
         exit_tx.clone(),
     )
     .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
-    tracing::info!(listen = ?proxy_listen, admin = %admin_addr, version = control.live().load().version, "switchback serving");
-    tracing::info!("admin API listening on {admin_addr}");
+    tracing::info!(listen = ?proxy_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
     let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> =
         shutdown.unwrap_or_else(|| Box::new(shutdown::Signals));
     // Pingora runs on a thread of its own so that this one can return as soon as the drain

@@ -28,6 +28,8 @@ pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 pub const HISTORY_LIMIT: usize = 100;
 /// Backend weight when a backend is given as a plain `"host:port"` string.
 pub const BACKEND_WEIGHT: u32 = 1;
+/// `[proxy] upgrade-sock` when absent: this file beside the config file.
+pub const UPGRADE_SOCK: &str = "switchback.upgrade.sock";
 /// `[shutdown] grace` when absent: 30 s.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// `[shutdown] drain-timeout` when absent: 30 s.

@@ -70,6 +70,9 @@ pub struct ProxySettings {
     pub idle_timeout: Duration,
     /// Response header naming the serving pool, lower-case; `None` adds nothing.
     pub pool_header: Option<http::HeaderName>,
+    /// Unix socket for the listener hand-over of a binary upgrade, as written (relative to
+    /// the config file's directory).
+    pub upgrade_sock: PathBuf,
 }
 
 /// `[admin]`.

@@ -95,6 +95,8 @@ pub struct RawProxy {
     pub idle_timeout: Option<String>,
     /// Response header naming the pool that served the request; absent means none.
     pub pool_header: Option<String>,
+    /// Unix socket for handing the listeners to a new process (`serve --upgrade`).
+    pub upgrade_sock: Option<String>,
 }
 
 /// `[admin]`.

@@ -122,10 +122,19 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
         }
         parsed
     });
+    let upgrade_sock = match raw.upgrade_sock.as_deref() {
+        Some("") => {
+            problems.push(Problem::at("proxy.upgrade-sock", ProblemKind::Empty));
+            PathBuf::new()
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(defaults::UPGRADE_SOCK),
+    };
     Some(ProxySettings {
         listen,
         threads,
         pool_header,
+        upgrade_sock,
         connect_timeout: timeout(
             "connect-timeout",
             &raw.connect_timeout,

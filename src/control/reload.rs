@@ -111,6 +111,14 @@ fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'st
         next.access_log = running.access_log.clone();
         changed.push("log.access");
     }
+    if next.proxy.upgrade_sock != running.proxy.upgrade_sock {
+        next.proxy.upgrade_sock = running.proxy.upgrade_sock.clone();
+        changed.push("proxy.upgrade-sock");
+    }
+    if next.shutdown.grace != running.shutdown.grace {
+        next.shutdown.grace = running.shutdown.grace;
+        changed.push("shutdown.grace");
+    }
     if next.deployment_log != running.deployment_log {
         next.deployment_log = running.deployment_log.clone();
         changed.push("log.deployments");
