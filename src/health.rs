@@ -29,6 +29,8 @@ pub struct BackendHealth {
     probe_up: AtomicBool,
     /// Drained by an operator: no new requests.
     drained: AtomicBool,
+    /// When the drain began ([`now_ms`]); 0 when not drained.
+    drained_at: AtomicU64,
     /// Ejected until this [`now_ms`] instant; 0 when never ejected.
     ejected_until: AtomicU64,
     /// Ejections so far (the back-off doubles with each); reset after a clean spell.
@@ -46,6 +48,7 @@ impl Default for BackendHealth {
         BackendHealth {
             probe_up: AtomicBool::new(true),
             drained: AtomicBool::new(false),
+            drained_at: AtomicU64::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -111,7 +114,19 @@ impl BackendHealth {
 
     /// Sets the drain flag; returns whether it changed.
     pub fn set_drained(&self, drained: bool) -> bool {
-        self.drained.swap(drained, Ordering::SeqCst) != drained
+        let changed = self.drained.swap(drained, Ordering::SeqCst) != drained;
+        if changed {
+            let at = if drained { now_ms() } else { 0 };
+            self.drained_at.store(at, Ordering::SeqCst);
+        }
+        changed
+    }
+
+    /// Whether the backend has been drained for at least `timeout`: its upgraded
+    /// (WebSocket) connections are closed then.
+    pub fn drained_for(&self, timeout: Duration) -> bool {
+        let at = self.drained_at.load(Ordering::Relaxed);
+        at != 0 && now_ms() >= at + timeout.as_millis() as u64
     }
 
     /// Requests in flight to this backend.

@@ -196,6 +196,35 @@ impl ProxyHttp for SwitchbackProxy {
         e
     }
 
+    /// Upgraded (WebSocket) traffic, client to upstream: closed once its backend has been
+    /// drained for `[shutdown] drain-timeout`.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if session.was_upgraded() {
+            close_if_drained_too_long(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Upgraded traffic, upstream to client: as [`Self::request_body_filter`].
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if session.was_upgraded() {
+            close_if_drained_too_long(ctx)?;
+        }
+        Ok(None)
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -321,6 +350,26 @@ impl SwitchbackProxy {
             tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
         }
     }
+}
+
+/// Ends an upgraded connection whose backend has been drained for longer than
+/// `[shutdown] drain-timeout`. Checked as data flows; an idle one ends at `read-timeout`.
+fn close_if_drained_too_long(ctx: &RequestCtx) -> Result<()> {
+    let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
+        return Ok(());
+    };
+    let backend = &snapshot.pools[p].backends[b];
+    if backend
+        .health
+        .drained_for(snapshot.config.shutdown.drain_timeout)
+    {
+        tracing::info!(backend = %backend.name, "closing an upgraded connection: its backend was drained");
+        return Error::e_explain(
+            ErrorType::ConnectionClosed,
+            "backend drained longer than drain-timeout",
+        );
+    }
+    Ok(())
 }
 
 /// Answers 503 for a request no backend could take. Unlike Pingora's error responses this

@@ -187,10 +187,9 @@ async fn sigterm_with_nothing_in_flight_exits_at_once_even_with_idle_clients() {
     assert!(took < Duration::from_secs(1), "took {took:?} to exit");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_upgrade_passes_through_and_echoes() {
-    let bg = blue_green("blue = 100\ngreen = 0", "").await;
-    let mut stream = TcpStream::connect(bg.proxy.addr).await.unwrap();
+/// Opens `GET /ws` through the proxy and reads the 101 head.
+async fn open_websocket(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
             b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -210,18 +209,78 @@ async fn a_websocket_upgrade_passes_through_and_echoes() {
         head.to_ascii_lowercase().contains("upgrade: websocket"),
         "{head}"
     );
-    // A masked text frame "hello", as a browser sends it; the upstream echoes the bytes.
+    stream
+}
+
+/// A masked text frame "hello", as a browser sends it.
+fn hello_frame() -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut frame = vec![0x81, 0x80 | 5];
     frame.extend_from_slice(&mask);
     frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    for _ in 0..3 {
-        stream.write_all(&frame).await.unwrap();
-        let mut echoed = vec![0u8; frame.len()];
-        tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed))
-            .await
-            .expect("echo in time")
-            .unwrap();
-        assert_eq!(echoed, frame);
+    frame
+}
+
+/// Sends a frame and reads its echo; `false` when the connection was closed instead.
+async fn echo(stream: &mut TcpStream, frame: &[u8]) -> bool {
+    if stream.write_all(frame).await.is_err() {
+        return false;
     }
+    let mut echoed = vec![0u8; frame.len()];
+    match tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed)).await {
+        Ok(Ok(_)) => {
+            assert_eq!(echoed, frame);
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => panic!("no echo and no close within {DEADLINE:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_passes_through_and_echoes() {
+    let bg = blue_green("blue = 100\ngreen = 0", "").await;
+    let mut stream = open_websocket(bg.proxy.addr).await;
+    for _ in 0..3 {
+        assert!(echo(&mut stream, &hello_frame()).await, "echoed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_to_a_drained_backend_is_closed_after_the_drain_timeout() {
+    let bg = blue_green(
+        "blue = 50\ngreen = 50",
+        "[shutdown]\ndrain-timeout = \"1s\"",
+    )
+    .await;
+    // The pool is drawn at random per request: open (at most 100) until one lands on blue.
+    let mut on_blue = None;
+    for _ in 0..100 {
+        let before = bg.blue.requests();
+        let stream = open_websocket(bg.proxy.addr).await;
+        if bg.blue.requests() > before {
+            on_blue = Some(stream);
+            break;
+        }
+    }
+    let mut stream = on_blue.expect("a WebSocket on blue");
+    assert!(echo(&mut stream, &hello_frame()).await);
+    let path = format!("/backends/blue/{}/drain", bg.blue.addr);
+    assert_eq!(bg.proxy.admin("POST", &path, "").await.status, 200);
+    let drained = Instant::now();
+    assert!(
+        echo(&mut stream, &hello_frame()).await,
+        "still open inside the drain timeout"
+    );
+    let mut open = true;
+    while open && drained.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        open = echo(&mut stream, &hello_frame()).await;
+    }
+    assert!(!open, "the upgraded connection was closed");
+    let after = drained.elapsed();
+    assert!(
+        after >= Duration::from_secs(1),
+        "closed after {after:?}, before the timeout"
+    );
 }
