@@ -47,10 +47,7 @@ async fn a_slow_request_survives_a_switch_and_later_requests_go_to_the_new_pool(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_backend_finishes_its_request_and_gets_no_new_ones() {
     let (b1, b2) = (Upstream::start("b1").await, Upstream::start("b2").await);
-    let rest = format!(
-        "[pools.blue]\nbackends = [\"{}\", \"{}\"]\n[split]\nblue = 100\n",
-        b1.addr, b2.addr
-    );
+    let rest = common::pools_toml(&[("blue", &[b1.addr, b2.addr])], "blue = 100");
     let proxy = TestProxy::start("", &rest).await;
     // Round-robin: the first request goes to b1.
     let slow = slow_request_in_flight(proxy.addr, &b1).await;

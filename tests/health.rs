@@ -242,10 +242,7 @@ async fn a_failed_connect_is_retried_on_another_backend_for_every_method() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_upstream_received_is_never_retried() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let rest = format!(
-        "[pools.blue]\nbackends = [\"{}\", \"{}\"]\n[split]\nblue = 100\n",
-        a.addr, b.addr
-    );
+    let rest = common::pools_toml(&[("blue", &[a.addr, b.addr])], "blue = 100");
     let proxy = TestProxy::start("read-timeout = \"300ms\"", &rest).await;
     let body = http_body_util::BodyExt::boxed(http_body_util::Full::new(bytes::Bytes::new()));
     let reply = Client::connect(proxy.addr)

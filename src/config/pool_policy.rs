@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use super::defaults;
-use super::duration;
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawHealthCheck, RawOutlier, RawPool};
-use super::validate::{out_of_range, wrong_type};
+use super::validate::{duration_key, out_of_range, wrong_type};
 
 /// How a pool behaves when backends fail.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,28 +287,4 @@ fn outlier(path: &str, raw: &RawOutlier, problems: &mut Vec<Problem>) -> Outlier
         max_ejection,
         max_ejected_percent,
     }
-}
-
-/// A duration key; zero is allowed only where `zero_ok` (it means "off" there).
-pub(super) fn duration_key(
-    path: &str,
-    value: Option<&str>,
-    default: Duration,
-    zero_ok: bool,
-    problems: &mut Vec<Problem>,
-) -> Duration {
-    let Some(text) = value else { return default };
-    let reason = match duration::parse(text) {
-        Ok(d) if d.is_zero() && !zero_ok => "must be more than 0".to_string(),
-        Ok(d) => return d,
-        Err(reason) => reason,
-    };
-    problems.push(Problem::at(
-        path,
-        ProblemKind::InvalidDuration {
-            value: text.into(),
-            reason,
-        },
-    ));
-    default
 }

@@ -13,7 +13,7 @@ use super::model::{
     Split,
 };
 use super::percent::{checked_split, percent};
-use super::pool_policy::{duration_key, pool_policy};
+use super::pool_policy::pool_policy;
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAdmin, RawConfig, RawPool, RawProxy};
 
@@ -35,10 +35,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(defaults::DEPLOYMENT_LOG),
     };
-    let reload_debounce = timeout_value(
+    let reload_debounce = duration_key(
         "reload.debounce",
         raw.reload.debounce.as_deref(),
         defaults::RELOAD_DEBOUNCE,
+        false,
         &mut problems,
     );
     let access_log = match raw.log.access.as_deref() {
@@ -110,7 +111,7 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
         }
     };
     let timeout = |key: &str, value: &Option<String>, default: Duration, p: &mut Vec<Problem>| {
-        timeout_value(&format!("proxy.{key}"), value.as_deref(), default, p)
+        duration_key(&format!("proxy.{key}"), value.as_deref(), default, false, p)
     };
     let pool_header = raw.pool_header.as_deref().and_then(|name| {
         let parsed = http::HeaderName::from_bytes(name.as_bytes()).ok();
@@ -176,36 +177,6 @@ fn listen_list(list: &[String], problems: &mut Vec<Problem>) -> Vec<SocketAddr> 
         }
     }
     out
-}
-
-fn timeout_value(
-    path: &str,
-    value: Option<&str>,
-    default: Duration,
-    problems: &mut Vec<Problem>,
-) -> Duration {
-    let Some(text) = value else { return default };
-    match duration::parse(text) {
-        Ok(d) if d.is_zero() => {
-            problems.push(invalid_duration(path, text, "must be more than 0"));
-            default
-        }
-        Ok(d) => d,
-        Err(reason) => {
-            problems.push(invalid_duration(path, text, &reason));
-            default
-        }
-    }
-}
-
-fn invalid_duration(path: &str, value: &str, reason: &str) -> Problem {
-    Problem::at(
-        path,
-        ProblemKind::InvalidDuration {
-            value: value.into(),
-            reason: reason.into(),
-        },
-    )
 }
 
 fn admin(raw: &RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminSettings> {
@@ -322,4 +293,28 @@ pub(super) fn wrong_type(path: &str, expected: &'static str, found: &toml::Value
 
 fn type_name(value: &toml::Value) -> String {
     value.type_str().to_string()
+}
+
+/// A duration key; zero is allowed only where `zero_ok` (it means "off" there).
+pub(super) fn duration_key(
+    path: &str,
+    value: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    let Some(text) = value else { return default };
+    let reason = match duration::parse(text) {
+        Ok(d) if d.is_zero() && !zero_ok => "must be more than 0".to_string(),
+        Ok(d) => return d,
+        Err(reason) => reason,
+    };
+    problems.push(Problem::at(
+        path,
+        ProblemKind::InvalidDuration {
+            value: text.into(),
+            reason,
+        },
+    ));
+    default
 }

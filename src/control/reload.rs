@@ -95,33 +95,60 @@ impl Control {
 /// which keys changed.
 fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'static str>) {
     let mut changed = Vec::new();
-    if next.proxy.listen != running.proxy.listen {
-        next.proxy.listen = running.proxy.listen.clone();
-        changed.push("proxy.listen");
-    }
-    if next.proxy.threads != running.proxy.threads {
-        next.proxy.threads = running.proxy.threads;
-        changed.push("proxy.threads");
-    }
-    if next.admin.listen != running.admin.listen {
-        next.admin.listen = running.admin.listen;
-        changed.push("admin.listen");
-    }
-    if next.access_log != running.access_log {
-        next.access_log = running.access_log.clone();
-        changed.push("log.access");
-    }
-    if next.proxy.upgrade_sock != running.proxy.upgrade_sock {
-        next.proxy.upgrade_sock = running.proxy.upgrade_sock.clone();
-        changed.push("proxy.upgrade-sock");
-    }
-    if next.shutdown.grace != running.shutdown.grace {
-        next.shutdown.grace = running.shutdown.grace;
-        changed.push("shutdown.grace");
-    }
-    if next.deployment_log != running.deployment_log {
-        next.deployment_log = running.deployment_log.clone();
-        changed.push("log.deployments");
-    }
+    keep(
+        &mut next.proxy.listen,
+        &running.proxy.listen,
+        "proxy.listen",
+        &mut changed,
+    );
+    keep(
+        &mut next.proxy.threads,
+        &running.proxy.threads,
+        "proxy.threads",
+        &mut changed,
+    );
+    keep(
+        &mut next.admin.listen,
+        &running.admin.listen,
+        "admin.listen",
+        &mut changed,
+    );
+    keep(
+        &mut next.access_log,
+        &running.access_log,
+        "log.access",
+        &mut changed,
+    );
+    keep(
+        &mut next.proxy.upgrade_sock,
+        &running.proxy.upgrade_sock,
+        "proxy.upgrade-sock",
+        &mut changed,
+    );
+    keep(
+        &mut next.shutdown.grace,
+        &running.shutdown.grace,
+        "shutdown.grace",
+        &mut changed,
+    );
+    keep(
+        &mut next.deployment_log,
+        &running.deployment_log,
+        "log.deployments",
+        &mut changed,
+    );
     (next, changed)
+}
+
+/// Keeps the running value of a restart-only key, noting `key` when the file changed it.
+fn keep<T: PartialEq + Clone>(
+    next: &mut T,
+    running: &T,
+    key: &'static str,
+    changed: &mut Vec<&'static str>,
+) {
+    if next != running {
+        *next = running.clone();
+        changed.push(key);
+    }
 }
