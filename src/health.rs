@@ -41,6 +41,8 @@ pub struct BackendHealth {
     ramp_until: AtomicU64,
     /// Requests routed here that have not finished.
     inflight: AtomicI64,
+    /// Active checks completed.
+    checks: AtomicU64,
 }
 
 impl Default for BackendHealth {
@@ -54,6 +56,7 @@ impl Default for BackendHealth {
             failures: AtomicU32::new(0),
             ramp_until: AtomicU64::new(0),
             inflight: AtomicI64::new(0),
+            checks: AtomicU64::new(0),
         }
     }
 }
@@ -169,6 +172,16 @@ impl BackendHealth {
     /// Ends a slow-start ramp now: full weight from the next request.
     pub fn finish_ramp(&self) {
         self.ramp_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts one completed active check.
+    pub fn count_check(&self) {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Active checks completed so far (0 when none are configured).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// Records an active check's verdict on the backend's state. Returns `true` when it changed.

@@ -41,10 +41,21 @@ async fn a_failing_backend_stops_getting_requests_in_time_and_gets_them_back() {
     );
     let proxy = TestProxy::start("", &rest).await;
     let mut client = Client::connect(proxy.addr).await;
+    // The first check decides at once; the thresholds apply from then on.
+    poll_until("a's first check", DEADLINE, || async {
+        proxy.status().await["pools"]["blue"]["backends"][0]["checks"] != 0
+    })
+    .await;
 
     a.set_healthy(false);
     let detected = wait_state(&proxy, "blue", a.addr, "down").await;
-    // interval × threshold + one interval = 600 ms; the rest is scheduling slack.
+    eprintln!("detection took {detected:?} (interval 200 ms, unhealthy-threshold 2)");
+    // Two failed checks 200 ms apart: at least one interval; at most interval × threshold +
+    // one interval = 600 ms, plus scheduling slack.
+    assert!(
+        detected >= Duration::from_millis(190),
+        "down after {detected:?}: the threshold was not honoured"
+    );
     assert!(
         detected < Duration::from_millis(600 + 400),
         "detection took {detected:?}"

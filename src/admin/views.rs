@@ -28,6 +28,7 @@ pub(super) fn status(status: &Status) -> Value {
                         "state": b.health.state().name(),
                         "drained": b.health.is_drained(),
                         "inflight": b.health.inflight(),
+                        "checks": b.health.checks(),
                     })
                 })
                 .collect();

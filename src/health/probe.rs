@@ -160,6 +160,9 @@ async fn probe_loop(
             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
         };
         let passed = verdict.is_ok();
+        tracing::debug!(pool, backend = name, passed, streak, "health check");
+        // Counted once the verdict below is applied, so a reader that sees the count sees it.
+        let _counted = CountOnDrop(&health);
         if first {
             first = false;
             if !passed && health.set_probe_up(false) {
@@ -197,6 +200,14 @@ async fn probe_loop(
                 );
             }
         }
+    }
+}
+
+struct CountOnDrop<'a>(&'a BackendHealth);
+
+impl Drop for CountOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.count_check();
     }
 }
 
