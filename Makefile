@@ -3,7 +3,8 @@
 #   make test   fmt check, clippy, every test, and the load benchmark's smoke run
 #   make bench-load   side-by-side load benchmark (see docs/BENCHMARKS.md)
 #   make bench        routing micro-benchmarks (criterion)
-.PHONY: demo test deps build bench bench-load bench-smoke
+#   make bench-control   admin switch round trip and file-write-to-live latency
+.PHONY: demo test deps build bench bench-load bench-smoke bench-control
 
 CARGO ?= cargo
 
@@ -39,6 +40,10 @@ bench-smoke: deps
 
 bench-load: deps
 	python3 benches/load.py
+
+# Control-plane latency: admin switch round trip and file-write-to-live (release build).
+bench-control: deps
+	python3 benches/control_latency.py
 
 bench: deps
 	$(CARGO) bench --bench routing

@@ -26,6 +26,8 @@ async fn demo_serves_blue_and_green_about_half_each() {
                 "demo",
                 "--proxy-port",
                 &port.to_string(),
+                "--admin-port",
+                &free_port().to_string(),
                 "--blue-port",
                 "0",
                 "--green-port",
@@ -70,6 +72,8 @@ fn demo_on_a_taken_port_names_it() {
         .args([
             "demo",
             "--proxy-port",
+            &free_port().to_string(),
+            "--admin-port",
             &free_port().to_string(),
             "--blue-port",
             &port,
