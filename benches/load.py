@@ -37,21 +37,17 @@ def ensure_tools():
                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
         else:
             sys.exit(f"missing {' '.join(missing)}; run: sudo apt-get install -y {' '.join(missing)}")
-    if not shutil.which("oha"):
-        if QUICK:
-            say("oha not installed: smoke run skips the open loop (cargo install oha --locked)")
-        else:
-            say("installing oha from crates.io")
-            subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
     # nginx and the stock service may hold port 80; we never use it, but stop a stray master.
     subprocess.run(["pkill", "-f", "nginx: master process nginx -g"], stderr=subprocess.DEVNULL)
 
 
 def build():
     profile = [] if QUICK else ["--release"]
-    subprocess.run(["cargo", "build", "--quiet", *profile, "--bin", "switchback", "--example", "plain_pingora"],
-                   cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--quiet", *profile, "--bin", "switchback", "--example", "plain_pingora",
+                    "--example", "open_loop"], cwd=ROOT, check=True)
     d = os.path.join(TARGET, "debug" if QUICK else "release")
+    global OPEN_LOOP
+    OPEN_LOOP = os.path.join(d, "examples", "open_loop")
     return os.path.join(d, "switchback"), os.path.join(d, "examples", "plain_pingora")
 
 
@@ -199,12 +195,13 @@ def wrk(port, seconds, connections=64):
     return {"rps": rps, "requests": requests, "failed": bad}
 
 
-def oha(port, seconds, rate):
-    out = subprocess.run(["oha", "-z", f"{seconds}s", "-q", str(int(rate)), "-c", "64", "--latency-correction",
-                          "--no-tui", "--output-format", "json", f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
-    pct = json.loads(out)["latencyPercentiles"]
-    return {"p50_ms": pct["p50"] * 1e3, "p99_ms": pct["p99"] * 1e3, "p999_ms": pct["p99.9"] * 1e3}
+def open_loop(port, seconds, rate):
+    """examples/open_loop.rs: fixed rate, 64 connections, latency from the intended send time."""
+    out = subprocess.run([OPEN_LOOP, f"127.0.0.1:{port}", str(int(rate)), str(seconds), "64"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    pct = json.loads(out)
+    return {"p50_ms": pct["p50"] * 1e3, "p99_ms": pct["p99"] * 1e3, "p999_ms": pct["p99.9"] * 1e3,
+            "open_loop_errors": pct["errors"]}
 
 
 def measure(run, name, rate):
@@ -215,8 +212,9 @@ def measure(run, name, rate):
         closed = wrk(port, SECONDS)
         cpu = (cpu_seconds(p.pid) - cpu0) if p else 0
         result = {**closed, "cpu_us_per_req": 1e6 * cpu / max(closed["requests"], 1) if p else None}
-        if rate and shutil.which("oha"):
-            result.update(oha(port, SECONDS, rate))
+        if rate:
+            result.update(open_loop(port, SECONDS, rate))
+            result["failed"] += result.pop("open_loop_errors")
         result["peak_rss_kib"] = rss_kib(p.pid, "VmHWM") if p else None
         return result
     finally:
@@ -308,7 +306,7 @@ def report(results, rate, flip, idle, elapsed):
     keys = ["rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p999_ms", "peak_rss_kib", "failed"]
     table = {c: {k: median(rows, k) for k in keys} for c, rows in results.items()}
     ref = table["nginx"]
-    print(f"\nload benchmark: {ROUNDS} round(s) x {SECONDS}s, wrk -t1 -c64 closed loop, oha open loop at {rate:.0f} req/s"
+    print(f"\nload benchmark: {ROUNDS} round(s) x {SECONDS}s, wrk -t1 -c64 closed loop, open loop (examples/open_loop.rs) at {rate:.0f} req/s"
           f"{' (QUICK: debug build, figures meaningless)' if QUICK else ''}")
     print(f"{'contender':<21} {'req/s':>9} {'x nginx':>7} {'cpu us/req':>10} {'x nginx':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'peak RSS MiB':>12} {'failed':>6}")
     fmt = lambda v, f: (f.format(v) if v is not None else "-")

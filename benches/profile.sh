@@ -12,7 +12,7 @@ out=${PROFILE_OUT:-target/callgrind-$which.out}
 for tool in valgrind nginx wrk; do
   command -v $tool >/dev/null || { echo "missing $tool: sudo apt-get install -y $tool" >&2; exit 1; }
 done
-cargo build --release --quiet --bin switchback --example plain_pingora
+cargo build --profile profiling --quiet --bin switchback --example plain_pingora
 dir=$(mktemp -d)
 trap 'kill $(cat "$dir/nginx.pid" 2>/dev/null) 2>/dev/null; rm -rf "$dir"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,9 +43,9 @@ blue = 90
 green = 10
 CONF
 if [ "$which" = plain ]; then
-  cmd=(target/release/examples/plain_pingora "127.0.0.1:$proxy" "127.0.0.1:$blue" "127.0.0.1:$green" 1)
+  cmd=(target/profiling/examples/plain_pingora "127.0.0.1:$proxy" "127.0.0.1:$blue" "127.0.0.1:$green" 1)
 else
-  cmd=(target/release/switchback serve --config "$dir/switchback.toml")
+  cmd=(target/profiling/switchback serve --config "$dir/switchback.toml")
 fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" 2>"$dir/valgrind.log" &
 sb=$!
