@@ -210,8 +210,13 @@ pub fn run(
     )
     .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
     tracing::info!(listen = ?proxy_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
-    let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> =
-        shutdown.unwrap_or_else(|| Box::new(shutdown::Signals));
+    let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> = match shutdown {
+        Some(custom) => custom,
+        None => {
+            runtime.spawn(shutdown::force_on_second_signal(exit_tx.clone()));
+            Box::new(shutdown::Signals)
+        }
+    };
     // Pingora runs on a thread of its own so that this one can return as soon as the drain
     // is over, without waiting out Pingora's grace-period sleep.
     std::thread::Builder::new()
@@ -224,6 +229,10 @@ pub fn run(
         .map_err(|e| ServeError::ControlPlane(format!("proxy thread: {e}")))?;
     match exit_rx.recv() {
         Ok(Exit::Drained) => tracing::info!("every in-flight request finished; exiting"),
+        Ok(Exit::Forced) => tracing::warn!(
+            requests = inflight.get(),
+            "second signal: exiting now, cutting the requests still in flight"
+        ),
         _ => match inflight.get() {
             0 => tracing::info!("stopped"),
             n => tracing::warn!(

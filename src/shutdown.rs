@@ -8,8 +8,8 @@
 //! listeners closed. Responses sent meanwhile carry `Connection: close` (see `proxy.rs`).
 //!
 //! Signals: SIGTERM and SIGINT both shut down gracefully (Pingora treats SIGINT as an
-//! immediate stop); SIGQUIT hands the listeners to a new process started with `--upgrade`
-//! and then drains the same way.
+//! immediate stop); a second SIGTERM or SIGINT during the drain exits at once. SIGQUIT hands
+//! the listeners to a new process started with `--upgrade` and then drains the same way.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -32,6 +32,30 @@ pub enum Exit {
     Drained,
     /// Pingora's run ended (grace period over, or an immediate stop).
     Stopped,
+    /// A second SIGTERM or SIGINT: stop waiting for the requests in flight.
+    Forced,
+}
+
+/// Sends [`Exit::Forced`] on the second SIGTERM or SIGINT (the first starts the graceful
+/// shutdown through [`Signals`]), so an operator is never stuck waiting out the grace period.
+pub async fn force_on_second_signal(exit: mpsc::Sender<Exit>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    for seen in 1.. {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if seen == 2 {
+            let _ = exit.send(Exit::Forced);
+            return;
+        }
+    }
 }
 
 /// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade.

@@ -172,6 +172,35 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_pr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once_without_waiting_for_the_request() {
+    let mut bg = blue_green("blue = 100\ngreen = 0", "").await;
+    let slow = slow_request_in_flight(bg.proxy.addr, &bg.blue).await;
+    bg.proxy.signal(libc::SIGTERM);
+    let addr = bg.proxy.addr;
+    poll_until(
+        "the graceful shutdown to begin",
+        Duration::from_secs(2),
+        || async move { TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
+    let second = Instant::now();
+    bg.proxy.signal(libc::SIGTERM);
+    let code = bg.proxy.wait_exit(DEADLINE).await;
+    let took = second.elapsed();
+    assert_eq!(code, Some(0), "{}", bg.proxy.stderr());
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} after the second signal"
+    );
+    // The harness's client panics on a cut response: the task's error is the cut.
+    assert!(
+        slow.await.is_err(),
+        "the 3 s request was cut, not completed"
+    );
+    assert!(bg.proxy.stderr().contains("second signal: exiting now"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_nothing_in_flight_exits_at_once_even_with_idle_clients() {
     let mut bg = blue_green("blue = 100\ngreen = 0", "").await;
     let mut idle = Client::connect(bg.proxy.addr).await;
@@ -263,8 +292,9 @@ async fn a_websocket_to_a_drained_backend_is_closed_after_the_drain_timeout() {
     let mut stream = on_blue.expect("a WebSocket on blue");
     assert!(echo(&mut stream, &hello_frame()).await);
     let path = format!("/backends/blue/{}/drain", bg.blue.addr);
-    assert_eq!(bg.proxy.admin("POST", &path, "").await.status, 200);
+    // Stamped before the call, so it is no later than the proxy's own drain time.
     let drained = Instant::now();
+    assert_eq!(bg.proxy.admin("POST", &path, "").await.status, 200);
     assert!(
         echo(&mut stream, &hello_frame()).await,
         "still open inside the drain timeout"
