@@ -36,7 +36,7 @@ async fn a_failing_backend_stops_getting_requests_in_time_and_gets_them_back() {
     let rest = format!(
         "[pools.blue]\nbackends = [\"{}\", \"{}\"]\n\
          [pools.blue.health-check]\npath = \"/healthz\"\ninterval = \"200ms\"\n\
-         unhealthy-threshold = 2\nhealthy-threshold = 2\n[split]\nblue = 100\n",
+         unhealthy-threshold = 3\nhealthy-threshold = 2\n[split]\nblue = 100\n",
         a.addr, b.addr
     );
     let proxy = TestProxy::start("", &rest).await;
@@ -49,15 +49,16 @@ async fn a_failing_backend_stops_getting_requests_in_time_and_gets_them_back() {
 
     a.set_healthy(false);
     let detected = wait_state(&proxy, "blue", a.addr, "down").await;
-    eprintln!("detection took {detected:?} (interval 200 ms, unhealthy-threshold 2)");
-    // Two failed checks 200 ms apart: at least one interval; at most interval × threshold +
-    // one interval = 600 ms, plus scheduling slack.
+    eprintln!("detection took {detected:?} (interval 200 ms, unhealthy-threshold 3)");
+    // Three failed checks 200 ms apart: about 400–600 ms. A bug that flipped on the first
+    // failure would show at most ~200 ms, so 300 ms proves the threshold; the bound is
+    // interval × threshold + one interval = 800 ms, plus scheduling slack.
     assert!(
-        detected >= Duration::from_millis(190),
+        detected >= Duration::from_millis(300),
         "down after {detected:?}: the threshold was not honoured"
     );
     assert!(
-        detected < Duration::from_millis(600 + 400),
+        detected < Duration::from_millis(800 + 400),
         "detection took {detected:?}"
     );
     let before = a.requests();
