@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::health::{Inflight, InflightGuard, RequestGuard};
+use crate::shutdown::Stopping;
 use crate::snapshot::NoRoute;
 
 use async_trait::async_trait;
@@ -41,16 +42,24 @@ pub struct SwitchbackProxy {
     live: Live,
     access_log: Option<AccessLog>,
     inflight: Arc<Inflight>,
+    stopping: Stopping,
 }
 
 impl SwitchbackProxy {
     /// A proxy routing by whatever snapshot `live` holds at each request's start, counting
-    /// its requests in flight in `inflight`.
-    pub fn new(live: Live, access_log: Option<AccessLog>, inflight: Arc<Inflight>) -> Self {
+    /// its requests in flight in `inflight`; once `stopping` is set, every response says
+    /// `Connection: close`.
+    pub fn new(
+        live: Live,
+        access_log: Option<AccessLog>,
+        inflight: Arc<Inflight>,
+        stopping: Stopping,
+    ) -> Self {
         SwitchbackProxy {
             live,
             access_log,
             inflight,
+            stopping,
         }
     }
 }
@@ -116,7 +125,8 @@ impl ProxyHttp for SwitchbackProxy {
                     }
                 };
                 let body = Bytes::from(format!("service unavailable: {reason}\n"));
-                respond_unavailable(session, body).await;
+                let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
+                respond_unavailable(session, body, stopping).await;
                 Ok(true)
             }
         }
@@ -266,8 +276,8 @@ impl ProxyHttp for SwitchbackProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if session.is_process_shutting_down() {
-            // Graceful shutdown: tell keep-alive clients to go elsewhere.
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            // Graceful shutdown or upgrade: tell keep-alive clients to go elsewhere.
             session.set_keepalive(None);
             response.insert_header(http::header::CONNECTION, "close")?;
         }
@@ -375,8 +385,8 @@ fn close_if_drained_too_long(ctx: &RequestCtx) -> Result<()> {
 /// Answers 503 for a request no backend could take. Unlike Pingora's error responses this
 /// keeps the client's connection open (nothing is wrong with it) when the request had no body
 /// left to read.
-async fn respond_unavailable(session: &mut Session, body: Bytes) {
-    let reusable = session.as_mut().is_body_empty() && !session.is_process_shutting_down();
+async fn respond_unavailable(session: &mut Session, body: Bytes, stopping: bool) {
+    let reusable = session.as_mut().is_body_empty() && !stopping;
     let Ok(mut resp) = ResponseHeader::build(503, Some(3)) else {
         return;
     };

@@ -7,9 +7,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
+use pingora::services::listening::Service;
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -192,9 +193,19 @@ pub fn run(
     runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
 
     let inflight = Arc::new(Inflight::default());
-    let mut service = http_proxy_service(
+    let stopping = shutdown::Stopping::default();
+    let proxy = http_proxy(
         &server.configuration,
-        SwitchbackProxy::new(control.live(), access_log.clone(), inflight.clone()),
+        SwitchbackProxy::new(
+            control.live(),
+            access_log.clone(),
+            inflight.clone(),
+            stopping.clone(),
+        ),
+    );
+    let mut service = Service::new(
+        "switchback proxy".to_string(),
+        shutdown::Lingering(Arc::new(proxy)),
     );
     for addr in &proxy_listen {
         service.add_tcp(&addr.to_string());
@@ -214,7 +225,7 @@ pub fn run(
         Some(custom) => custom,
         None => {
             runtime.spawn(shutdown::force_on_second_signal(exit_tx.clone()));
-            Box::new(shutdown::Signals)
+            Box::new(shutdown::Signals(stopping))
         }
     };
     // Pingora runs on a thread of its own so that this one can return as soon as the drain

@@ -5,7 +5,13 @@
 //! left. switchback keeps Pingora's first and last steps and replaces the sleep's meaning:
 //! Pingora's sleep is set to `[shutdown] grace` (the upper bound), and a watcher thread
 //! ends the process as soon as the in-flight count has been zero for [`SETTLE`] after the
-//! listeners closed. Responses sent meanwhile carry `Connection: close` (see `proxy.rs`).
+//! listeners closed and [`LINGER`] passed. From the signal on, responses carry
+//! `Connection: close` (see `proxy.rs`).
+//!
+//! [`Lingering`] wraps the proxy app: Pingora drops every connection still waiting for its
+//! first request the moment the listeners close, including one accepted a microsecond
+//! earlier whose request is on its way; under load that lost a few requests per binary
+//! upgrade. The wrapper holds that clean-up back for [`LINGER`].
 //!
 //! Signals: SIGTERM and SIGINT both shut down gracefully (Pingora treats SIGINT as an
 //! immediate stop); a second SIGTERM or SIGINT during the drain exits at once. SIGQUIT hands
@@ -15,8 +21,12 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
-use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use tokio::sync::broadcast;
 
 use crate::health::Inflight;
@@ -24,6 +34,33 @@ use crate::health::Inflight;
 /// How long the in-flight count must stay at zero before the process exits: covers a request
 /// whose connection was accepted just before the listeners closed.
 pub const SETTLE: Duration = Duration::from_millis(50);
+
+/// How long connections accepted before the listeners closed get to send their first
+/// request before idle connections are closed.
+pub const LINGER: Duration = Duration::from_millis(250);
+
+/// Set once a shutdown or upgrade signal arrived: responses then say `Connection: close`.
+pub type Stopping = Arc<AtomicBool>;
+
+/// A Pingora app whose clean-up (closing connections that wait for a request) waits
+/// [`LINGER`] after the listeners closed.
+pub struct Lingering<A>(pub Arc<A>);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Lingering<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.0.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
+        self.0.cleanup().await;
+    }
+}
 
 /// Why [`crate::serve::run`] stops waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +95,9 @@ pub async fn force_on_second_signal(exit: mpsc::Sender<Exit>) {
     }
 }
 
-/// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade.
-pub struct Signals;
+/// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade. Sets the
+/// [`Stopping`] flag first.
+pub struct Signals(pub Stopping);
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -73,15 +111,22 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests, then exiting"),
-            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests, then exiting"),
+        let signal = tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: finishing in-flight requests, then exiting");
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: finishing in-flight requests, then exiting");
+                ShutdownSignal::GracefulTerminate
+            }
             _ = quit.recv() => {
                 tracing::info!("SIGQUIT: handing the listeners over, then finishing in-flight requests");
-                return ShutdownSignal::GracefulUpgrade;
+                ShutdownSignal::GracefulUpgrade
             }
-        }
-        ShutdownSignal::GracefulTerminate
+        };
+        self.0.store(true, Ordering::SeqCst);
+        signal
     }
 }
 
@@ -108,7 +153,7 @@ pub fn watch_drain(
             let started = Instant::now();
             let mut quiet_since: Option<Instant> = None;
             while started.elapsed() < grace {
-                if inflight.get() > 0 {
+                if inflight.get() > 0 || started.elapsed() < LINGER {
                     quiet_since = None;
                 } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE {
                     let _ = exit.send(Exit::Drained);
