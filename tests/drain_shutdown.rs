@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{blue_green, poll_until, Client, TestProxy, Upstream, DEADLINE};
+use common::{blue_green, poll_until, BlueGreen, Client, Reply, TestProxy, Upstream, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 async fn slow_request_in_flight(
     addr: std::net::SocketAddr,
     upstream: &Upstream,
-) -> tokio::task::JoinHandle<common::Reply> {
+) -> tokio::task::JoinHandle<Reply> {
     let before = upstream.requests();
     let task = tokio::spawn(async move { common::get(addr, "/slow/3000").await });
     // The upstream counts a request once its body is read, before it sleeps.
@@ -146,9 +146,10 @@ async fn bad_drain_requests_are_refused_and_change_nothing() {
         .all(|e| e["action"] != "drain"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_promptly() {
-    let mut bg = blue_green("blue = 100\ngreen = 0", "").await;
+/// Blue/green at 100/0 with a 3 s request in flight on blue, then SIGTERM; returns once new
+/// connections are refused (the graceful shutdown has begun).
+async fn sigterm_with_a_slow_request_in_flight() -> (BlueGreen, tokio::task::JoinHandle<Reply>) {
+    let bg = blue_green("blue = 100\ngreen = 0", "").await;
     let slow = slow_request_in_flight(bg.proxy.addr, &bg.blue).await;
     bg.proxy.signal(libc::SIGTERM);
     let addr = bg.proxy.addr;
@@ -158,6 +159,12 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_pr
         || async move { TcpStream::connect(addr).await.is_err() },
     )
     .await;
+    (bg, slow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_promptly() {
+    let (mut bg, slow) = sigterm_with_a_slow_request_in_flight().await;
     let reply = slow.await.unwrap();
     let finished = Instant::now();
     assert_eq!((reply.status, reply.text()), (200, "blue".to_string()));
@@ -173,16 +180,7 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_exits_at_once_without_waiting_for_the_request() {
-    let mut bg = blue_green("blue = 100\ngreen = 0", "").await;
-    let slow = slow_request_in_flight(bg.proxy.addr, &bg.blue).await;
-    bg.proxy.signal(libc::SIGTERM);
-    let addr = bg.proxy.addr;
-    poll_until(
-        "the graceful shutdown to begin",
-        Duration::from_secs(2),
-        || async move { TcpStream::connect(addr).await.is_err() },
-    )
-    .await;
+    let (mut bg, slow) = sigterm_with_a_slow_request_in_flight().await;
     let second = Instant::now();
     bg.proxy.signal(libc::SIGTERM);
     let code = bg.proxy.wait_exit(DEADLINE).await;
