@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 use common::{binary, write_file};
 
 fn check(path: &std::path::Path) -> Output {
+    run("check", path)
+}
+
+/// `switchback <command> --config <path>`, to completion.
+fn run(command: &str, path: &std::path::Path) -> Output {
     Command::new(binary())
-        .args(["check", "--config"])
+        .args([command, "--config"])
         .arg(path)
         .output()
         .unwrap()
@@ -96,11 +101,7 @@ fn serve_with_an_invalid_config_exits_nonzero_before_binding() {
     );
     let path = write_file(dir.path(), "bad.toml", text.as_bytes());
 
-    let out = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run("serve", &path);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
@@ -123,11 +124,7 @@ fn serve_on_a_taken_port_names_the_address() {
     let path = write_file(dir.path(), "taken.toml", text.as_bytes());
 
     let started = Instant::now();
-    let out = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run("serve", &path);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));

@@ -31,11 +31,7 @@ async fn slow_request_in_flight(
 async fn a_slow_request_survives_a_switch_and_later_requests_go_to_the_new_pool() {
     let bg = blue_green("blue = 100\ngreen = 0", "").await;
     let slow = slow_request_in_flight(bg.proxy.addr, &bg.blue).await;
-    let switch = bg
-        .proxy
-        .admin("POST", "/switch", r#"{"to": "green"}"#)
-        .await;
-    assert_eq!(switch.status, 200);
+    bg.proxy.switch("green").await;
     let mut client = Client::connect(bg.proxy.addr).await;
     for _ in 0..20 {
         assert_eq!(client.get("/").await.text(), "green");

@@ -58,13 +58,7 @@ async fn rollback_after_a_restart_restores_the_split_from_before_the_last_change
         Upstream::start("green").await,
     );
     let mut proxy = commented(&blue, &green).await;
-    assert_eq!(
-        proxy
-            .admin("POST", "/switch", r#"{"to": "green"}"#)
-            .await
-            .status,
-        200
-    );
+    proxy.switch("green").await;
 
     proxy.restart().await;
     assert_eq!(

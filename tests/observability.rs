@@ -83,13 +83,7 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
     for _ in 0..20 {
         assert_eq!(client.get("/status/500").await.status, 500);
     }
-    assert_eq!(
-        proxy
-            .admin("POST", "/switch", r#"{"to": "green"}"#)
-            .await
-            .status,
-        200
-    );
+    proxy.switch("green").await;
     for _ in 0..10 {
         assert_eq!(common::get(proxy.addr, "/").await.status, 502);
     }
@@ -180,13 +174,7 @@ async fn split_and_version_move_in_the_same_scrape_as_status_and_rejected_reload
         green: _green,
     } = common::blue_green("blue = 90\ngreen = 10", "").await;
 
-    assert_eq!(
-        proxy
-            .admin("POST", "/switch", r#"{"to": "green"}"#)
-            .await
-            .status,
-        200
-    );
+    proxy.switch("green").await;
     let m = scrape(&proxy).await;
     let status = proxy.status().await;
 

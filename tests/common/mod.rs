@@ -369,6 +369,14 @@ impl TestProxy {
         self.admin_call(method, path, body, &[]).await
     }
 
+    /// `POST /switch` to `pool`, asserting it was accepted.
+    pub async fn switch(&self, pool: &str) {
+        let reply = self
+            .admin("POST", "/switch", &format!(r#"{{"to": "{pool}"}}"#))
+            .await;
+        assert_eq!(reply.status, 200, "switch to {pool}: {}", reply.text());
+    }
+
     /// `GET /status` as JSON.
     pub async fn status(&self) -> serde_json::Value {
         let reply = self.admin("GET", "/status", "").await;
