@@ -166,12 +166,8 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Box<Error> {
         self.record_outcome(ctx, false);
         // Nothing reached the upstream: safe to retry once, on another backend if there is one.
-        if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
-            if ctx.attempts < MAX_ATTEMPTS {
-                ctx.retry_to = snapshot
-                    .route_retry(ctx.key, failed)
-                    .map(|r| (r.pool_index, r.backend_index));
-            }
+        if ctx.attempts < MAX_ATTEMPTS {
+            plan_retry(ctx);
         }
         e.set_retry(ctx.retry_to.is_some());
         e
@@ -197,11 +193,7 @@ impl ProxyHttp for SwitchbackProxy {
             e.retry.decide_reuse(client_reused);
         }
         if e.retry() {
-            if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
-                ctx.retry_to = snapshot
-                    .route_retry(ctx.key, failed)
-                    .map(|r| (r.pool_index, r.backend_index));
-            }
+            plan_retry(ctx);
         }
         e
     }
@@ -359,6 +351,16 @@ impl SwitchbackProxy {
         if let Some(length) = health.record_failure(outlier, may_eject) {
             tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
         }
+    }
+}
+
+/// Chooses the backend for the retry after the last attempt failed: another of the same
+/// pool, else another pool with a share. `None` leaves `upstream_peer` to route afresh.
+fn plan_retry(ctx: &mut RequestCtx) {
+    if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
+        ctx.retry_to = snapshot
+            .route_retry(ctx.key, failed)
+            .map(|r| (r.pool_index, r.backend_index));
     }
 }
 
