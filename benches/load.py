@@ -233,7 +233,8 @@ def flip_scenario(run):
             i = 0
             while not done.is_set():
                 body = json.dumps({"blue": 90, "green": 10} if i % 2 else {"blue": 10, "green": 90}).encode()
-                req = urllib.request.Request(f"http://127.0.0.1:{run.admin}/split", body, method="PUT")
+                req = urllib.request.Request(f"http://127.0.0.1:{run.admin}/split", body, method="PUT",
+                                             headers={"Content-Type": "application/json"})
                 urllib.request.urlopen(req, timeout=5).read()
                 flips[0] += 1
                 i += 1

@@ -17,11 +17,14 @@
 
 pub mod auth;
 mod drain;
+mod gate;
 mod views;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -29,9 +32,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::defaults::{HISTORY_LIMIT, MAX_ADMIN_BODY};
 use crate::config::percent::{percent_from_f64, PercentError};
@@ -41,23 +45,50 @@ use auth::Tokens;
 /// The header carrying the live version on every admin response.
 pub const VERSION_HEADER: &str = "x-switchback-version";
 
+/// Most admin connections open at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Time an admin client has to send a request head, and longest idle keep-alive wait.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the admin API on `listener` until the runtime stops.
+///
+/// At most [`MAX_CONNECTIONS`] connections are served at once; a connection that sends no
+/// complete head within [`HEADER_TIMEOUT`] (idle keep-alive included) is closed; a failing
+/// accept (say, out of file descriptors) backs off instead of spinning the control runtime.
 pub async fn serve(listener: TcpListener, control: Arc<Control>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
     loop {
         let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
+                tracing::warn!(error = %e, retry_in = ?backoff, "admin accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("admin API: {MAX_CONNECTIONS} connections open; closing a new one");
+            continue;
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let control = control.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let control = control.clone();
-                async move { Ok::<_, Infallible>(handle(req, &control).await) }
+                async move { Ok::<_, Infallible>(handle(req, local, &control).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -99,16 +130,28 @@ fn fail(status: StatusCode, message: impl AsRef<str>) -> Answer {
     Answer(status, views::error(message.as_ref()))
 }
 
-async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    local: SocketAddr,
+    control: &Control,
+) -> Response<Full<Bytes>> {
     let endpoint = endpoint_label(req.uri().path());
-    let (status, content_type, body) =
-        if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
-            let text = control.metrics().render();
-            (StatusCode::OK, "text/plain; version=0.0.4", text)
-        } else {
-            let Answer(status, body) = route(req, control).await;
-            (status, "application/json", body.to_string() + "\n")
-        };
+    let (parts, body) = req.into_parts();
+    let gate = gate::check(&parts, local, &control.live().load().config.admin);
+    let req = Request::from_parts(parts, body);
+    let (status, content_type, body) = if let Err((status, message)) = gate {
+        (
+            status,
+            "application/json",
+            views::error(&message).to_string() + "\n",
+        )
+    } else if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
+        let text = control.metrics().render();
+        (StatusCode::OK, "text/plain; version=0.0.4", text)
+    } else {
+        let Answer(status, body) = route(req, control).await;
+        (status, "application/json", body.to_string() + "\n")
+    };
     control.metrics().admin_request(endpoint, status.as_u16());
     let version = control.live().load().version;
     Response::builder()

@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod framing;
 pub mod health;
 pub mod keys;
 pub mod metrics;

@@ -38,7 +38,18 @@ pub struct Metrics {
     backend_inflight: IntGaugeVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// `switchback_client_closed_total{reason}`, indexed like [`CLIENT_CLOSE_REASONS`].
+    pub client_closed: [IntCounter; 4],
 }
+
+/// Why the proxy closed a client connection on its own: refused framing (`bad-request`), an
+/// oversized head (`head-too-large`), `header-timeout`, `idle-timeout`.
+pub const CLIENT_CLOSE_REASONS: [&str; 4] = [
+    "bad-request",
+    "head-too-large",
+    "header-timeout",
+    "idle-timeout",
+];
 
 /// Pre-resolved handles for one pool.
 #[derive(Debug, Clone)]
@@ -140,6 +151,14 @@ impl Metrics {
             "switchback_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind",
         ));
+        let client_closed_vec = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_client_closed_total",
+                "Client connections the proxy closed on its own, by reason",
+            ),
+            &["reason"],
+        ));
+        let client_closed = CLIENT_CLOSE_REASONS.map(|r| client_closed_vec.with_label_values(&[r]));
         let build_info = must(IntGaugeVec::new(
             Opts::new("switchback_build_info", "Build information"),
             &["version"],
@@ -162,6 +181,7 @@ impl Metrics {
         reg(Box::new(backend_up.clone()));
         reg(Box::new(backend_drained.clone()));
         reg(Box::new(backend_inflight.clone()));
+        reg(Box::new(client_closed_vec));
         reg(Box::new(build_info));
         Metrics {
             registry,
@@ -177,6 +197,7 @@ impl Metrics {
             backend_drained,
             backend_inflight,
             access_log_dropped,
+            client_closed,
         }
     }
 

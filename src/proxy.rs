@@ -20,14 +20,16 @@ use crate::snapshot::NoRoute;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 use crate::keys;
+mod forwarding;
 use crate::snapshot::{Live, Snapshot};
 
 /// Response headers that describe one connection and must not be forwarded.
@@ -111,6 +113,10 @@ impl ProxyHttp for SwitchbackProxy {
     /// Routes the request before anything else, so that a request no backend can take is
     /// answered 503 here, where Pingora keeps the client connection open.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let ServerSession::H1(h1) = session.as_downstream_mut() {
+            // Serve pipelined requests in order (RFC 9112 §9.3.2) instead of dropping them.
+            h1.set_pipelining_enabled(true);
+        }
         let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
         match snapshot.route(ctx.key) {
             Ok(route) => {
@@ -231,21 +237,22 @@ impl ProxyHttp for SwitchbackProxy {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(ip) = session
+        let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let forwarded_for = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prior) => format!("{}, {ip}", String::from_utf8_lossy(prior.as_bytes())),
-                None => ip.to_string(),
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
-        Ok(())
+            .map(|a| a.ip());
+        let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
+            return Ok(());
+        };
+        let backend = &snapshot.pools[p].backends[b];
+        forwarding::prepare(
+            upstream_request,
+            client,
+            snapshot.config.proxy.forwarded_for,
+            &backend.name,
+        )
     }
 
     async fn upstream_response_filter(
@@ -303,6 +310,9 @@ impl ProxyHttp for SwitchbackProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(stream) = session.as_downstream().stream() {
+            crate::framing::guard::response_done(stream);
+        }
         let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
             return;
         };

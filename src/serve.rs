@@ -20,6 +20,8 @@ use crate::admin::{self, auth};
 use crate::audit::AuditError;
 use crate::config::{self, load::read_text, Config, ConfigError};
 use crate::control::Control;
+use crate::framing::app::GuardedApp;
+use crate::framing::guard::{OnRefuse, Refusal};
 use crate::health::Inflight;
 use crate::metrics::Metrics;
 use crate::proxy::SwitchbackProxy;
@@ -171,6 +173,7 @@ pub fn run(
         }
         None => None,
     };
+    let closed = metrics.client_closed.clone();
     let control = Control::start(path, config, text, metrics)?;
     let _watcher = runtime.block_on(async {
         crate::config::watch::spawn_sighup(control.clone())
@@ -203,9 +206,19 @@ pub fn run(
             stopping.clone(),
         ),
     );
+    let on_refuse: OnRefuse = Arc::new(move |why| {
+        let reason = match why {
+            Refusal::Framing(r) if r.status == 431 => 1,
+            Refusal::Framing(_) => 0,
+            Refusal::HeaderTimeout => 2,
+            Refusal::Idle => 3,
+        };
+        closed[reason].inc();
+    });
+    let guarded = GuardedApp::new(proxy, control.live(), on_refuse);
     let mut service = Service::new(
         "switchback proxy".to_string(),
-        shutdown::Lingering(Arc::new(proxy)),
+        shutdown::Lingering(Arc::new(guarded)),
     );
     for addr in &proxy_listen {
         service.add_tcp(&addr.to_string());

@@ -56,9 +56,11 @@ async fn every_request_started_after_a_switch_ack_goes_to_the_target_pool() {
         let target = if i % 2 == 0 { "green" } else { "blue" };
         let body = format!("{{\"to\": \"{target}\"}}");
         let sent = Instant::now();
-        let reply = admin
-            .send(request("POST", "/switch", Full::new(body.into()).boxed()))
-            .await;
+        let mut switch = request("POST", "/switch", Full::new(body.into()).boxed());
+        let headers = switch.headers_mut();
+        headers.insert("host", proxy.admin.to_string().parse().unwrap());
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let reply = admin.send(switch).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         let acked = Instant::now();
         switches.push(Switch {

@@ -14,6 +14,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[proxy] idle-timeout` when absent: 60 s.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[proxy] header-timeout` when absent: 10 s.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[proxy] client-idle-timeout` when absent: 60 s.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[log] deployments` when absent: this file beside the config file.
 pub const DEPLOYMENT_LOG: &str = "deployments.jsonl";
 /// `[reload] debounce` when absent: 100 ms.

@@ -73,6 +73,23 @@ pub struct ProxySettings {
     /// Unix socket for the listener hand-over of a binary upgrade, as written (relative to
     /// the config file's directory).
     pub upgrade_sock: PathBuf,
+    /// Time a client has to send a complete request head (10 s by default).
+    pub header_timeout: Duration,
+    /// Idle time after which a keep-alive client connection is closed (60 s by default).
+    pub client_idle_timeout: Duration,
+    /// What happens to the `X-Forwarded-For` a client sent (append by default).
+    pub forwarded_for: ForwardedFor,
+}
+
+/// `[proxy] forwarded-for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedFor {
+    /// Keep every `X-Forwarded-For` line the client sent, joined, and append its address:
+    /// behind another proxy or load balancer that sets the header.
+    #[default]
+    Append,
+    /// Replace whatever the client sent with its address: at an edge that trusts no client.
+    Replace,
 }
 
 /// `[admin]`.
@@ -82,6 +99,10 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Token file, when configured.
     pub token_file: Option<PathBuf>,
+    /// Extra host names the admin API answers to, lower-case (none by default).
+    pub allowed_hosts: Vec<String>,
+    /// Extra origins whose pages may call the admin API, lower-case (none by default).
+    pub allowed_origins: Vec<String>,
 }
 
 /// One pool of backends running one version of the application.

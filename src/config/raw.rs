@@ -97,6 +97,12 @@ pub struct RawProxy {
     pub pool_header: Option<String>,
     /// Unix socket for handing the listeners to a new process (`serve --upgrade`).
     pub upgrade_sock: Option<String>,
+    /// Time a client has to send a complete request head, a duration string.
+    pub header_timeout: Option<String>,
+    /// Idle time after which a keep-alive client connection is closed, a duration string.
+    pub client_idle_timeout: Option<String>,
+    /// `"append"` or `"replace"`: what happens to a client's `X-Forwarded-For`.
+    pub forwarded_for: Option<String>,
 }
 
 /// `[admin]`.
@@ -107,6 +113,10 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// Path of the admin token file.
     pub token_file: Option<String>,
+    /// Host names (besides the listener's own address) the admin API answers to.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins (`scheme://host[:port]`) whose pages may call the admin API.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// `[pools.<name>]`.

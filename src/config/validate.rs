@@ -9,8 +9,8 @@ use super::backends::backends;
 use super::defaults;
 use super::duration;
 use super::model::{
-    AccessLogTarget, AdminSettings, BasisPoints, Config, Pool, ProxySettings, ShutdownSettings,
-    Split,
+    AccessLogTarget, AdminSettings, BasisPoints, Config, ForwardedFor, Pool, ProxySettings,
+    ShutdownSettings, Split,
 };
 use super::percent::{checked_split, percent};
 use super::pool_policy::pool_policy;
@@ -131,11 +131,35 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(defaults::UPGRADE_SOCK),
     };
+    let forwarded_for = match raw.forwarded_for.as_deref() {
+        None | Some("append") => ForwardedFor::Append,
+        Some("replace") => ForwardedFor::Replace,
+        Some(other) => {
+            problems.push(Problem::at(
+                "proxy.forwarded-for",
+                ProblemKind::Syntax(format!("{other:?} is not \"append\" or \"replace\"")),
+            ));
+            ForwardedFor::Append
+        }
+    };
     Some(ProxySettings {
         listen,
         threads,
         pool_header,
         upgrade_sock,
+        forwarded_for,
+        header_timeout: timeout(
+            "header-timeout",
+            &raw.header_timeout,
+            defaults::HEADER_TIMEOUT,
+            problems,
+        ),
+        client_idle_timeout: timeout(
+            "client-idle-timeout",
+            &raw.client_idle_timeout,
+            defaults::CLIENT_IDLE_TIMEOUT,
+            problems,
+        ),
         connect_timeout: timeout(
             "connect-timeout",
             &raw.connect_timeout,
@@ -193,7 +217,29 @@ fn admin(raw: &RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminSettings> {
         problems.push(Problem::at("admin.token-file", ProblemKind::TokenRequired));
         return None;
     }
-    Some(AdminSettings { listen, token_file })
+    let names = |key: &str, list: &Option<Vec<String>>, problems: &mut Vec<Problem>| {
+        let mut out = Vec::new();
+        for (i, name) in list.iter().flatten().enumerate() {
+            let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic());
+            if ok {
+                out.push(name.to_ascii_lowercase());
+            } else {
+                problems.push(Problem::at(
+                    format!("admin.{key}[{i}]"),
+                    ProblemKind::Syntax(format!("{name:?} is not a host name or origin")),
+                ));
+            }
+        }
+        out
+    };
+    let allowed_hosts = names("allowed-hosts", &raw.allowed_hosts, problems);
+    let allowed_origins = names("allowed-origins", &raw.allowed_origins, problems);
+    Some(AdminSettings {
+        listen,
+        token_file,
+        allowed_hosts,
+        allowed_origins,
+    })
 }
 
 /// A listen address must be a literal `ip:port`, so that binding never depends on DNS.

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -345,7 +347,9 @@ impl TestProxy {
         None
     }
 
-    /// One admin API call on a fresh connection, with optional extra headers.
+    /// One admin API call on a fresh connection, with optional extra headers. It carries
+    /// `Host: <admin address>` and, with a body, `Content-Type: application/json`, as `ctl`
+    /// does; `headers` override both.
     pub async fn admin_call(
         &self,
         method: &str,
@@ -358,6 +362,12 @@ impl TestProxy {
             path,
             Full::new(Bytes::from(body.to_string())).boxed(),
         );
+        req.headers_mut()
+            .insert("host", self.admin.to_string().parse().unwrap());
+        if !body.is_empty() {
+            req.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+        }
         for (k, v) in headers {
             let name = hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap();
             req.headers_mut().insert(name, v.parse().unwrap());

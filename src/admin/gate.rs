@@ -1,0 +1,193 @@
+//! What a web page or a rebinding DNS name can send to the admin API, refused before routing.
+//!
+//! - `Host` must name this listener: the address the client connected to (`ip:port`,
+//!   `[v6]:port`), `localhost:port`, or a host in `[admin] allowed-hosts` (any port) → else 421.
+//!   A DNS-rebinding page reaches the listener under its own name, which is not on the list.
+//! - A request with `Origin` is refused (403) unless the origin is the admin's own
+//!   (`http://<Host>`) or listed in `[admin] allowed-origins`. Browsers send `Origin` on every
+//!   cross-site POST, `no-cors` included; `curl` and `switchback ctl` send none.
+//! - A write with a body needs `Content-Type: application/json` → else 415: the `text/plain`
+//!   "simple request" a page may send without a CORS preflight is not parsed.
+
+use std::net::SocketAddr;
+
+use http::request::Parts;
+use http::{header, Method, StatusCode};
+
+use crate::config::model::AdminSettings;
+
+/// Why a request was refused: the status and the message for the JSON error body.
+pub(super) type Refused = (StatusCode, String);
+
+/// Checks `req`, which arrived on a connection to `local`.
+pub(super) fn check(req: &Parts, local: SocketAddr, admin: &AdminSettings) -> Result<(), Refused> {
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| misdirected("a Host header is required"))?;
+    if !host_allowed(&host, local, admin) {
+        return Err(misdirected(&format!(
+            "Host {host:?} is not this admin listener; add it to [admin] allowed-hosts"
+        )));
+    }
+    if let Some(origin) = req.headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+        let own = origin == format!("http://{host}");
+        if !own && !admin.allowed_origins.contains(&origin) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("requests from origin {origin:?} are refused; list it in [admin] allowed-origins"),
+            ));
+        }
+    }
+    let writes = matches!(
+        req.method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if writes && has_body(req) && !is_json(req) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request body must be sent as Content-Type: application/json".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn misdirected(message: &str) -> Refused {
+    (StatusCode::MISDIRECTED_REQUEST, message.to_string())
+}
+
+fn host_allowed(host: &str, local: SocketAddr, admin: &AdminSettings) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => (name, port.parse::<u16>().ok()),
+        _ => (host, None),
+    };
+    if admin.allowed_hosts.iter().any(|h| h == name || h == host) {
+        return true;
+    }
+    if port != Some(local.port()) {
+        return false;
+    }
+    let ip = local.ip().to_canonical();
+    let loopback_name = ip.is_loopback() && matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    loopback_name || name == ip.to_string() || name == format!("[{ip}]")
+}
+
+fn has_body(req: &Parts) -> bool {
+    req.headers.contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+fn is_json(req: &Parts) -> bool {
+    req.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri("/switch");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn admin(hosts: &[&str], origins: &[&str]) -> AdminSettings {
+        AdminSettings {
+            listen: "127.0.0.1:9900".parse().unwrap(),
+            token_file: None,
+            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn status(method: &str, headers: &[(&str, &str)], a: &AdminSettings) -> u16 {
+        let local = "127.0.0.1:9900".parse().unwrap();
+        check(&parts(method, headers), local, a).map_or_else(|(s, _)| s.as_u16(), |()| 200)
+    }
+
+    #[test]
+    fn host_must_name_the_listener_or_an_allowed_host() {
+        let a = admin(&["admin.internal"], &[]);
+        for ok in [
+            "127.0.0.1:9900",
+            "localhost:9900",
+            "LOCALHOST:9900",
+            "[::1]:9900",
+            "admin.internal:1",
+            "admin.internal",
+        ] {
+            assert_eq!(status("GET", &[("host", ok)], &a), 200, "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9900",
+            "127.0.0.1:9901",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert_eq!(status("GET", &[("host", bad)], &a), 421, "{bad}");
+        }
+        assert_eq!(status("GET", &[], &a), 421);
+    }
+
+    #[test]
+    fn origin_is_refused_unless_own_or_allowed() {
+        let a = admin(&[], &["https://dash.example"]);
+        let h = ("host", "127.0.0.1:9900");
+        assert_eq!(
+            status("GET", &[h, ("origin", "http://evil.example")], &a),
+            403
+        );
+        assert_eq!(status("GET", &[h, ("origin", "null")], &a), 403);
+        assert_eq!(
+            status("GET", &[h, ("origin", "http://127.0.0.1:9900")], &a),
+            200
+        );
+        assert_eq!(
+            status("GET", &[h, ("origin", "https://dash.example")], &a),
+            200
+        );
+    }
+
+    #[test]
+    fn a_write_with_a_body_needs_json() {
+        let a = admin(&[], &[]);
+        let h = ("host", "127.0.0.1:9900");
+        assert_eq!(
+            status(
+                "POST",
+                &[h, ("content-length", "14"), ("content-type", "text/plain")],
+                &a
+            ),
+            415
+        );
+        assert_eq!(status("POST", &[h, ("content-length", "14")], &a), 415);
+        assert_eq!(
+            status(
+                "POST",
+                &[
+                    h,
+                    ("content-length", "14"),
+                    ("content-type", "application/json; charset=utf-8")
+                ],
+                &a
+            ),
+            200
+        );
+        assert_eq!(status("POST", &[h], &a), 200, "bodyless writes stay usable");
+        assert_eq!(status("POST", &[h, ("content-length", "0")], &a), 200);
+    }
+}
