@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::defaults::{HISTORY_LIMIT, MAX_ADMIN_BODY};
+use crate::config::defaults::{HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_ADMIN_BODY};
 use crate::config::percent::{percent_from_f64, PercentError};
 use crate::control::{self, Control, ControlError};
 use auth::Tokens;
@@ -46,7 +46,7 @@ use auth::Tokens;
 pub const VERSION_HEADER: &str = "x-switchback-version";
 
 /// Most admin connections open at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// Time an admin client has to send a request head, and longest idle keep-alive wait.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,14 +209,16 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
 fn history(query: Option<&str>, control: &Control) -> Answer {
     let limit = match query_param(query, "limit").map(str::parse::<usize>) {
         None => HISTORY_LIMIT,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return fail(StatusCode::BAD_REQUEST, "limit must be a whole number"),
-    };
-    match control.audit().read_all() {
-        Ok(entries) => {
-            let newest_first: Vec<_> = entries.into_iter().rev().take(limit).collect();
-            Answer(StatusCode::OK, serde_json::json!(newest_first))
+        Some(Ok(n)) if n <= HISTORY_MAX_LIMIT => n,
+        Some(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be a whole number from 0 to {HISTORY_MAX_LIMIT}"),
+            )
         }
+    };
+    match control.audit().newest(limit) {
+        Ok(newest_first) => Answer(StatusCode::OK, serde_json::json!(newest_first)),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -1,5 +1,7 @@
 //! The deployment log: an append-only JSON-lines file with one entry per accepted or rejected
-//! change. Each append is flushed to disk before the caller answers anyone.
+//! change. Each append is flushed to disk before the caller answers anyone. The file rotates
+//! by size (`[log] deployments-max-size`, keeping `deployments-keep` old files as `.1`, `.2`,
+//! …); readers go through every file, newest first. See [`file`].
 //!
 //! ```json
 //! {"time":"2026-11-22T21:00:00.000Z","version":4,"actor":"alice","action":"switch",
@@ -7,14 +9,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::model::{format_percent, Split};
+
+mod file;
+
+pub use file::{AuditError, AuditLog, Rotation, MAX_MESSAGE};
 
 /// What kind of change an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,74 +123,4 @@ fn percent_number(bp: u32) -> serde_json::Number {
     format_percent(bp)
         .parse()
         .expect("a formatted percentage is a JSON number")
-}
-
-/// Why the log could not be written or read.
-#[derive(Debug, thiserror::Error)]
-#[error("deployment log {path}: {source}")]
-pub struct AuditError {
-    /// The log file.
-    pub path: PathBuf,
-    /// The I/O error.
-    pub source: std::io::Error,
-}
-
-/// The deployment log file.
-#[derive(Debug, Clone)]
-pub struct AuditLog {
-    path: PathBuf,
-}
-
-impl AuditLog {
-    /// The log at `path` (created on first append).
-    pub fn new(path: PathBuf) -> Self {
-        AuditLog { path }
-    }
-
-    /// Where the log lives.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends `entry` and syncs it to disk.
-    ///
-    /// # Errors
-    /// [`AuditError`] when the file cannot be opened, written or synced.
-    pub fn append(&self, entry: &Entry) -> Result<(), AuditError> {
-        let fail = |source| AuditError {
-            path: self.path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(entry).expect("entries always serialise");
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(fail)?;
-        file.write_all(&line).map_err(fail)?;
-        file.sync_data().map_err(fail)
-    }
-
-    /// Every entry, oldest first; unparsable lines (say, a torn last line) are skipped.
-    ///
-    /// # Errors
-    /// [`AuditError`] when the file exists but cannot be read.
-    pub fn read_all(&self) -> Result<Vec<Entry>, AuditError> {
-        let file = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(AuditError {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        Ok(BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str(&line).ok())
-            .collect())
-    }
 }

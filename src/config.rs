@@ -16,6 +16,7 @@ pub mod persist;
 mod pool_policy;
 pub mod problem;
 pub mod raw;
+mod size;
 pub mod validate;
 pub mod watch;
 

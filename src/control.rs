@@ -100,8 +100,12 @@ impl Control {
         text: String,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Control>, AuditError> {
-        let audit = AuditLog::new(resolve_beside(config_path, &config.deployment_log));
-        let history = audit.read_all()?;
+        let audit = AuditLog::new(
+            resolve_beside(config_path, &config.deployment_log),
+            config.deployment_rotation,
+        );
+        let mut history = audit.newest(crate::config::defaults::RECOVERY_ENTRIES)?;
+        history.reverse();
         let recovered = recover::recover(&history, &config.split);
         let version = recovered.last_version + 1;
         let mut entry = Entry::now(

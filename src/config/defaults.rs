@@ -20,6 +20,14 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[log] deployments` when absent: this file beside the config file.
 pub const DEPLOYMENT_LOG: &str = "deployments.jsonl";
+/// `[log] deployments-max-size` when absent: 64 MiB.
+pub const DEPLOYMENT_LOG_MAX_SIZE: u64 = 64 * 1024 * 1024;
+/// `[log] deployments-keep` when absent.
+pub const DEPLOYMENT_LOG_KEEP: usize = 5;
+/// Largest `?limit=` of `GET /history`.
+pub const HISTORY_MAX_LIMIT: usize = 1000;
+/// Newest deployment-log entries read at start-up to recover the version and splits.
+pub const RECOVERY_ENTRIES: usize = 10_000;
 /// `[reload] debounce` when absent: 100 ms.
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
 /// `[metrics] enabled` when absent.

@@ -22,6 +22,8 @@ pub struct Config {
     pub split: Split,
     /// Deployment log path as written (relative to the config file's directory).
     pub deployment_log: PathBuf,
+    /// When the deployment log rotates.
+    pub deployment_rotation: crate::audit::Rotation,
     /// Quiet time after the last config-file event before reloading.
     pub reload_debounce: Duration,
     /// Access log destination; `None` is off.

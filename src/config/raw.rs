@@ -63,6 +63,10 @@ pub struct RawMetrics {
 pub struct RawLog {
     /// Deployment log path (JSON lines); relative paths are relative to the config file.
     pub deployments: Option<String>,
+    /// Size at which the deployment log rotates: bytes, or a string like `"64MiB"`.
+    pub deployments_max_size: Option<toml::Value>,
+    /// Rotated deployment-log files kept.
+    pub deployments_keep: Option<i64>,
     /// Access log: `"stdout"` or a path; absent means off.
     pub access: Option<String>,
     /// Access-log lines queued for the writer before new ones are dropped.

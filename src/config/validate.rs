@@ -35,6 +35,26 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(defaults::DEPLOYMENT_LOG),
     };
+    let deployment_rotation = crate::audit::Rotation {
+        max_bytes: match &raw.log.deployments_max_size {
+            None => defaults::DEPLOYMENT_LOG_MAX_SIZE,
+            Some(value) => super::size::parse(value).unwrap_or_else(|reason| {
+                problems.push(Problem::at(
+                    "log.deployments-max-size",
+                    ProblemKind::Syntax(reason),
+                ));
+                defaults::DEPLOYMENT_LOG_MAX_SIZE
+            }),
+        },
+        keep: match raw.log.deployments_keep {
+            None => defaults::DEPLOYMENT_LOG_KEEP,
+            Some(n) if (0..=100).contains(&n) => n as usize,
+            Some(n) => {
+                problems.push(out_of_range("log.deployments-keep", n, 0, 100));
+                defaults::DEPLOYMENT_LOG_KEEP
+            }
+        },
+    };
     let reload_debounce = duration_key(
         "reload.debounce",
         raw.reload.debounce.as_deref(),
@@ -83,6 +103,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             pools,
             split,
             deployment_log,
+            deployment_rotation,
             reload_debounce,
             access_log,
             access_buffer,

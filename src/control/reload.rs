@@ -137,6 +137,12 @@ fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'st
         "log.deployments",
         &mut changed,
     );
+    keep(
+        &mut next.deployment_rotation,
+        &running.deployment_rotation,
+        "log.deployments-max-size",
+        &mut changed,
+    );
     (next, changed)
 }
 

@@ -1,0 +1,309 @@
+//! The deployment log on disk: append with fsync, rotate by size, read newest first.
+//!
+//! ```text
+//! deployments.jsonl      ← appends go here
+//! deployments.jsonl.1    ← the previous file, … up to .<keep>
+//! ```
+//! - A torn last line (a crash mid-write) is ended with a newline before the next append, so
+//!   it never swallows the entry after it; unparsable lines (torn, invalid UTF-8) are skipped
+//!   by readers and never hide the entries around them.
+//! - Readers start at the end of the newest file and read backwards in blocks, so
+//!   `GET /history?limit=N` costs what N entries cost, not the whole log.
+//! - A message longer than [`MAX_MESSAGE`] bytes is cut, so a hostile admin body cannot
+//!   write (and fsync) a 64 KiB line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::Entry;
+
+/// Longest `message` kept in an entry, in bytes.
+pub const MAX_MESSAGE: usize = 512;
+
+/// Bytes read per step when reading a file backwards.
+const BLOCK: u64 = 64 * 1024;
+
+/// When the log rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The current file rotates once it is larger than this many bytes.
+    pub max_bytes: u64,
+    /// Old files kept (`.1` … `.keep`); older ones are deleted.
+    pub keep: usize,
+}
+
+/// Why the log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("deployment log {path}: {source}")]
+pub struct AuditError {
+    /// The log file.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// The deployment log file and its rotated predecessors.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+    rotation: Rotation,
+}
+
+impl AuditLog {
+    /// The log at `path` (created on first append).
+    pub fn new(path: PathBuf, rotation: Rotation) -> Self {
+        AuditLog { path, rotation }
+    }
+
+    /// Where the log lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn fail(&self, source: std::io::Error) -> AuditError {
+        AuditError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends `entry` (its message cut to [`MAX_MESSAGE`] bytes) and syncs it to disk, then
+    /// rotates when the file grew past the limit.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the file cannot be opened, written or synced.
+    pub fn append(&self, entry: &Entry) -> Result<(), AuditError> {
+        let mut line = if entry.message.len() > MAX_MESSAGE {
+            let mut bounded = entry.clone();
+            let mut cut = MAX_MESSAGE;
+            while !bounded.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            bounded.message.truncate(cut);
+            bounded.message.push('…');
+            serde_json::to_vec(&bounded)
+        } else {
+            serde_json::to_vec(entry)
+        }
+        .expect("entries always serialise");
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.fail(e))?;
+        if ends_torn(&mut file).map_err(|e| self.fail(e))? {
+            line.insert(0, b'\n');
+        }
+        file.write_all(&line).map_err(|e| self.fail(e))?;
+        file.sync_data().map_err(|e| self.fail(e))?;
+        let size = file.metadata().map_err(|e| self.fail(e))?.len();
+        if size > self.rotation.max_bytes {
+            self.rotate().map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    /// `path` → `path.1` → … → `path.keep`; the oldest is dropped.
+    fn rotate(&self) -> std::io::Result<()> {
+        if self.rotation.keep == 0 {
+            return std::fs::remove_file(&self.path);
+        }
+        for i in (1..self.rotation.keep).rev() {
+            let from = self.numbered(i);
+            if from.exists() {
+                std::fs::rename(&from, self.numbered(i + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, self.numbered(1))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn numbered(&self, i: usize) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{i}"));
+        PathBuf::from(name)
+    }
+
+    /// Up to `limit` entries, newest first, across the current and rotated files; lines that
+    /// do not parse are skipped.
+    ///
+    /// # Errors
+    /// [`AuditError`] when a file exists but cannot be read.
+    pub fn newest(&self, limit: usize) -> Result<Vec<Entry>, AuditError> {
+        let mut out = Vec::new();
+        let files = std::iter::once(self.path.clone())
+            .chain((1..=self.rotation.keep).map(|i| self.numbered(i)));
+        for path in files {
+            if out.len() >= limit {
+                break;
+            }
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(AuditError { path, source }),
+            };
+            read_backwards(file, limit - out.len(), &mut out)
+                .map_err(|source| AuditError { path, source })?;
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a non-empty file does not end in a newline.
+fn ends_torn(file: &mut File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// Pushes up to `limit` parsable entries of `file` onto `out`, newest first.
+fn read_backwards(mut file: File, limit: usize, out: &mut Vec<Entry>) -> std::io::Result<()> {
+    let mut end = file.metadata()?.len();
+    let mut tail: Vec<u8> = Vec::new();
+    let start_len = out.len();
+    while end > 0 && out.len() - start_len < limit {
+        let start = end.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&tail);
+        // Everything after the first newline is made of whole lines (unless start == 0).
+        let split = if start == 0 {
+            0
+        } else {
+            match memchr::memchr(b'\n', &block) {
+                Some(i) => i + 1,
+                None => {
+                    tail = block;
+                    end = start;
+                    continue;
+                }
+            }
+        };
+        for line in block[split..].rsplit(|&b| b == b'\n') {
+            if out.len() - start_len >= limit {
+                break;
+            }
+            if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+                out.push(entry);
+            }
+        }
+        tail = block[..split].to_vec();
+        end = start;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, Outcome};
+    use crate::config::percent::checked_split;
+
+    fn entry(version: u64, message: &str) -> Entry {
+        let split = checked_split([("blue".to_string(), 10_000)].into()).unwrap();
+        let mut e = Entry::now(version, "t", Action::Rejected, &split, &split);
+        e.outcome = Outcome::Rejected;
+        e.message = message.to_string();
+        e
+    }
+
+    fn versions(log: &AuditLog, limit: usize) -> Vec<u64> {
+        log.newest(limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect()
+    }
+
+    #[test]
+    fn a_torn_or_invalid_line_never_hides_the_entries_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = AuditLog::new(
+            path.clone(),
+            Rotation {
+                max_bytes: u64::MAX,
+                keep: 0,
+            },
+        );
+        log.append(&entry(1, "")).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"\xff\xfe not utf-8\n{\"time\":\"2026-11-2")
+            .unwrap();
+        log.append(&entry(2, "")).unwrap();
+        log.append(&entry(3, "")).unwrap();
+        assert_eq!(versions(&log, 10), [3, 2, 1]);
+        assert_eq!(versions(&log, 2), [3, 2]);
+    }
+
+    #[test]
+    fn the_log_rotates_by_size_keeps_n_files_and_reads_across_them_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = AuditLog::new(
+            path.clone(),
+            Rotation {
+                max_bytes: 2048,
+                keep: 2,
+            },
+        );
+        for v in 1..=100 {
+            log.append(&entry(v, &"x".repeat(100))).unwrap();
+        }
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(
+            files <= 3,
+            "{files} files: the current one and at most two old ones"
+        );
+        let all = versions(&log, 1000);
+        assert_eq!(all[0], 100);
+        assert!(
+            all.windows(2).all(|w| w[0] == w[1] + 1),
+            "contiguous, newest first: {all:?}"
+        );
+        assert!(all.len() < 100, "the oldest files were dropped");
+        assert_eq!(versions(&log, 5), [100, 99, 98, 97, 96]);
+    }
+
+    #[test]
+    fn a_long_message_is_cut_and_reading_backwards_joins_lines_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = AuditLog::new(
+            path.clone(),
+            Rotation {
+                max_bytes: u64::MAX,
+                keep: 0,
+            },
+        );
+        log.append(&entry(1, &"é".repeat(40_000))).unwrap();
+        let line_len = std::fs::metadata(&path).unwrap().len();
+        assert!(line_len < 1024, "a {line_len}-byte line was written");
+        for v in 2..=3000 {
+            log.append(&entry(v, "padding to cross the 64 KiB read blocks"))
+                .unwrap();
+        }
+        let all = versions(&log, 5000);
+        assert_eq!(all.len(), 3000);
+        assert!(all.iter().rev().copied().eq(1..=3000));
+        assert!(log
+            .newest(5000)
+            .unwrap()
+            .last()
+            .unwrap()
+            .message
+            .ends_with('…'));
+    }
+}
