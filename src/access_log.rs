@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 
@@ -61,12 +61,31 @@ impl AccessLog {
         }
     }
 
-    /// Waits up to `within` for every line queued so far to be written and flushed (used
-    /// before the process exits).
+    /// Waits up to `within` in all for every line queued so far to be written and flushed
+    /// (used before the process exits). A stuck sink with a full queue costs `within`, never
+    /// more: the flush request itself is not allowed to block.
     pub fn flush(&self, within: Duration) {
+        let deadline = Instant::now() + within;
         let (done, wait) = mpsc::channel();
-        if self.tx.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(within);
+        let mut message = Message::Flush(done);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    tracing::warn!("access log not flushed at exit: its writer is stuck");
+                    return;
+                }
+            }
+        }
+        if wait
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            tracing::warn!("access log not flushed at exit: its writer is stuck");
         }
     }
 }

@@ -39,6 +39,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::defaults::{HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_ADMIN_BODY};
 use crate::config::percent::{percent_from_f64, PercentError};
+use crate::config::persist::PersistError;
 use crate::control::{self, Control, ControlError};
 use auth::Tokens;
 
@@ -231,6 +232,21 @@ fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay test: the admin
+/// API's parsers of untrusted input, without a socket.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses an admin write body for `path` (`/split`, `/switch`, `/rollback`).
+    pub fn parse_body(path: &str, body: &[u8]) -> bool {
+        super::parse_request(path, body).is_ok()
+    }
+
+    /// Parses a drain path (`/backends/{pool}/{addr}/drain|undrain`).
+    pub fn parse_drain_path(path: &str) -> bool {
+        super::drain::parse(path).is_some()
+    }
+}
+
 async fn write(req: Request<Incoming>, control: &Control) -> Answer {
     let actor = match authorize(&req, control).await {
         Ok(actor) => actor,
@@ -272,8 +288,11 @@ fn status_of(error: &ControlError) -> StatusCode {
     match error {
         ControlError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ControlError::NoPrevious => StatusCode::CONFLICT,
-        ControlError::Persist(_) | ControlError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::NoPrevious | ControlError::PendingEdit(_) => StatusCode::CONFLICT,
+        ControlError::Persist(PersistError::Changed { .. }) => StatusCode::CONFLICT,
+        ControlError::Persist(_) | ControlError::Audit(_) | ControlError::AppliedUnrecorded(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -52,6 +52,15 @@ pub enum ControlError {
     /// The deployment log could not be written.
     #[error("the change was not applied: {0}")]
     Audit(#[from] AuditError),
+    /// The config file holds an edit that was rejected; writing now would bury it.
+    #[error(
+        "the config file has a pending edit that was rejected ({0}); fix or revert it, then retry"
+    )]
+    PendingEdit(String),
+    /// The change is live and in the file, but the deployment log could not record it (and
+    /// the file could not be put back).
+    #[error("the change was applied but could not be recorded: {0}")]
+    AppliedUnrecorded(AuditError),
 }
 
 /// What `control` holds behind its lock.
@@ -66,6 +75,8 @@ struct State {
     file_text: String,
     /// The last file text that was rejected, so one bad save is logged once.
     rejected_text: Option<String>,
+    /// Why the file on disk was rejected, while it still is.
+    rejected_reason: Option<String>,
 }
 
 /// The control plane's single writer.
@@ -129,6 +140,7 @@ impl Control {
                 previous: recovered.previous,
                 file_text: text,
                 rejected_text: None,
+                rejected_reason: None,
             }),
             config_path: config_path.to_path_buf(),
             audit,

@@ -234,6 +234,13 @@ impl BackendHealth {
     pub fn is_ejected(&self) -> bool {
         self.ejected_until.load(Ordering::Relaxed) > now_ms()
     }
+
+    /// Ends an ejection at once (tests).
+    #[cfg(test)]
+    pub(crate) fn end_ejection(&self) {
+        self.ejected_until.store(0, Ordering::SeqCst);
+        self.failures.store(0, Ordering::SeqCst);
+    }
 }
 
 /// Decrements a backend's in-flight count when dropped.

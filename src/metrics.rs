@@ -58,6 +58,9 @@ pub struct PoolMetrics {
     pub inflight: IntGauge,
     /// `switchback_request_duration_seconds{pool}`.
     pub duration: Histogram,
+    /// `switchback_requests_total{pool,backend="none",code_class="5xx"}`: answered 503
+    /// because the pool had no backend up.
+    pub unavailable: IntCounter,
 }
 
 /// Pre-resolved handles for one backend.
@@ -239,6 +242,7 @@ impl Metrics {
         PoolMetrics {
             inflight: self.inflight.with_label_values(&[pool]),
             duration: self.duration.with_label_values(&[pool]),
+            unavailable: self.requests.with_label_values(&[pool, "none", "5xx"]),
         }
     }
 

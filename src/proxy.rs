@@ -12,7 +12,7 @@
 //! `Connection: close`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::health::{Inflight, InflightGuard, RequestGuard};
 use crate::shutdown::Stopping;
@@ -20,24 +20,21 @@ use crate::snapshot::NoRoute;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 use crate::keys;
 mod forwarding;
-use crate::snapshot::{Live, Snapshot};
+mod record;
+mod respond;
 
-/// Response headers that describe one connection and must not be forwarded.
-const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("proxy-authenticate"),
-];
+use crate::snapshot::{Live, Snapshot};
+use record::{access_line, upstream_error_kind};
+use respond::{error_response, respond_unavailable, strip_response_hop_by_hop};
 
 /// The switchback proxy logic.
 pub struct SwitchbackProxy {
@@ -76,6 +73,11 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     /// `(pool index, backend index)` of the last routing decision.
     route: Option<(usize, usize)>,
+    /// The pool whose in-flight gauge counts this request (its first route's pool; a retry
+    /// may move the request to another pool).
+    inflight_pool: Option<usize>,
+    /// The request was answered 503 before any backend was chosen: the pool it was for.
+    unavailable: Option<usize>,
     upstream_started: Option<Instant>,
     upstream_header: Option<(u16, Instant)>,
     /// The routing key, drawn once so a retry fails over the same way.
@@ -100,6 +102,8 @@ impl ProxyHttp for SwitchbackProxy {
             started: Instant::now(),
             snapshot: None,
             route: None,
+            inflight_pool: None,
+            unavailable: None,
             upstream_started: None,
             upstream_header: None,
             key: keys::next(),
@@ -127,6 +131,7 @@ impl ProxyHttp for SwitchbackProxy {
                 let reason = match why {
                     NoRoute::NoShare => "no pool can take traffic".to_string(),
                     NoRoute::PoolDown(p) => {
+                        ctx.unavailable = Some(p);
                         format!("pool {} has no backend up", snapshot.pools[p].name)
                     }
                 };
@@ -151,7 +156,8 @@ impl ProxyHttp for SwitchbackProxy {
                 "no backend can take the request",
             ));
         };
-        if ctx.route.is_none() {
+        if ctx.inflight_pool.is_none() {
+            ctx.inflight_pool = Some(route.pool_index);
             if let Some(m) = &route.pool.metrics {
                 m.inflight.inc();
             }
@@ -275,8 +281,10 @@ impl ProxyHttp for SwitchbackProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            // Graceful shutdown or upgrade: tell keep-alive clients to go elsewhere.
+        let upgrading = response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) && !upgrading {
+            // Graceful shutdown or upgrade: tell keep-alive clients to go elsewhere. A 101
+            // keeps its `Connection: upgrade`: the tunnel is bounded by the drain instead.
             session.set_keepalive(None);
             response.insert_header(http::header::CONNECTION, "close")?;
         }
@@ -313,13 +321,24 @@ impl ProxyHttp for SwitchbackProxy {
         if let Some(stream) = session.as_downstream().stream() {
             crate::framing::guard::response_done(stream);
         }
-        let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
+        let Some(snapshot) = &ctx.snapshot else {
+            return;
+        };
+        if let Some(m) = ctx
+            .inflight_pool
+            .and_then(|p| snapshot.pools[p].metrics.as_ref())
+        {
+            m.inflight.dec();
+        }
+        let Some((p, b)) = ctx.route else {
+            if let Some(p) = ctx.unavailable {
+                self.log_unavailable(session, ctx, snapshot, p);
+            }
             return;
         };
         let (pool, backend) = (&snapshot.pools[p], &snapshot.pools[p].backends[b]);
         let total = ctx.started.elapsed();
         if let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) {
-            pm.inflight.dec();
             pm.duration.observe(total.as_secs_f64());
             let class = ctx
                 .upstream_header
@@ -330,7 +349,7 @@ impl ProxyHttp for SwitchbackProxy {
             }
         }
         if let Some(log) = &self.access_log {
-            log.send(access_line(session, ctx, snapshot, p, b, e));
+            log.send(access_line(session, ctx, snapshot, p, Some(b), e));
         }
         if e.is_some() && ctx.upstream_header.is_none() {
             tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
@@ -339,26 +358,30 @@ impl ProxyHttp for SwitchbackProxy {
 }
 
 impl SwitchbackProxy {
+    /// Counts and logs a request answered 503 because pool `p` had no backend up: it is in
+    /// `switchback_requests_total{backend="none"}` and the access log like any other.
+    fn log_unavailable(&self, session: &Session, ctx: &RequestCtx, snapshot: &Snapshot, p: usize) {
+        let pool = &snapshot.pools[p];
+        if let Some(m) = &pool.metrics {
+            m.unavailable.inc();
+            m.duration.observe(ctx.started.elapsed().as_secs_f64());
+        }
+        if let Some(log) = &self.access_log {
+            log.send(access_line(session, ctx, snapshot, p, None, None));
+        }
+    }
+
     /// Feeds a request's outcome on its backend into passive ejection.
     fn record_outcome(&self, ctx: &RequestCtx, ok: bool) {
         let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
             return;
         };
         let pool = &snapshot.pools[p];
-        let health = &pool.backends[b].health;
-        let outlier = &pool.policy.outlier;
         if ok {
-            health.record_success(outlier);
+            pool.backends[b].health.record_success(&pool.policy.outlier);
             return;
         }
-        let ejected = pool
-            .backends
-            .iter()
-            .filter(|b| b.health.is_ejected())
-            .count();
-        let may_eject =
-            (ejected + 1) * 100 <= pool.backends.len() * outlier.max_ejected_percent as usize;
-        if let Some(length) = health.record_failure(outlier, may_eject) {
+        if let Some(length) = pool.record_failure(b) {
             tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
         }
     }
@@ -392,130 +415,4 @@ fn close_if_drained_too_long(ctx: &RequestCtx) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Answers 503 for a request no backend could take. Unlike Pingora's error responses this
-/// keeps the client's connection open (nothing is wrong with it) when the request had no body
-/// left to read.
-async fn respond_unavailable(session: &mut Session, body: Bytes, stopping: bool) {
-    let reusable = session.as_mut().is_body_empty() && !stopping;
-    let Ok(mut resp) = ResponseHeader::build(503, Some(3)) else {
-        return;
-    };
-    let headers = [
-        (
-            http::header::CONTENT_TYPE,
-            "text/plain; charset=utf-8".to_string(),
-        ),
-        (http::header::CONTENT_LENGTH, body.len().to_string()),
-        (
-            http::header::CONNECTION,
-            if reusable { "keep-alive" } else { "close" }.to_string(),
-        ),
-    ];
-    if !reusable {
-        session.set_keepalive(None);
-    }
-    let written = async {
-        for (name, value) in headers {
-            resp.insert_header(name, value)?;
-        }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await
-    };
-    if let Err(e) = written.await {
-        tracing::debug!(error = %e, "could not send the 503 response");
-    }
-}
-
-fn access_line(
-    session: &Session,
-    ctx: &RequestCtx,
-    snapshot: &Snapshot,
-    p: usize,
-    b: usize,
-    e: Option<&Error>,
-) -> String {
-    let req = session.req_header();
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let upstream_ms = match (ctx.upstream_started, ctx.upstream_header) {
-        (Some(start), Some((_, at))) => Some(at.duration_since(start).as_secs_f64() * 1e3),
-        _ => None,
-    };
-    serde_json::json!({
-        "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        "client": session.client_addr().map(ToString::to_string),
-        "method": req.method.as_str(),
-        "path": req.uri.path_and_query().map_or("/", |p| p.as_str()),
-        "status": status,
-        "pool": snapshot.pools[p].name,
-        "backend": snapshot.pools[p].backends[b].name,
-        "upstream_ms": upstream_ms,
-        "total_ms": ctx.started.elapsed().as_secs_f64() * 1e3,
-        "bytes": session.body_bytes_sent(),
-        "version": snapshot.version,
-        "error": e.map(|e| e.etype().as_str()),
-    })
-    .to_string()
-}
-
-/// Removes the fixed hop-by-hop headers and any the upstream nominated in `Connection`.
-/// Allocates only when the upstream nominated extension headers (rare).
-fn strip_response_hop_by_hop(response: &mut ResponseHeader) {
-    for name in &RESPONSE_HOP_BY_HOP {
-        if response.headers.contains_key(name) {
-            response.remove_header(name);
-        }
-    }
-    if !response.headers.contains_key(http::header::CONNECTION) {
-        return;
-    }
-    let nominated: Vec<String> = response
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
-        .collect();
-    for name in &nominated {
-        response.remove_header(name.as_str());
-    }
-}
-
-/// Index into [`crate::metrics::ERROR_KINDS`] for an upstream-side error.
-fn upstream_error_kind(e: &Error) -> Option<usize> {
-    use ErrorType::*;
-    if e.esource() != &ErrorSource::Upstream {
-        return None;
-    }
-    Some(match e.etype() {
-        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure => 0,
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => 1,
-        ConnectionClosed | ReadError | WriteError => 2,
-        _ => 3,
-    })
-}
-
-/// The status and plain-text body for a failed request; status 0 means the client is gone.
-fn error_response(e: &Error) -> (u16, &'static str) {
-    use ErrorType::*;
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(503)) => (503, "service unavailable: no pool can take traffic\n"),
-        (_, HTTPStatus(code)) if *code >= 500 => (*code, "upstream error\n"),
-        (_, HTTPStatus(code)) => (*code, "bad request\n"),
-        (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => (
-            504,
-            "gateway timeout: the upstream did not answer in time\n",
-        ),
-        (ErrorSource::Upstream, _) => (
-            502,
-            "bad gateway: the upstream could not be reached or failed\n",
-        ),
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => (0, ""),
-        (ErrorSource::Downstream, _) => (400, "bad request\n"),
-        _ => (500, "internal error\n"),
-    }
 }

@@ -70,14 +70,16 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
         .collect()
 }
 
+/// The upgrade socket: `[proxy] upgrade-sock`, relative to the config file's directory.
+fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
+    config_path.parent().unwrap_or(Path::new(".")).join(sock)
+}
+
 /// The Pingora server, bootstrapped: in an upgrade this is where the listeners of the running
 /// process are received (Pingora exits the process when none arrive within about 5 s).
 fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server, ServeError> {
     let grace = config.shutdown.grace;
-    let sock = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&config.proxy.upgrade_sock);
+    let sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     // sun_path holds 108 bytes on Linux.
     if sock.as_os_str().len() > 100 {
         return Err(ServeError::ControlPlane(format!(
@@ -134,6 +136,7 @@ pub fn run(
         auth::warn_if_exposed(token_file);
     }
     let grace = config.shutdown.grace;
+    let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
     let (proxy_listen, admin_listen) = (config.proxy.listen.clone(), config.admin.listen);
     let debounce = config.reload_debounce;
@@ -238,7 +241,10 @@ pub fn run(
         Some(custom) => custom,
         None => {
             runtime.spawn(shutdown::force_on_second_signal(exit_tx.clone()));
-            Box::new(shutdown::Signals(stopping))
+            Box::new(shutdown::Signals {
+                stopping,
+                upgrade_sock,
+            })
         }
     };
     // Pingora runs on a thread of its own so that this one can return as soon as the drain

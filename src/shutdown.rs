@@ -95,9 +95,15 @@ pub async fn force_on_second_signal(exit: mpsc::Sender<Exit>) {
     }
 }
 
-/// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade. Sets the
-/// [`Stopping`] flag first.
-pub struct Signals(pub Stopping);
+/// SIGTERM / SIGINT → graceful terminate; SIGQUIT → graceful upgrade, but only when a new
+/// process (`serve --upgrade`) is waiting on the upgrade socket: Pingora would otherwise stop
+/// accepting and exit with nobody to take over. Sets the [`Stopping`] flag first.
+pub struct Signals {
+    /// Set once the process starts to stop.
+    pub stopping: Stopping,
+    /// The upgrade socket a successor listens on.
+    pub upgrade_sock: std::path::PathBuf,
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -111,23 +117,50 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
-        let signal = tokio::select! {
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: finishing in-flight requests, then exiting");
-                ShutdownSignal::GracefulTerminate
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: finishing in-flight requests, then exiting");
-                ShutdownSignal::GracefulTerminate
-            }
-            _ = quit.recv() => {
-                tracing::info!("SIGQUIT: handing the listeners over, then finishing in-flight requests");
-                ShutdownSignal::GracefulUpgrade
+        let signal = loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: finishing in-flight requests, then exiting");
+                    break ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: finishing in-flight requests, then exiting");
+                    break ShutdownSignal::GracefulTerminate;
+                }
+                _ = quit.recv() => {
+                    if successor_waiting(&self.upgrade_sock) {
+                        tracing::info!("SIGQUIT: handing the listeners over, then finishing in-flight requests");
+                        break ShutdownSignal::GracefulUpgrade;
+                    }
+                    tracing::error!(socket = %self.upgrade_sock.display(), "SIGQUIT ignored: no new process is waiting on the upgrade socket (start `switchback serve --upgrade` first); still serving");
+                }
             }
         };
-        self.0.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
         signal
     }
+}
+
+/// Whether a process listens on the Unix socket `sock` (Linux: `/proc/net/unix`, listening
+/// sockets carry the `__SO_ACCEPTCON` flag). Checked without connecting, which would take the
+/// successor's one hand-over connection.
+pub fn successor_waiting(sock: &std::path::Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let wanted = sock.to_string_lossy();
+    let canonical = std::fs::canonicalize(sock).ok();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let listening = fields
+            .get(3)
+            .and_then(|f| u32::from_str_radix(f, 16).ok())
+            .is_some_and(|flags| flags & 0x10000 != 0);
+        let path = fields.get(7).copied().unwrap_or("");
+        listening
+            && (path == wanted
+                || canonical.is_some() && std::fs::canonicalize(path).ok() == canonical)
+    })
 }
 
 /// Watches Pingora's execution phases from a thread of its own; once the graceful period

@@ -87,6 +87,28 @@ pub struct Route<'a> {
     pub backend: &'a BackendEntry,
 }
 
+/// Serialises ejection decisions, so that counting the ejected backends of a pool and
+/// ejecting one more is a single step: two simultaneous failures cannot both pass the cap.
+/// Taken only when a request failed.
+static EJECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl PoolEntry {
+    /// Feeds a failed request on backend `b` into passive ejection, never ejecting more than
+    /// `max-ejected-percent` of the pool. Returns the ejection's length when it ejected.
+    pub fn record_failure(&self, b: usize) -> Option<std::time::Duration> {
+        let outlier = &self.policy.outlier;
+        let _one_at_a_time = EJECTION.lock().unwrap_or_else(|e| e.into_inner());
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.health.is_ejected())
+            .count();
+        let may_eject =
+            (ejected + 1) * 100 <= self.backends.len() * outlier.max_ejected_percent as usize;
+        self.backends[b].health.record_failure(outlier, may_eject)
+    }
+}
+
 impl Snapshot {
     /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`
     /// and each backend's shared health in `health` (backends no longer configured are
@@ -159,10 +181,15 @@ impl Snapshot {
     }
 
     /// The second and last attempt after the connection to `failed` could not be made: another
-    /// backend of the same pool first, else any other pool with a share and a backend up.
+    /// backend of the same pool first, else — unless the pool is set to `on-pool-down = "fail"`
+    /// — any other pool with a share and a backend up.
     pub fn route_retry(&self, key: u32, failed: (usize, usize)) -> Option<Route<'_>> {
-        self.pick_backend(failed.0, Some(failed.1))
-            .or_else(|| self.failover(key, failed.0))
+        self.pick_backend(failed.0, Some(failed.1)).or_else(|| {
+            match self.pools[failed.0].policy.on_pool_down {
+                OnPoolDown::Fail => None,
+                OnPoolDown::Failover => self.failover(key, failed.0),
+            }
+        })
     }
 
     /// Whether any backend of pool `index` can take requests now.
@@ -346,6 +373,59 @@ mod tests {
         assert_eq!(
             r.pool.name, "green",
             "same pool first, then another with a share"
+        );
+    }
+
+    #[test]
+    fn simultaneous_failures_never_eject_past_the_cap() {
+        let backends: Vec<String> = (0..10)
+            .map(|i| format!("\"127.0.0.1:{}\"", 4000 + i))
+            .collect();
+        let text = format!(
+            "[pools.blue]\nbackends = [{}]\n[pools.blue.outlier]\nconsecutive-failures = 1\n\
+             max-ejected-percent = 50\n[split]\nblue = 100\n",
+            backends.join(", ")
+        );
+        let config = Arc::new(parse(&text).unwrap());
+        let s = Arc::new(Snapshot::build(
+            config,
+            1,
+            &Metrics::new(),
+            &HealthRegistry::default(),
+        ));
+        for _ in 0..300 {
+            let barrier = Arc::new(std::sync::Barrier::new(10));
+            let threads: Vec<_> = (0..10)
+                .map(|b| {
+                    let (s, barrier) = (s.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        s.pools[0].record_failure(b)
+                    })
+                })
+                .collect();
+            let ejected = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(Option::is_some)
+                .count();
+            assert!(
+                ejected <= 5,
+                "{ejected} of 10 backends ejected at a 50 % cap"
+            );
+            for b in &s.pools[0].backends {
+                b.health.end_ejection();
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_never_leaves_a_pool_set_to_fail() {
+        let s = snapshot("on-pool-down = \"fail\"", "blue = 80\ngreen = 20");
+        s.pools[0].backends[1].health.set_probe_up(false);
+        assert!(
+            s.route_retry(3, (0, 0)).is_none(),
+            "no other pool for blue's requests"
         );
     }
 

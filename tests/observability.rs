@@ -307,6 +307,12 @@ async fn a_stuck_access_log_sink_drops_lines_and_never_holds_requests() {
         dropped > 0.0,
         "lines beyond the queue are dropped and counted"
     );
-    drop(proxy);
+    // Shutdown is bounded too: the final flush gives up on the stuck sink.
+    let mut proxy = proxy;
+    proxy.signal(libc::SIGTERM);
+    assert!(
+        proxy.wait_exit(Duration::from_secs(5)).await.is_some(),
+        "a stuck access-log sink held the shutdown"
+    );
     drop(reader);
 }

@@ -72,7 +72,12 @@ fn host_allowed(host: &str, local: SocketAddr, admin: &AdminSettings) -> bool {
     }
     let ip = local.ip().to_canonical();
     let loopback_name = ip.is_loopback() && matches!(name, "localhost" | "127.0.0.1" | "[::1]");
-    loopback_name || name == ip.to_string() || name == format!("[{ip}]")
+    // The configured address too (`0.0.0.0:9900` names a listener as `ctl` is told to reach it).
+    let configured = admin.listen.ip();
+    [ip, configured]
+        .iter()
+        .any(|ip| name == ip.to_string() || name == format!("[{ip}]"))
+        || loopback_name
 }
 
 fn has_body(req: &Parts) -> bool {

@@ -32,6 +32,12 @@ pub enum PersistError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Someone else changed the file while the new text was being written; theirs is kept.
+    #[error("{path} changed while this change was being written; the other edit is kept")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// `text` with its `[split]` table set to `split`, everything else untouched.
@@ -87,39 +93,94 @@ fn percent_value(bp: u32) -> Value {
     }
 }
 
+/// New file contents written and synced beside the target, not yet in place. Dropping it
+/// removes the temp file.
+#[derive(Debug)]
+pub struct Staged {
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+/// Writes `bytes` to a synced temp file beside the file at `path` (or its symlink target).
+///
+/// # Errors
+/// [`PersistError::Write`] naming the file; nothing on disk changed.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, PersistError> {
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map_or("config".into(), |n| n.to_string_lossy().into_owned());
+    let staged = Staged {
+        temp: dir.join(format!(".{name}.switchback-{}.tmp", std::process::id())),
+        target,
+    };
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged.temp)?;
+        if let Ok(meta) = std::fs::metadata(&staged.target) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    written.map_err(|source| staged.fail(source))?;
+    Ok(staged)
+}
+
+impl Staged {
+    fn fail(&self, source: std::io::Error) -> PersistError {
+        PersistError::Write {
+            path: self.target.clone(),
+            source,
+        }
+    }
+
+    /// Renames the new contents over the file, if it still holds `expected` (`None`: whatever
+    /// it holds). The check and the rename are microseconds apart, so an operator's save in
+    /// the meantime is kept instead of overwritten.
+    ///
+    /// Once the rename succeeded the change is in place: a failing directory sync is logged,
+    /// not returned, so the caller never reports "not applied" for a file that changed.
+    ///
+    /// # Errors
+    /// [`PersistError::Changed`] or [`PersistError::Write`]; the file is then untouched.
+    pub fn commit(self, expected: Option<&str>) -> Result<(), PersistError> {
+        if let Some(expected) = expected {
+            match std::fs::read(&self.target) {
+                Ok(current) if current == expected.as_bytes() => {}
+                Ok(_) => {
+                    return Err(PersistError::Changed {
+                        path: self.target.clone(),
+                    })
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| self.fail(e))?;
+        let dir = self.target.parent().unwrap_or(Path::new("."));
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not sync the directory after writing the config file");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
 /// Atomically replaces the file at `path` (or its symlink target) with `bytes`.
 ///
 /// # Errors
 /// [`PersistError::Write`] naming the file; the original is then untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let fail = |source| PersistError::Write {
-        path: target.clone(),
-        source,
-    };
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map_or("config".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.switchback-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
-        if let Ok(meta) = std::fs::metadata(&target) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &target)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(fail)
+    stage(path, bytes)?.commit(None)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::audit::{Action, Entry};
 use crate::config::model::{BasisPoints, Split, FULL};
 use crate::config::percent::checked_split;
-use crate::config::persist::{rewrite_split, write_atomic, PersistError};
+use crate::config::persist::{rewrite_split, stage, PersistError};
 
 use super::{Control, ControlError, State};
 
@@ -56,9 +56,12 @@ impl Control {
     ) -> Result<Applied, ControlError> {
         let mut state = self.state.lock().await;
         // An operator's edit the watcher has not picked up yet is applied (or rejected) first,
-        // so this write never buries it.
+        // so this write never buries it; a rejected one blocks writes until it is fixed.
         self.reload_locked(&mut state, "file");
-        let result = self.change_locked(&mut state, actor, &request, if_match);
+        let result = match &state.rejected_reason {
+            Some(reason) => Err(ControlError::PendingEdit(reason.clone())),
+            None => self.change_locked(&mut state, actor, &request, if_match),
+        };
         if let Err(e) = &result {
             let message = format!("{} refused: {e}", request.action().name());
             self.record_rejection(&state, actor, &message);
@@ -86,21 +89,28 @@ impl Control {
                 path: self.config_path.clone(),
                 reason,
             })?;
+        stage(&self.config_path, text.as_bytes())?.commit(Some(&state.file_text))?;
         let old_text = std::mem::replace(&mut state.file_text, text.clone());
-        if let Err(e) = write_atomic(&self.config_path, text.as_bytes()) {
-            state.file_text = old_text;
-            return Err(e.into());
-        }
         let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
-        if let Err(e) = self.audit.append(&entry) {
-            // Not logged means not applied: put the file back as it was.
-            if let Err(restore) = write_atomic(&self.config_path, old_text.as_bytes()) {
-                tracing::error!(error = %restore, "could not restore the config file");
-            }
-            state.file_text = old_text;
-            return Err(e.into());
-        }
         let config = state.config.with_split(split.clone());
+        if let Err(e) = self.audit.append(&entry) {
+            // Not logged means not applied: put the file back as it was. Only when that fails
+            // too is the change applied after all, so that the answer and the live state agree
+            // with the file.
+            let restored =
+                stage(&self.config_path, old_text.as_bytes()).and_then(|s| s.commit(Some(&text)));
+            return match restored {
+                Ok(()) | Err(PersistError::Changed { .. }) => {
+                    state.file_text = old_text;
+                    Err(e.into())
+                }
+                Err(restore) => {
+                    tracing::error!(error = %restore, "could not restore the config file; the change stays applied");
+                    self.publish(state, config);
+                    Err(ControlError::AppliedUnrecorded(e))
+                }
+            };
+        }
         self.publish(state, config);
         tracing::info!(actor, version = state.version, split = %split, "change applied");
         Ok(Applied {

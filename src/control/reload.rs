@@ -38,7 +38,13 @@ impl Control {
             }
             Err(problem) => return self.reject_text(state, actor, None, &problem.to_string()),
         };
-        if text == state.file_text || Some(&text) == state.rejected_text.as_ref() {
+        if text == state.file_text {
+            // Back to what is live (say, a rejected edit was reverted).
+            state.rejected_text = None;
+            state.rejected_reason = None;
+            return ReloadOutcome::Unchanged;
+        }
+        if Some(&text) == state.rejected_text.as_ref() {
             return ReloadOutcome::Unchanged;
         }
         let config = match parse(&text) {
@@ -49,8 +55,16 @@ impl Control {
             }
         };
         let (config, needs_restart) = keep_bound_listeners(config, &state.config);
+        if !config.admin.listen.ip().is_loopback() && config.admin.token_file.is_none() {
+            let message = format!(
+                "admin.token-file: the admin API is bound to {} (not loopback), so it cannot be removed without a restart",
+                config.admin.listen
+            );
+            return self.reject_text(state, actor, Some(text), &message);
+        }
         state.file_text = text;
         state.rejected_text = None;
+        state.rejected_reason = None;
         if config == *state.config {
             return ReloadOutcome::Unchanged;
         }
@@ -86,6 +100,7 @@ impl Control {
     ) -> ReloadOutcome {
         self.record_rejection(state, actor, &format!("reload rejected: {message}"));
         self.metrics.reload("rejected");
+        state.rejected_reason = text.is_some().then(|| message.to_string());
         state.rejected_text = text;
         ReloadOutcome::Rejected
     }

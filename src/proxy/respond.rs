@@ -1,0 +1,95 @@
+//! What the proxy writes itself: 503 for a request no backend can take, short 502/504/400
+//! bodies for failures, and the response's hop-by-hop headers removed.
+
+use bytes::Bytes;
+use http::HeaderName;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Response headers that describe one connection and must not be forwarded.
+const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy-authenticate"),
+];
+
+/// Answers 503 for a request no backend could take. Unlike Pingora's error responses this
+/// keeps the client's connection open (nothing is wrong with it) when the request had no body
+/// left to read.
+pub(super) async fn respond_unavailable(session: &mut Session, body: Bytes, stopping: bool) {
+    let reusable = session.as_mut().is_body_empty() && !stopping;
+    let Ok(mut resp) = ResponseHeader::build(503, Some(3)) else {
+        return;
+    };
+    let headers = [
+        (
+            http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8".to_string(),
+        ),
+        (http::header::CONTENT_LENGTH, body.len().to_string()),
+        (
+            http::header::CONNECTION,
+            if reusable { "keep-alive" } else { "close" }.to_string(),
+        ),
+    ];
+    if !reusable {
+        session.set_keepalive(None);
+    }
+    let written = async {
+        for (name, value) in headers {
+            resp.insert_header(name, value)?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    };
+    if let Err(e) = written.await {
+        tracing::debug!(error = %e, "could not send the 503 response");
+    }
+}
+
+/// Removes the fixed hop-by-hop headers and any the upstream nominated in `Connection`.
+/// Allocates only when the upstream nominated extension headers (rare).
+pub(super) fn strip_response_hop_by_hop(response: &mut ResponseHeader) {
+    for name in &RESPONSE_HOP_BY_HOP {
+        if response.headers.contains_key(name) {
+            response.remove_header(name);
+        }
+    }
+    if !response.headers.contains_key(http::header::CONNECTION) {
+        return;
+    }
+    let nominated: Vec<String> = response
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .collect();
+    for name in &nominated {
+        response.remove_header(name.as_str());
+    }
+}
+
+/// The status and plain-text body for a failed request; status 0 means the client is gone.
+pub(super) fn error_response(e: &Error) -> (u16, &'static str) {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(503)) => (503, "service unavailable: no pool can take traffic\n"),
+        (_, HTTPStatus(code)) if *code >= 500 => (*code, "upstream error\n"),
+        (_, HTTPStatus(code)) => (*code, "bad request\n"),
+        (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => (
+            504,
+            "gateway timeout: the upstream did not answer in time\n",
+        ),
+        (ErrorSource::Upstream, _) => (
+            502,
+            "bad gateway: the upstream could not be reached or failed\n",
+        ),
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => (0, ""),
+        (ErrorSource::Downstream, _) => (400, "bad request\n"),
+        _ => (500, "internal error\n"),
+    }
+}
