@@ -10,6 +10,7 @@
 //! is live, on disk and in the deployment log.
 
 mod change;
+pub mod dns;
 mod recover;
 mod reload;
 

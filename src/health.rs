@@ -9,7 +9,6 @@
 pub mod probe;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -253,24 +252,20 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Every backend's health, by `(pool, address)`. Consulted when a snapshot is built, never on
-/// the request path.
+/// Every backend's health, by `(pool, backend as written in the config)`: a host name that
+/// resolves to another address keeps its drain, ejection and check state. Consulted when a
+/// snapshot is built, never on the request path.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    entries: Mutex<HashMap<(String, SocketAddr), Arc<BackendHealth>>>,
+    entries: Mutex<HashMap<(String, String), Arc<BackendHealth>>>,
 }
 
 impl HealthRegistry {
-    /// The health of `addr` in `pool`, created (up, ramping over `slow_start`) if new.
-    pub fn get_or_add(
-        &self,
-        pool: &str,
-        addr: SocketAddr,
-        slow_start: Duration,
-    ) -> Arc<BackendHealth> {
+    /// The health of backend `name` in `pool`, created (up, ramping over `slow_start`) if new.
+    pub fn get_or_add(&self, pool: &str, name: &str, slow_start: Duration) -> Arc<BackendHealth> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
-            .entry((pool.to_string(), addr))
+            .entry((pool.to_string(), name.to_string()))
             .or_insert_with(|| {
                 let health = BackendHealth::default();
                 health.start_ramp(slow_start);
@@ -279,14 +274,14 @@ impl HealthRegistry {
             .clone()
     }
 
-    /// The health of `addr` in `pool`, when known.
-    pub fn get(&self, pool: &str, addr: SocketAddr) -> Option<Arc<BackendHealth>> {
+    /// The health of backend `name` in `pool`, when known.
+    pub fn get(&self, pool: &str, name: &str) -> Option<Arc<BackendHealth>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(&(pool.to_string(), addr)).cloned()
+        entries.get(&(pool.to_string(), name.to_string())).cloned()
     }
 
     /// Forgets backends not in `keep` (they left the configuration).
-    pub fn retain(&self, keep: &[(String, SocketAddr)]) {
+    pub fn retain(&self, keep: &[(String, String)]) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|key, _| keep.contains(key));
     }

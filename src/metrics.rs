@@ -5,6 +5,9 @@
 //! Backend state gauges (`switchback_backend_up`, `switchback_backend_drained`,
 //! `switchback_backend_inflight`) are sampled by the health supervisor, not the data path.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -40,7 +43,13 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// `switchback_client_closed_total{reason}`, indexed like [`CLIENT_CLOSE_REASONS`].
     pub client_closed: [IntCounter; 4],
+    /// Pools and `(pool, backend)` pairs that have series, so a reload can drop the series of
+    /// what it removed.
+    known: Mutex<Known>,
 }
+
+/// Pools, and `(pool, backend)` pairs, that have series.
+type Known = (BTreeSet<String>, BTreeSet<(String, String)>);
 
 /// Why the proxy closed a client connection on its own: refused framing (`bad-request`), an
 /// oversized head (`head-too-large`), `header-timeout`, `idle-timeout`.
@@ -201,6 +210,7 @@ impl Metrics {
             backend_inflight,
             access_log_dropped,
             client_closed,
+            known: Mutex::default(),
         }
     }
 
@@ -213,6 +223,7 @@ impl Metrics {
         drained: bool,
         inflight: i64,
     ) {
+        self.remember(pool, Some(backend));
         let labels = [pool, backend];
         self.backend_up
             .with_label_values(&labels)
@@ -237,8 +248,53 @@ impl Metrics {
         }
     }
 
+    /// Drops every series of the pools and backends not in `keep` (`(pool, backend)` pairs of
+    /// the new configuration): a reload that removes them leaves nothing behind in `/metrics`.
+    pub fn retain(&self, keep: &[(String, String)]) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let (pools, backends) = &mut *known;
+        let gone: Vec<(String, String)> = backends
+            .iter()
+            .filter(|pair| !keep.contains(pair))
+            .cloned()
+            .collect();
+        for (pool, backend) in &gone {
+            for class in CODE_CLASSES {
+                let _ = self.requests.remove_label_values(&[pool, backend, class]);
+            }
+            for kind in ERROR_KINDS {
+                let _ = self
+                    .upstream_errors
+                    .remove_label_values(&[pool, backend, kind]);
+            }
+            self.forget_backend(pool, backend);
+            backends.remove(&(pool.clone(), backend.clone()));
+        }
+        let gone: Vec<String> = pools
+            .iter()
+            .filter(|p| !keep.iter().any(|(kp, _)| kp == *p))
+            .cloned()
+            .collect();
+        for pool in gone {
+            let _ = self.duration.remove_label_values(&[&pool]);
+            let _ = self.inflight.remove_label_values(&[&pool]);
+            let _ = self.split_percent.remove_label_values(&[&pool]);
+            let _ = self.requests.remove_label_values(&[&pool, "none", "5xx"]);
+            pools.remove(&pool);
+        }
+    }
+
+    fn remember(&self, pool: &str, backend: Option<&str>) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.0.insert(pool.to_string());
+        if let Some(backend) = backend {
+            known.1.insert((pool.to_string(), backend.to_string()));
+        }
+    }
+
     /// Handles for `pool`.
     pub fn pool(&self, pool: &str) -> PoolMetrics {
+        self.remember(pool, None);
         PoolMetrics {
             inflight: self.inflight.with_label_values(&[pool]),
             duration: self.duration.with_label_values(&[pool]),
@@ -248,6 +304,7 @@ impl Metrics {
 
     /// Handles for `backend` of `pool`.
     pub fn backend(&self, pool: &str, backend: &str) -> BackendMetrics {
+        self.remember(pool, Some(backend));
         BackendMetrics {
             requests: CODE_CLASSES.map(|c| self.requests.with_label_values(&[pool, backend, c])),
             errors: ERROR_KINDS

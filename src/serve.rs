@@ -197,6 +197,7 @@ pub fn run(
         }
     }
     runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
+    runtime.spawn(crate::control::dns::refresh_periodically(control.clone()));
 
     let inflight = Arc::new(Inflight::default());
     let stopping = shutdown::Stopping::default();

@@ -136,7 +136,7 @@ impl Snapshot {
                             addr: b.addr,
                             peer: build_peer(b.addr, &config.proxy),
                             metrics: on.then(|| metrics.backend(name, &b.name)),
-                            health: health.get_or_add(name, b.addr, pool.policy.slow_start),
+                            health: health.get_or_add(name, &b.name, pool.policy.slow_start),
                         })
                         .collect(),
                     metrics: on.then(|| metrics.pool(name)),
@@ -146,11 +146,12 @@ impl Snapshot {
                 }
             })
             .collect();
-        let keep: Vec<(String, SocketAddr)> = pools
+        let keep: Vec<(String, String)> = pools
             .iter()
-            .flat_map(|p| p.backends.iter().map(|b| (p.name.clone(), b.addr)))
+            .flat_map(|p| p.backends.iter().map(|b| (p.name.clone(), b.name.clone())))
             .collect();
         health.retain(&keep);
+        metrics.retain(&keep);
         let split = SplitTable::new(pools.iter().map(|p| p.share));
         Snapshot {
             version,

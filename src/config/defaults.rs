@@ -18,6 +18,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[proxy] client-idle-timeout` when absent: 60 s.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[proxy] dns-refresh` when absent: 30 s.
+pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 /// `[log] deployments` when absent: this file beside the config file.
 pub const DEPLOYMENT_LOG: &str = "deployments.jsonl";
 /// `[log] deployments-max-size` when absent: 64 MiB.
@@ -73,6 +75,8 @@ pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
 
 /// Largest accepted backend weight.
 pub const MAX_BACKEND_WEIGHT: u32 = 100;
+/// Most pools one configuration may hold.
+pub const MAX_POOLS: usize = 32;
 /// Most backends one pool may hold.
 pub const MAX_BACKENDS_PER_POOL: usize = 256;
 /// Most worker threads.

@@ -81,6 +81,8 @@ pub struct ProxySettings {
     pub client_idle_timeout: Duration,
     /// What happens to the `X-Forwarded-For` a client sent (append by default).
     pub forwarded_for: ForwardedFor,
+    /// How often backend host names are resolved again (30 s by default; zero: never).
+    pub dns_refresh: Duration,
 }
 
 /// `[proxy] forwarded-for`.

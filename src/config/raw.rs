@@ -107,6 +107,8 @@ pub struct RawProxy {
     pub client_idle_timeout: Option<String>,
     /// `"append"` or `"replace"`: what happens to a client's `X-Forwarded-For`.
     pub forwarded_for: Option<String>,
+    /// How often backend host names are resolved again, a duration string (`"0s"`: never).
+    pub dns_refresh: Option<String>,
 }
 
 /// `[admin]`.

@@ -169,6 +169,13 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
         pool_header,
         upgrade_sock,
         forwarded_for,
+        dns_refresh: duration_key(
+            "proxy.dns-refresh",
+            raw.dns_refresh.as_deref(),
+            defaults::DNS_REFRESH,
+            true,
+            problems,
+        ),
         header_timeout: timeout(
             "header-timeout",
             &raw.header_timeout,
@@ -274,6 +281,14 @@ fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
 fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeMap<String, Pool> {
     if raw.is_empty() {
         problems.push(Problem::at("pools", ProblemKind::Empty));
+    }
+    if raw.len() > defaults::MAX_POOLS {
+        problems.push(out_of_range(
+            "pools",
+            raw.len() as i64,
+            1,
+            defaults::MAX_POOLS as i64,
+        ));
     }
     let mut out = BTreeMap::new();
     for (name, pool) in raw {

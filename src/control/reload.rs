@@ -42,12 +42,16 @@ impl Control {
             // Back to what is live (say, a rejected edit was reverted).
             state.rejected_text = None;
             state.rejected_reason = None;
-            return ReloadOutcome::Unchanged;
+            // SIGHUP with an unchanged file still re-resolves backend host names.
+            return match actor {
+                "signal" => self.refresh_locked(state, actor),
+                _ => ReloadOutcome::Unchanged,
+            };
         }
         if Some(&text) == state.rejected_text.as_ref() {
             return ReloadOutcome::Unchanged;
         }
-        let config = match parse(&text) {
+        let config = match parse_off_worker(&text) {
             Ok(config) => config,
             Err(problems) => {
                 let message: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -106,9 +110,24 @@ impl Control {
     }
 }
 
+/// [`parse`], which resolves backend host names, run so that a slow DNS server blocks neither
+/// the control runtime's only worker (admin API, watcher, health checks) nor anything else
+/// on it: the worker hands its other tasks to another thread meanwhile.
+pub(super) fn parse_off_worker(text: &str) -> Result<Config, Vec<crate::config::Problem>> {
+    let on_multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    match on_multi_thread {
+        true => tokio::task::block_in_place(|| parse(text)),
+        false => parse(text),
+    }
+}
+
 /// Listener addresses and thread counts are fixed once bound: keep the running ones and say
 /// which keys changed.
-fn keep_bound_listeners(mut next: Config, running: &Config) -> (Config, Vec<&'static str>) {
+pub(super) fn keep_bound_listeners(
+    mut next: Config,
+    running: &Config,
+) -> (Config, Vec<&'static str>) {
     let mut changed = Vec::new();
     keep(
         &mut next.proxy.listen,

@@ -37,12 +37,13 @@ pub async fn spawn_supervisor(control: Arc<Control>) {
 
 struct Running {
     check: HealthCheck,
+    addr: SocketAddr,
     health: Arc<BackendHealth>,
     task: JoinHandle<()>,
 }
 
 async fn supervise(control: Arc<Control>) {
-    let mut probes: HashMap<(String, SocketAddr), Running> = HashMap::new();
+    let mut probes: HashMap<(String, String), Running> = HashMap::new();
     let mut pool_down: HashMap<String, bool> = HashMap::new();
     let mut version = 0;
     let mut backends: Vec<(String, String)> = Vec::new();
@@ -81,7 +82,7 @@ async fn supervise(control: Arc<Control>) {
 
 /// Starts probes for newly checked backends, restarts those whose settings changed, and stops
 /// those no longer checked (their backends count as passing again).
-fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, SocketAddr), Running>) {
+fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running>) {
     let mut wanted = HashMap::new();
     for pool in &snapshot.pools {
         let Some(check) = &pool.policy.health_check else {
@@ -89,14 +90,16 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, SocketAddr), Run
         };
         for b in &pool.backends {
             wanted.insert(
-                (pool.name.clone(), b.addr),
+                (pool.name.clone(), b.name.clone()),
                 (check, b, pool.policy.slow_start),
             );
         }
     }
     probes.retain(|key, running| {
         let keep = wanted.get(key).is_some_and(|(check, b, _)| {
-            **check == running.check && Arc::ptr_eq(&b.health, &running.health)
+            **check == running.check
+                && b.addr == running.addr
+                && Arc::ptr_eq(&b.health, &running.health)
         });
         if !keep {
             running.task.abort();
@@ -122,6 +125,7 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, SocketAddr), Run
             key,
             Running {
                 check: check.clone(),
+                addr: b.addr,
                 health: b.health.clone(),
                 task,
             },

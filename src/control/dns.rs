@@ -1,0 +1,92 @@
+//! Re-resolving backend host names: on SIGHUP and every `[proxy] dns-refresh` (30 s by
+//! default, `"0s"` off). The applied file text is parsed again off the control worker; when a
+//! name now resolves to another address, the new address is published as a new version and
+//! recorded (actor `dns` or `signal`). Backend state (drain, ejection, checks) is keyed by the
+//! name as written, so it survives the move. A name that stops resolving keeps its address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{Action, Entry};
+use crate::config::Config;
+
+use super::reload::{keep_bound_listeners, parse_off_worker};
+use super::{Control, ReloadOutcome, State};
+
+impl Control {
+    /// Re-resolves the backend host names of the applied configuration.
+    pub async fn refresh_dns(&self, actor: &str) -> ReloadOutcome {
+        let mut state = self.state.lock().await;
+        self.refresh_locked(&mut state, actor)
+    }
+
+    pub(super) fn refresh_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
+        if !has_host_names(&state.config) {
+            return ReloadOutcome::Unchanged;
+        }
+        let config = match parse_off_worker(&state.file_text) {
+            Ok(config) => config,
+            Err(problems) => {
+                let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::warn!(problems = %why.join("; "), "re-resolving backend names failed; the addresses stay");
+                return ReloadOutcome::Unchanged;
+            }
+        };
+        let (mut config, _) = keep_bound_listeners(config, &state.config);
+        config.split = state.config.split.clone();
+        if config == *state.config {
+            return ReloadOutcome::Unchanged;
+        }
+        let moved = moved_backends(&state.config, &config);
+        let split = state.config.split.clone();
+        let mut entry = Entry::now(state.version + 1, actor, Action::Reload, &split, &split);
+        entry.message = format!("re-resolved backend addresses: {}", moved.join(", "));
+        tracing::info!(moved = %moved.join(", "), "backend addresses re-resolved");
+        self.publish(state, config);
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "new backend addresses applied but not recorded");
+        }
+        ReloadOutcome::Applied {
+            version: state.version,
+        }
+    }
+}
+
+/// Whether any backend is given by host name rather than as an address.
+fn has_host_names(config: &Config) -> bool {
+    config
+        .pools
+        .values()
+        .flat_map(|p| &p.backends)
+        .any(|b| b.name.parse::<std::net::SocketAddr>().is_err())
+}
+
+/// `pool/name old → new` for every backend whose address changed.
+fn moved_backends(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (pool, p) in &new.pools {
+        for b in &p.backends {
+            let before = old
+                .pools
+                .get(pool)
+                .and_then(|o| o.backends.iter().find(|o| o.name == b.name));
+            if let Some(before) = before.filter(|o| o.addr != b.addr) {
+                out.push(format!("{pool}/{} {} → {}", b.name, before.addr, b.addr));
+            }
+        }
+    }
+    out
+}
+
+/// Re-resolves every `[proxy] dns-refresh` of the live configuration, until the runtime stops.
+pub async fn refresh_periodically(control: Arc<Control>) {
+    loop {
+        let every = control.live().load().config.proxy.dns_refresh;
+        if every.is_zero() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        tokio::time::sleep(every).await;
+        control.refresh_dns("dns").await;
+    }
+}
