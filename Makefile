@@ -4,7 +4,8 @@
 #   make bench-load   side-by-side load benchmark (see docs/BENCHMARKS.md)
 #   make bench        routing micro-benchmarks (criterion)
 #   make bench-control   admin switch round trip and file-write-to-live latency
-.PHONY: demo test deps build bench bench-load bench-smoke bench-control
+#   make fuzz         each cargo-fuzz target for FUZZ_SECONDS (default 60); corpora in fuzz/corpus
+.PHONY: demo test deps build bench bench-load bench-smoke bench-control fuzz
 
 CARGO ?= cargo
 
@@ -47,3 +48,14 @@ bench-control: deps
 
 bench: deps
 	$(CARGO) bench --bench routing
+
+# Fuzzing (libFuzzer through cargo-fuzz). The stable toolchain is enough with RUSTC_BOOTSTRAP=1.
+# New interesting inputs land in fuzz/corpus/<target>; tests/fuzz_corpus.rs replays them.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= framing config admin_body drain_path
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
