@@ -22,8 +22,8 @@
 //! - chunk sizes are 1–16 hex digits; extensions hold no control octet but HTAB;
 //! - a request head (or trailer section) is at most [`MAX_HEAD`] bytes.
 //!
-//! After a request that asks for an upgrade, [`Framing::response_started`] tells the parser
-//! whether the answer was `101`; from then on the bytes are a tunnel and are not checked.
+//! Once the proxy has switched a connection to a tunnel (a `101` to an upgrade request),
+//! [`Framing::enter_tunnel`] stops the checks: the proxy, not the bytes written, decides.
 
 #[cfg(test)]
 mod tests;
@@ -83,7 +83,6 @@ struct Head {
     content_length: u64,
     transfer_encodings: u8,
     chunked: bool,
-    upgrade: bool,
 }
 
 /// The framing state of one client connection.
@@ -97,8 +96,10 @@ pub struct Framing {
     head_len: usize,
     /// Heads completed on this connection.
     heads: u64,
-    /// The last completed head asked for an upgrade and its answer has not started.
-    upgrade_pending: bool,
+    /// Bytes accepted so far on this connection.
+    offset: u64,
+    /// Where the current request (its first byte) starts, as an offset of the stream.
+    request_start: u64,
 }
 
 impl Default for Framing {
@@ -109,7 +110,8 @@ impl Default for Framing {
             head: Head::default(),
             head_len: 0,
             heads: 0,
-            upgrade_pending: false,
+            offset: 0,
+            request_start: 0,
         }
     }
 }
@@ -122,6 +124,9 @@ impl Framing {
     /// connection must then be answered with `status` and closed.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Reject> {
         while !data.is_empty() {
+            if self.phase == Phase::RequestLine && self.head_len == 0 && self.line.is_empty() {
+                self.request_start = self.offset;
+            }
             let used = match self.phase {
                 Phase::Tunnel => data.len(),
                 Phase::Body(left) | Phase::ChunkData(left) => {
@@ -147,6 +152,7 @@ impl Framing {
                 }
             };
             data = &data[used..];
+            self.offset += used as u64;
         }
         Ok(())
     }
@@ -241,7 +247,6 @@ impl Framing {
                     return Err(bad("invalid Host"));
                 }
             }
-            7 if is("upgrade") => head.upgrade = true,
             14 if is("content-length") => {
                 head.content_lengths = head.content_lengths.saturating_add(1);
                 head.content_length = content_length(value)?;
@@ -280,7 +285,6 @@ impl Framing {
         }
         self.heads += 1;
         self.head_len = 0;
-        self.upgrade_pending = false;
         self.phase = if head.chunked {
             Phase::ChunkSize
         } else if head.content_lengths == 1 && head.content_length > 0 {
@@ -293,24 +297,26 @@ impl Framing {
 
     /// The request (head and body) is complete: the next byte starts a new request.
     fn request_done(&mut self) -> Phase {
-        self.upgrade_pending = self.head.upgrade;
         self.head_len = 0;
         Phase::RequestLine
     }
 
-    /// Tells the parser that the answer to the last request began with `first_bytes` (at
-    /// least the status line's first 12 bytes when available). A `101` to a request that asked
-    /// for an upgrade turns the connection into an unchecked tunnel.
-    pub fn response_started(&mut self, first_bytes: &[u8]) {
-        if std::mem::take(&mut self.upgrade_pending)
-            && self.phase == Phase::RequestLine
-            && self.head_len == 0
-            && first_bytes.len() >= 12
-            && first_bytes[..9].eq_ignore_ascii_case(b"HTTP/1.1 ")
-            && &first_bytes[9..12] == b"101"
-        {
-            self.phase = Phase::Tunnel;
-        }
+    /// The proxy switched the connection to a tunnel (an upgrade): nothing more is checked.
+    pub fn enter_tunnel(&mut self) {
+        self.phase = Phase::Tunnel;
+        self.line.clear();
+        self.head_len = 0;
+    }
+
+    /// Bytes accepted so far on this connection.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Where the current request starts, as an offset of the stream: after a refusal in a
+    /// head, everything before it was complete, well-framed requests.
+    pub fn request_start(&self) -> u64 {
+        self.request_start
     }
 
     /// Heads completed on this connection so far.

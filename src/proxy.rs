@@ -282,6 +282,12 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let upgrading = response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if upgrading && session.is_upgrade_req() {
+            // Pingora tunnels from here on; the framing check must stop exactly then.
+            if let Some(stream) = session.as_downstream().stream() {
+                crate::framing::guard::upgraded(stream);
+            }
+        }
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) && !upgrading {
             // Graceful shutdown or upgrade: tell keep-alive clients to go elsewhere. A 101
             // keeps its `Connection: upgrade`: the tunnel is bounded by the drain instead.

@@ -178,3 +178,84 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_a_sl
     }
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
 }
+
+/// Reads responses from `conn` until `n` complete ones (each `Content-Length` framed) arrived
+/// or the connection closed; returns their bodies.
+async fn read_responses(conn: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut bodies = Vec::new();
+    while bodies.len() < n {
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
+        let Ok(Ok(k)) = read else { break };
+        if k == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..k]);
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            let Some(end) = text.find("\r\n\r\n") else {
+                break;
+            };
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() < end + 4 + len {
+                break;
+            }
+            bodies.push(String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string());
+            got.drain(..end + 4 + len);
+        }
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn a_pipelined_slow_request_is_not_cut_by_the_idle_timeout() {
+    let bg = blue_green("blue = 100", "").await;
+    let mut proxy = bg.proxy;
+    let text = std::fs::read_to_string(&proxy.config_path)
+        .unwrap()
+        .replace(
+            "threads = 2\n",
+            "threads = 2\nclient-idle-timeout = \"1s\"\n",
+        );
+    std::fs::write(&proxy.config_path, text).unwrap();
+    proxy.restart().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(
+        b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /slow/2000 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let bodies = read_responses(&mut conn, 2).await;
+    assert_eq!(bodies, ["blue", "blue"], "the slow second response was cut");
+}
+
+#[tokio::test]
+async fn a_head_that_starts_after_a_long_upload_gets_its_own_header_timeout() {
+    let bg = blue_green("blue = 100", "").await;
+    let mut proxy = bg.proxy;
+    let text = std::fs::read_to_string(&proxy.config_path)
+        .unwrap()
+        .replace("threads = 2\n", "threads = 2\nheader-timeout = \"1s\"\n");
+    std::fs::write(&proxy.config_path, text).unwrap();
+    proxy.restart().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    // An upload that takes 1.5 s (longer than the header timeout) ...
+    conn.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // ... whose last byte comes with the start of the next head, finished 300 ms later.
+    conn.write_all(b"cGET / HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(b"st: a\r\n\r\n").await.unwrap();
+    let bodies = read_responses(&mut conn, 2).await;
+    assert_eq!(bodies, ["abc", "blue"]);
+}

@@ -410,3 +410,27 @@ async fn an_http10_request_without_host_gets_the_backend_as_host() {
     let seen = upstream.seen().pop().unwrap();
     assert_eq!(seen.header("host"), [upstream.addr.to_string()]);
 }
+
+#[tokio::test]
+async fn a_valid_request_before_a_refused_one_in_the_same_segment_is_answered_first() {
+    let upstream = RecordingUpstream::start().await;
+    let pools = common::pools_toml(&[("blue", &[upstream.addr])], "blue = 100");
+    let proxy = TestProxy::start("", &pools).await;
+    let bytes = format!("GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n{SMUGGLE}");
+    let reply = exchange(
+        proxy.addr,
+        &[bytes.as_bytes()],
+        Duration::ZERO,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        reply.statuses(),
+        [200, 400],
+        "{:?}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    assert!(reply.closed);
+    let paths: Vec<String> = upstream.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/first"]);
+}

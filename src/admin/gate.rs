@@ -34,7 +34,10 @@ pub(super) fn check(req: &Parts, local: SocketAddr, admin: &AdminSettings) -> Re
     }
     if let Some(origin) = req.headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-        let own = origin == format!("http://{host}");
+        // Its own origin: any name this listener answers to (`localhost` vs `127.0.0.1`).
+        let own = origin
+            .strip_prefix("http://")
+            .is_some_and(|authority| host_allowed(authority, local, admin));
         if !own && !admin.allowed_origins.contains(&origin) {
             return Err((
                 StatusCode::FORBIDDEN,
@@ -67,7 +70,8 @@ fn host_allowed(host: &str, local: SocketAddr, admin: &AdminSettings) -> bool {
     if admin.allowed_hosts.iter().any(|h| h == name || h == host) {
         return true;
     }
-    if port != Some(local.port()) {
+    // Browsers leave out the default port.
+    if port.unwrap_or(80) != local.port() {
         return false;
     }
     let ip = local.ip().to_canonical();
@@ -164,6 +168,19 @@ mod tests {
         assert_eq!(
             status("GET", &[h, ("origin", "https://dash.example")], &a),
             200
+        );
+        let by_name = [
+            ("host", "localhost:9900"),
+            ("origin", "http://127.0.0.1:9900"),
+        ];
+        assert_eq!(
+            status("GET", &by_name, &a),
+            200,
+            "the same listener by another name"
+        );
+        assert_eq!(
+            status("GET", &[h, ("origin", "http://127.0.0.1:9901")], &a),
+            403
         );
     }
 

@@ -2,14 +2,24 @@
 //! `{ addr = "host:port", weight = N }`; host names are resolved once, here.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::defaults;
 use super::model::Backend;
 use super::problem::{Problem, ProblemKind};
 use super::validate::{out_of_range, wrong_type};
 
-/// A backend address is `host:port`; a host name is resolved now, once.
+static RESOLVE: AtomicBool = AtomicBool::new(true);
+
+/// Turns host-name resolution on or off for this process. Off (fuzzing and its corpus
+/// replay), a well-formed name stands for `0.0.0.0:<port>` and no DNS query is sent.
+#[doc(hidden)]
+pub fn resolve_host_names(on: bool) {
+    RESOLVE.store(on, Ordering::Relaxed);
+}
+
+/// A backend address is `host:port`; a host name is resolved now.
 fn backend_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
     let invalid = |reason: &str| ProblemKind::InvalidAddress {
         value: text.into(),
@@ -30,6 +40,10 @@ fn backend_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {}
         _ => return Err(invalid("the port must be a number from 1 to 65535")),
+    }
+    if !RESOLVE.load(Ordering::Relaxed) {
+        let port = port.parse().unwrap_or(1);
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     }
     let mut resolved = text
         .to_socket_addrs()

@@ -3,24 +3,29 @@
 //!
 //! ```text
 //! socket ──read──▶ Guarded ──(checked bytes; partial heads held back)──▶ Pingora
-//!        ◀─write── Guarded ◀── responses (the first bytes tell an upgrade's 101 apart)
+//!        ◀─write── Guarded ◀── responses
+//! proxy hooks ──▶ response_done(stream) (one per answered request), upgraded(stream) (a 101)
 //! ```
 //!
 //! - Bytes reach Pingora only once [`Framing`] accepted them. A head that has not finished is
 //!   held back, so Pingora never sees half a head: a timed-out or refused head closes the
 //!   connection quietly, and no byte of a refused request is forwarded.
-//! - On a refusal the wrapper writes the `400`/`431` itself (when no other response can be
-//!   on the wire) and then ends the stream: reads see end-of-file, writes fail.
+//! - A refused head (or one past `header-timeout`) is answered `400`/`431`/`408` by the wrapper
+//!   itself, once every request before it has been answered: the well-framed requests before
+//!   it in the same read are handed on and served first; then reads see end-of-file and writes
+//!   fail. A refusal inside a body ends the connection at once (answered `400` when no
+//!   response has started).
 //! - `header-timeout`: a head must be complete within it, counted from the connection's
-//!   accept for the first request and from the first byte for later ones (`408`, close).
-//! - `client-idle-timeout`: a keep-alive connection idle this long after its last response is
-//!   closed. The proxy marks the end of each response with [`response_done`].
+//!   accept for the first request and from the first byte for later ones.
+//! - `client-idle-timeout`: a connection with every request answered and no byte of the next
+//!   one is closed after it.
+//! - The proxy, not the bytes, says when a connection became a tunnel ([`upgraded`]).
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -60,12 +65,8 @@ pub enum Refusal {
     Idle,
 }
 
-/// What the pending timer is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Head,
-    Idle,
-}
+/// How often a refusal waiting for earlier responses looks again.
+const RECHECK: Duration = Duration::from_millis(10);
 
 /// A client stream behind the framing check and the timeouts.
 pub struct Guarded {
@@ -83,12 +84,14 @@ pub struct Guarded {
     /// When the connection went idle after its last response.
     idle_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
-    /// The proxy finished the response to the last head.
-    response_done: AtomicBool,
-    /// A head was completed and its response has not started.
-    awaiting_response: bool,
+    /// Requests the proxy has finished answering (counted by [`response_done`]).
+    responses_done: AtomicU64,
+    /// The proxy switched the connection to a tunnel ([`upgraded`]).
+    upgraded: AtomicBool,
     /// Something was written since the last head completed.
     wrote_since_head: bool,
+    /// A refusal waiting until this many requests have been answered.
+    pending: Option<(Refusal, u64)>,
     /// A refusal's response still being written: `(bytes, written)`.
     refusing: Option<(Vec<u8>, usize)>,
     /// The stream has ended for Pingora: reads see end-of-file, writes fail.
@@ -109,51 +112,72 @@ impl Guarded {
             head_started: Instant::now(),
             idle_since: None,
             timer: None,
-            response_done: AtomicBool::new(false),
-            awaiting_response: false,
+            responses_done: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
             wrote_since_head: false,
+            pending: None,
             refusing: None,
             closed: false,
         }
     }
 
-    /// Checks `new` (just read) and decides what is held back. Returns how many bytes at the
-    /// end of the data read so far form a head still in progress.
-    fn check(&mut self, new: &[u8]) -> Result<usize, Reject> {
-        let (was_idle, heads) = (self.framing.is_idle(), self.framing.heads());
+    /// Checks `new` (just read; the stream's bytes up to here came before it). Returns how many
+    /// bytes at the end of the data read so far form a head still in progress, or the refusal
+    /// with how many of `new`'s bytes precede the refused request (complete requests to hand
+    /// on; `None` when the refused request began before `new`).
+    fn check(&mut self, new: &[u8]) -> Result<usize, (Reject, Option<usize>)> {
+        let (partial_before, heads, offset) = (
+            self.framing.partial_head(),
+            self.framing.heads(),
+            self.framing.offset(),
+        );
         let result = self.framing.feed(new);
         if self.framing.heads() > heads {
-            self.awaiting_response = true;
             self.wrote_since_head = false;
-            self.response_done.store(false, Ordering::Relaxed);
             self.idle_since = None;
         }
-        result?;
+        if let Err(reject) = result {
+            let start = self.framing.request_start();
+            let prefix = (start >= offset).then(|| ((start - offset) as usize).min(new.len()));
+            return Err((reject, prefix));
+        }
         let partial = self.framing.partial_head();
-        if partial > 0 && (was_idle || self.framing.heads() > heads) && heads > 0 {
+        let started_here = partial_before == 0 || self.framing.heads() > heads;
+        if partial > 0 && started_here && self.framing.heads() > 0 {
             self.head_started = Instant::now();
             self.idle_since = None;
         }
         Ok(partial)
     }
 
-    /// Starts ending the connection: writes `status` when no other response can be on the
-    /// wire, then reads see end-of-file.
+    /// Every request handed on so far has been answered.
+    fn all_answered(&self) -> bool {
+        self.responses_done.load(Ordering::Relaxed) >= self.framing.heads()
+    }
+
+    /// Ends the connection for `why`. In a head, the answer waits until every earlier request
+    /// has been answered; in a body it goes out at once when no response has started.
     fn refuse(&mut self, why: Refusal, in_head: bool) {
+        self.held.truncate(self.ready);
+        if in_head && !matches!(why, Refusal::Idle) {
+            self.pending = Some((why, self.framing.heads()));
+            return;
+        }
+        self.end(why, !in_head && !self.wrote_since_head);
+    }
+
+    /// Counts the refusal, queues its answer when `answer`, and ends the stream for Pingora.
+    fn end(&mut self, why: Refusal, answer: bool) {
         (self.on_refuse)(why);
-        let answer = match why {
+        let text = match why {
             Refusal::Framing(r) => Some((r.status, r.reason)),
             Refusal::HeaderTimeout => Some((408, "request head not received in time")),
             Refusal::Idle => None,
         };
-        let quiet = if in_head {
-            self.framing.heads() == 0 || self.response_done.load(Ordering::Relaxed)
-        } else {
-            !self.wrote_since_head
-        };
         self.held.clear();
+        (self.pos, self.ready) = (0, 0);
         self.closed = true;
-        if let (Some((status, reason)), true) = (answer, quiet) {
+        if let (Some((status, reason)), true) = (text, answer) {
             self.refusing = Some((error_response(status, reason), 0));
         }
     }
@@ -174,22 +198,45 @@ impl Guarded {
         Poll::Ready(())
     }
 
+    /// A pending refusal goes out once the requests before it are answered; until then the
+    /// read stays pending (looked at again every [`RECHECK`]).
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((why, after)) = self.pending else {
+            return Poll::Ready(());
+        };
+        if self.responses_done.load(Ordering::Relaxed) >= after {
+            self.pending = None;
+            self.end(why, true);
+            return Poll::Ready(());
+        }
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(RECHECK)));
+        timer.as_mut().reset(Instant::now() + RECHECK);
+        let _ = timer.as_mut().poll(cx);
+        Poll::Pending
+    }
+
     /// The deadline while waiting for client bytes, if one applies now.
-    fn deadline(&mut self) -> Option<(Instant, Wait)> {
+    fn deadline(&mut self) -> Option<(Instant, bool)> {
         let in_head = self.framing.partial_head() > 0;
         if in_head || (self.framing.heads() == 0 && self.framing.is_idle()) {
-            return Some((self.head_started + self.limits.header_timeout, Wait::Head));
+            return Some((self.head_started + self.limits.header_timeout, true));
         }
-        if self.framing.is_idle() && self.response_done.load(Ordering::Relaxed) {
+        if self.framing.is_idle() && self.all_answered() {
             let since = *self.idle_since.get_or_insert_with(Instant::now);
-            return Some((since + self.limits.idle_timeout, Wait::Idle));
+            return Some((since + self.limits.idle_timeout, false));
         }
         None
     }
 
-    /// Polls the timer for the current deadline; `Ready` when it passed.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Wait> {
-        let Some((at, wait)) = self.deadline() else {
+    /// Reads from the socket into `buf`, bounded by the current deadline. When the deadline
+    /// passes, starts the refusal and returns `Ready(Ok)` with nothing read.
+    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_read(cx, buf) {
+            return Poll::Ready(r);
+        }
+        let Some((at, head)) = self.deadline() else {
             return Poll::Pending;
         };
         let timer = self
@@ -198,27 +245,14 @@ impl Guarded {
         if timer.deadline() != at {
             timer.as_mut().reset(at);
         }
-        timer.as_mut().poll(cx).map(|()| wait)
-    }
-
-    /// Reads from the socket into `buf`, bounded by the current deadline.
-    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending => {
-                let wait = ready!(self.poll_deadline(cx));
-                let in_head = self.framing.partial_head() > 0;
-                match wait {
-                    Wait::Head if in_head => self.refuse(Refusal::HeaderTimeout, true),
-                    Wait::Head => {
-                        (self.on_refuse)(Refusal::HeaderTimeout);
-                        self.closed = true;
-                    }
-                    Wait::Idle => self.refuse(Refusal::Idle, true),
-                }
-                Poll::Ready(Ok(()))
-            }
+        ready!(timer.as_mut().poll(cx));
+        match head {
+            true if self.framing.partial_head() > 0 => self.refuse(Refusal::HeaderTimeout, true),
+            // The first request never started: close without an answer.
+            true => self.end(Refusal::HeaderTimeout, false),
+            false => self.end(Refusal::Idle, false),
         }
+        Poll::Ready(Ok(()))
     }
 
     /// Reads more of a held head into `held`.
@@ -231,7 +265,7 @@ impl Guarded {
         let polled = self.poll_inner(cx, &mut buf);
         let n = buf.filled().len();
         held.truncate(len + n);
-        if !self.closed {
+        if !self.closed && self.pending.is_none() {
             self.held = held;
         }
         polled.map_ok(|()| n)
@@ -247,13 +281,30 @@ impl Guarded {
             (self.pos, self.ready) = (0, 0);
         }
     }
+
+    /// Switches to an unchecked tunnel once the proxy upgraded the connection; whatever was
+    /// held back is tunnel data too.
+    fn follow_upgrade(&mut self) {
+        if !self.framing.is_tunnel() && self.upgraded.load(Ordering::Relaxed) {
+            self.framing.enter_tunnel();
+            self.ready = self.held.len();
+        }
+    }
 }
 
-/// Marks the end of the response to the last request on `stream`, when it is a [`Guarded`]
-/// stream: the idle timeout starts, and a refused next request can be answered.
+/// Marks the end of the response to one more request on `stream`, when it is a [`Guarded`]
+/// stream: with every request answered the idle timeout starts, and a refused next request
+/// can be answered.
 pub fn response_done(stream: &Stream) {
     if let Some(guarded) = stream.as_any().downcast_ref::<Guarded>() {
-        guarded.response_done.store(true, Ordering::Relaxed);
+        guarded.responses_done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Marks `stream` as switched to a tunnel by the proxy (a `101` to an upgrade request).
+pub fn upgraded(stream: &Stream) {
+    if let Some(guarded) = stream.as_any().downcast_ref::<Guarded>() {
+        guarded.upgraded.store(true, Ordering::Relaxed);
     }
 }
 
@@ -285,15 +336,20 @@ impl AsyncRead for Guarded {
             if this.closed {
                 return Poll::Ready(Ok(()));
             }
+            this.follow_upgrade();
             if this.ready > this.pos {
                 this.deliver(buf);
                 return Poll::Ready(Ok(()));
+            }
+            if this.pending.is_some() {
+                ready!(this.poll_pending(cx));
+                continue;
             }
             if !this.held.is_empty() {
                 // A head in progress: read more of it before handing anything on.
                 let start = this.held.len();
                 let n = ready!(this.poll_hold_more(cx))?;
-                if this.closed {
+                if this.closed || this.pending.is_some() {
                     continue;
                 }
                 if n == 0 {
@@ -303,13 +359,18 @@ impl AsyncRead for Guarded {
                 let new = this.held[start..].to_vec();
                 match this.check(&new) {
                     Ok(partial) => this.ready = this.held.len() - partial,
-                    Err(r) => this.refuse(Refusal::Framing(r), this.framing.partial_head() > 0),
+                    Err((r, prefix)) => {
+                        // Complete requests before the refused one (the held head finished
+                        // in `new`, then another began) go on; the refused one never does.
+                        this.ready = prefix.map_or(0, |p| start + p);
+                        this.refuse(Refusal::Framing(r), true);
+                    }
                 }
                 continue;
             }
             let before = buf.filled().len();
             ready!(this.poll_inner(cx, buf))?;
-            if this.closed {
+            if this.closed || this.pending.is_some() {
                 buf.set_filled(before);
                 continue;
             }
@@ -327,10 +388,14 @@ impl AsyncRead for Guarded {
                         return Poll::Ready(Ok(()));
                     }
                 }
-                Err(r) => {
-                    buf.set_filled(before);
+                Err((r, prefix)) => {
                     let in_head = this.framing.partial_head() > 0 || this.framing.is_idle();
+                    let prefix = prefix.filter(|_| in_head).unwrap_or(0);
+                    buf.set_filled(before + prefix);
                     this.refuse(Refusal::Framing(r), in_head);
+                    if in_head && prefix > 0 {
+                        return Poll::Ready(Ok(()));
+                    }
                 }
             }
         }
@@ -338,12 +403,9 @@ impl AsyncRead for Guarded {
 }
 
 impl Guarded {
-    fn before_write(&mut self, first: &[u8]) -> io::Result<()> {
+    fn before_write(&mut self) -> io::Result<()> {
         if self.closed {
             return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        if std::mem::take(&mut self.awaiting_response) {
-            self.framing.response_started(first);
         }
         self.wrote_since_head = true;
         Ok(())
@@ -357,7 +419,7 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.before_write(buf)?;
+        this.before_write()?;
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -367,8 +429,7 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-        this.before_write(first)?;
+        this.before_write()?;
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -111,25 +111,31 @@ fn an_oversized_head_is_431() {
 }
 
 #[test]
-fn a_101_answer_to_an_upgrade_makes_a_tunnel_and_anything_else_does_not() {
+fn only_an_explicit_tunnel_stops_the_checks() {
     let upgrade =
         b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
     let mut f = Framing::default();
     f.feed(upgrade).unwrap();
-    f.response_started(b"HTTP/1.1 101 Switching Protocols\r\n");
-    assert!(f.is_tunnel());
-    f.feed(b"\x81\x85\x00\n\r\x00garbage").unwrap();
-
+    assert!(
+        f.feed(b"\x81\x85garbage\r\n").is_err(),
+        "no tunnel until the proxy says so"
+    );
     let mut f = Framing::default();
     f.feed(upgrade).unwrap();
-    f.response_started(b"HTTP/1.1 400 Bad Request\r\n");
-    assert!(!f.is_tunnel());
-    assert!(f.feed(b"\x81\x85garbage\r\n").is_err());
+    f.enter_tunnel();
+    assert!(f.is_tunnel());
+    f.feed(b"\x81\x85\x00\n\r\x00garbage").unwrap();
+}
 
+#[test]
+fn request_start_marks_where_a_refused_request_began() {
+    let good = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut f = Framing::default();
-    f.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    f.response_started(b"HTTP/1.1 101 Switching Protocols\r\n");
-    assert!(!f.is_tunnel(), "no upgrade was asked for");
+    let mut data = good.to_vec();
+    data.extend_from_slice(b"GET /b HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert!(f.feed(&data).is_err());
+    assert_eq!(f.request_start(), good.len() as u64);
+    assert_eq!(f.heads(), 1);
 }
 
 #[test]
