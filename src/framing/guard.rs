@@ -239,13 +239,22 @@ impl Guarded {
         let Some((at, head)) = self.deadline() else {
             return Poll::Pending;
         };
+        // The armed timer is only ever moved earlier: re-arming it for every request would
+        // cost a timer-wheel update per request. Firing early, it is re-armed to the real
+        // deadline once.
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if timer.deadline() != at {
+        if at < timer.deadline() {
             timer.as_mut().reset(at);
         }
-        ready!(timer.as_mut().poll(cx));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if Instant::now() >= at {
+                break;
+            }
+            timer.as_mut().reset(at);
+        }
         match head {
             true if self.framing.partial_head() > 0 => self.refuse(Refusal::HeaderTimeout, true),
             // The first request never started: close without an answer.

@@ -8,11 +8,12 @@
 //! - `X-Forwarded-For`: every line the client sent, joined, plus the client's address
 //!   (`append`), or the client's address alone (`replace`). `X-Forwarded-Proto: http`.
 
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::net::IpAddr;
 
 use http::header::HOST;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
 
@@ -20,6 +21,29 @@ use crate::config::model::ForwardedFor;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+
+thread_local! {
+    /// The last client address formatted on this worker thread: a keep-alive connection's
+    /// requests (and most others) skip formatting and validating it again.
+    static LAST_CLIENT: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `ip` as a header value, from the per-thread cache when it is the last one seen.
+fn client_value(ip: IpAddr) -> HeaderValue {
+    LAST_CLIENT.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((cached, value)) if *cached == ip => value.clone(),
+            _ => {
+                let value = HeaderValue::from_str(&ip.to_string())
+                    .expect("an IP address is a valid header value");
+                *last = Some((ip, value.clone()));
+                value
+            }
+        }
+    })
+}
 
 /// Rewrites `req` for the upstream `backend` (its configured `host:port`).
 pub(super) fn prepare(
@@ -44,7 +68,7 @@ pub(super) fn prepare(
     if let Some(ip) = client {
         forwarded_for(req, ip, mode)?;
     }
-    req.insert_header(X_FORWARDED_PROTO, "http")
+    req.insert_header(X_FORWARDED_PROTO, HTTP)
 }
 
 /// The target, when the client sent it in absolute-form (rare: a request line not starting
@@ -76,8 +100,11 @@ fn drop_underscored(req: &mut RequestHeader) {
 }
 
 fn forwarded_for(req: &mut RequestHeader, ip: IpAddr, mode: ForwardedFor) -> Result<()> {
+    if mode == ForwardedFor::Replace || !req.headers.contains_key(&X_FORWARDED_FOR) {
+        return req.insert_header(X_FORWARDED_FOR, client_value(ip));
+    }
     let mut value = String::new();
-    if mode == ForwardedFor::Append {
+    {
         for line in req.headers.get_all(&X_FORWARDED_FOR) {
             let line = String::from_utf8_lossy(line.as_bytes());
             let line = line.trim();
