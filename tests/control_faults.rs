@@ -216,3 +216,61 @@ async fn requests_refused_because_a_pool_is_down_are_counted_and_logged() {
         .unwrap();
     assert!(inflight.ends_with(" 0"), "{inflight}");
 }
+
+/// A backend address nothing listens on (bound, then closed: connections are refused).
+fn dead_addr() -> std::net::SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+fn gauge(metrics: &str, pool: &str) -> String {
+    let prefix = format!("switchback_inflight_requests{{pool=\"{pool}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_retry_to_another_pool_leaves_both_in_flight_gauges_at_zero() {
+    let green = Upstream::start("green").await;
+    let pools = common::pools_toml(
+        &[("blue", &[dead_addr()]), ("green", &[green.addr])],
+        "blue = 50\ngreen = 50",
+    );
+    let proxy = TestProxy::start("", &pools).await;
+    for _ in 0..20 {
+        let reply = get(proxy.addr, "/").await;
+        assert_eq!(
+            reply.text(),
+            "green",
+            "blue's requests fail over on their retry"
+        );
+    }
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    assert_eq!(gauge(&metrics, "blue"), "0", "{metrics}");
+    assert_eq!(gauge(&metrics, "green"), "0", "{metrics}");
+}
+
+#[tokio::test]
+async fn a_retry_never_takes_a_request_out_of_a_pool_set_to_fail() {
+    let green = Upstream::start("green").await;
+    let pools = format!(
+        "[pools.blue]\nbackends = [\"{}\"]\non-pool-down = \"fail\"\n[pools.green]\nbackends = [\"{}\"]\n[split]\nblue = 90\ngreen = 10\n",
+        dead_addr(),
+        green.addr
+    );
+    let proxy = TestProxy::start("", &pools).await;
+    let mut failed = 0;
+    for _ in 0..50 {
+        match get(proxy.addr, "/").await.status {
+            502 => failed += 1,
+            200 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Blue's 90 % (45 expected) fail; a retry that failed over would serve them from green.
+    assert!(
+        (30..=50).contains(&failed),
+        "{failed} of 50 failed: blue's share went to green"
+    );
+}

@@ -217,6 +217,30 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_keeps_a_file_someone_else_changed_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "ours").unwrap();
+        let staged = stage(&path, b"new").unwrap();
+        std::fs::write(&path, "operator's save").unwrap();
+        assert!(matches!(
+            staged.commit(Some("ours")),
+            Err(PersistError::Changed { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "operator's save");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        stage(&path, b"new")
+            .unwrap()
+            .commit(Some("operator's save"))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
     fn atomic_write_replaces_content_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
