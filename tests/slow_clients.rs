@@ -9,7 +9,21 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{blue_green, Client};
+use common::{pools_toml, Client, TestProxy, Upstream};
+
+/// blue (100 %) and green behind a proxy started with `keys` in its `[proxy]` table.
+async fn start_with(keys: &str) -> ((Upstream, Upstream), TestProxy) {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let pools = pools_toml(
+        &[("blue", &[blue.addr]), ("green", &[green.addr])],
+        "blue = 100",
+    );
+    let proxy = TestProxy::start(keys, &pools).await;
+    ((blue, green), proxy)
+}
 
 /// Waits until the peer closes `conn` (end-of-file or reset), up to `within`; returns when.
 async fn closed_within(conn: &mut TcpStream, within: Duration) -> Option<Duration> {
@@ -27,12 +41,7 @@ async fn closed_within(conn: &mut TcpStream, within: Duration) -> Option<Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dribbling_connections_are_closed_after_the_header_timeout_while_others_are_served() {
-    let bg = blue_green("blue = 100", "").await;
-    let mut text = std::fs::read_to_string(&bg.proxy.config_path).unwrap();
-    text = text.replace("threads = 2\n", "threads = 2\nheader-timeout = \"2s\"\n");
-    let mut proxy = bg.proxy;
-    std::fs::write(&proxy.config_path, text).unwrap();
-    proxy.restart().await;
+    let (_upstreams, proxy) = start_with("header-timeout = \"2s\"\n").await;
     let addr = proxy.addr;
 
     // 200 connections, each sending a request head one byte every 100 ms, never finishing.
@@ -98,13 +107,7 @@ async fn dribbling_connections_are_closed_after_the_header_timeout_while_others_
 
 #[tokio::test]
 async fn a_partial_head_gets_408_and_a_silent_connection_is_closed() {
-    let bg = blue_green("blue = 100", "").await;
-    let mut proxy = bg.proxy;
-    let text = std::fs::read_to_string(&proxy.config_path)
-        .unwrap()
-        .replace("threads = 2\n", "threads = 2\nheader-timeout = \"1s\"\n");
-    std::fs::write(&proxy.config_path, text).unwrap();
-    proxy.restart().await;
+    let (_upstreams, proxy) = start_with("header-timeout = \"1s\"\n").await;
 
     let mut partial = TcpStream::connect(proxy.addr).await.unwrap();
     partial
@@ -128,16 +131,8 @@ async fn a_partial_head_gets_408_and_a_silent_connection_is_closed() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_a_slow_body_is_not() {
-    let bg = blue_green("blue = 100", "").await;
-    let mut proxy = bg.proxy;
-    let text = std::fs::read_to_string(&proxy.config_path)
-        .unwrap()
-        .replace(
-            "threads = 2\n",
-            "threads = 2\nheader-timeout = \"1s\"\nclient-idle-timeout = \"1s\"\n",
-        );
-    std::fs::write(&proxy.config_path, text).unwrap();
-    proxy.restart().await;
+    let (_upstreams, proxy) =
+        start_with("header-timeout = \"1s\"\nclient-idle-timeout = \"1s\"\n").await;
 
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
     conn.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -217,16 +212,7 @@ async fn read_responses(conn: &mut TcpStream, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_pipelined_slow_request_is_not_cut_by_the_idle_timeout() {
-    let bg = blue_green("blue = 100", "").await;
-    let mut proxy = bg.proxy;
-    let text = std::fs::read_to_string(&proxy.config_path)
-        .unwrap()
-        .replace(
-            "threads = 2\n",
-            "threads = 2\nclient-idle-timeout = \"1s\"\n",
-        );
-    std::fs::write(&proxy.config_path, text).unwrap();
-    proxy.restart().await;
+    let (_upstreams, proxy) = start_with("client-idle-timeout = \"1s\"\n").await;
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
     conn.write_all(
         b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /slow/2000 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -239,13 +225,7 @@ async fn a_pipelined_slow_request_is_not_cut_by_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_head_that_starts_after_a_long_upload_gets_its_own_header_timeout() {
-    let bg = blue_green("blue = 100", "").await;
-    let mut proxy = bg.proxy;
-    let text = std::fs::read_to_string(&proxy.config_path)
-        .unwrap()
-        .replace("threads = 2\n", "threads = 2\nheader-timeout = \"1s\"\n");
-    std::fs::write(&proxy.config_path, text).unwrap();
-    proxy.restart().await;
+    let (_upstreams, proxy) = start_with("header-timeout = \"1s\"\n").await;
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
     // An upload that takes 1.5 s (longer than the header timeout) ...
     conn.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab")

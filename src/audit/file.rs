@@ -219,6 +219,14 @@ mod tests {
         e
     }
 
+    fn unrotated(path: &Path) -> AuditLog {
+        let never = Rotation {
+            max_bytes: u64::MAX,
+            keep: 0,
+        };
+        AuditLog::new(path.to_path_buf(), never)
+    }
+
     fn versions(log: &AuditLog, limit: usize) -> Vec<u64> {
         log.newest(limit)
             .unwrap()
@@ -231,13 +239,7 @@ mod tests {
     fn a_torn_or_invalid_line_never_hides_the_entries_around_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
-        let log = AuditLog::new(
-            path.clone(),
-            Rotation {
-                max_bytes: u64::MAX,
-                keep: 0,
-            },
-        );
+        let log = unrotated(&path);
         log.append(&entry(1, "")).unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"\xff\xfe not utf-8\n{\"time\":\"2026-11-2")
@@ -281,13 +283,7 @@ mod tests {
     fn a_long_message_is_cut_and_reading_backwards_joins_lines_across_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
-        let log = AuditLog::new(
-            path.clone(),
-            Rotation {
-                max_bytes: u64::MAX,
-                keep: 0,
-            },
-        );
+        let log = unrotated(&path);
         log.append(&entry(1, &"é".repeat(40_000))).unwrap();
         let line_len = std::fs::metadata(&path).unwrap().len();
         assert!(line_len < 1024, "a {line_len}-byte line was written");
