@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod affinity;
 pub mod audit;
 pub mod check;
 pub mod config;
