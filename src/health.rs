@@ -211,13 +211,21 @@ impl BackendHealth {
     /// A request failed (connect failure or 5xx). Returns the ejection length when this
     /// failure ejects the backend; `may_eject` says whether the pool can spare it.
     pub fn record_failure(&self, outlier: &Outlier, may_eject: bool) -> Option<Duration> {
+        (self.count_failure(outlier) && may_eject).then(|| self.eject(outlier))
+    }
+
+    /// Counts a failed request; `true` when the streak has reached `consecutive-failures` and
+    /// the backend is taking requests, so it is a candidate for ejection.
+    pub fn count_failure(&self, outlier: &Outlier) -> bool {
         if outlier.consecutive_failures == 0 {
-            return None;
+            return false;
         }
         let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if streak < outlier.consecutive_failures || !may_eject || !self.available() {
-            return None;
-        }
+        streak >= outlier.consecutive_failures && self.available()
+    }
+
+    /// Ejects the backend for its next back-off step and returns the length.
+    pub fn eject(&self, outlier: &Outlier) -> Duration {
         self.failures.store(0, Ordering::Relaxed);
         let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(20);
         let length = outlier
@@ -226,7 +234,7 @@ impl BackendHealth {
             .min(outlier.max_ejection);
         self.ejected_until
             .store(now_ms() + length.as_millis() as u64, Ordering::SeqCst);
-        Some(length)
+        length
     }
 
     /// Whether the backend is ejected right now.

@@ -70,9 +70,12 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
         .collect()
 }
 
-/// The upgrade socket: `[proxy] upgrade-sock`, relative to the config file's directory.
+/// The upgrade socket: `[proxy] upgrade-sock`, relative to the config file's directory, made
+/// absolute so that the old and the new process name it the same way whatever their working
+/// directories (the SIGQUIT check compares it with what `/proc/net/unix` shows).
 fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
-    config_path.parent().unwrap_or(Path::new(".")).join(sock)
+    let joined = config_path.parent().unwrap_or(Path::new(".")).join(sock);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// The Pingora server, bootstrapped: in an upgrade this is where the listeners of the running

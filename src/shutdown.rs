@@ -151,16 +151,29 @@ pub fn successor_waiting(sock: &std::path::Path) -> bool {
     let wanted = sock.to_string_lossy();
     let canonical = std::fs::canonicalize(sock).ok();
     table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let listening = fields
-            .get(3)
-            .and_then(|f| u32::from_str_radix(f, 16).ok())
-            .is_some_and(|flags| flags & 0x10000 != 0);
-        let path = fields.get(7).copied().unwrap_or("");
+        let Some((fields, path)) = unix_socket_line(line) else {
+            return false;
+        };
+        let listening = u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & 0x10000 != 0);
+        // Both processes bind the absolute path (see `serve`), so the names compare exactly;
+        // a canonical comparison covers symlinked directories.
         listening
+            && path.starts_with('/')
             && (path == wanted
                 || canonical.is_some() && std::fs::canonicalize(path).ok() == canonical)
     })
+}
+
+/// The seven fixed fields of a `/proc/net/unix` line and its path (which may hold spaces).
+fn unix_socket_line(line: &str) -> Option<([&str; 7], &str)> {
+    let mut fields = [""; 7];
+    let mut rest = line;
+    for field in &mut fields {
+        rest = rest.trim_start();
+        let end = rest.find(char::is_whitespace)?;
+        (*field, rest) = rest.split_at(end);
+    }
+    Some((fields, rest.trim()))
 }
 
 /// Watches Pingora's execution phases from a thread of its own; once the graceful period
@@ -196,4 +209,20 @@ pub fn watch_drain(
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_socket_line;
+
+    #[test]
+    fn proc_net_unix_lines_keep_paths_with_spaces_and_padded_fields() {
+        let line = "0000000000000000: 00000002 00000000 00010000 0001 01  3712345 /srv/my app/switchback.upgrade.sock";
+        let (fields, path) = unix_socket_line(line).unwrap();
+        assert_eq!(fields[3], "00010000");
+        assert_eq!(path, "/srv/my app/switchback.upgrade.sock");
+        let unnamed = "0000000000000000: 00000002 00000000 00000000 0001 03    41 ";
+        assert_eq!(unix_socket_line(unnamed).unwrap().1, "");
+        assert!(unix_socket_line("garbage").is_none());
+    }
 }

@@ -94,10 +94,18 @@ static EJECTION: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl PoolEntry {
     /// Feeds a failed request on backend `b` into passive ejection, never ejecting more than
-    /// `max-ejected-percent` of the pool. Returns the ejection's length when it ejected.
+    /// `max-ejected-percent` of the pool. Returns the ejection's length when it ejected. The
+    /// lock is taken only when a failure streak reaches the threshold.
     pub fn record_failure(&self, b: usize) -> Option<std::time::Duration> {
         let outlier = &self.policy.outlier;
+        let health = &self.backends[b].health;
+        if !health.count_failure(outlier) {
+            return None;
+        }
         let _one_at_a_time = EJECTION.lock().unwrap_or_else(|e| e.into_inner());
+        if health.is_ejected() {
+            return None;
+        }
         let ejected = self
             .backends
             .iter()
@@ -105,7 +113,7 @@ impl PoolEntry {
             .count();
         let may_eject =
             (ejected + 1) * 100 <= self.backends.len() * outlier.max_ejected_percent as usize;
-        self.backends[b].health.record_failure(outlier, may_eject)
+        may_eject.then(|| health.eject(outlier))
     }
 }
 

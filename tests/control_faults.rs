@@ -192,15 +192,17 @@ async fn requests_refused_because_a_pool_is_down_are_counted_and_logged() {
     for _ in 0..7 {
         assert_eq!(get(proxy.addr, "/").await.status, 503);
     }
-    let metrics = proxy.admin("GET", "/metrics", "").await.text();
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("switchback_requests_total") && l.contains("backend=\"none\""))
-        .unwrap_or_default();
-    assert!(
-        line.contains("pool=\"blue\"") && line.ends_with(" 7"),
-        "{line:?}"
-    );
+    // Counted in each request's logging phase, just after its response was sent.
+    poll_until("seven refusals counted", DEADLINE, || async {
+        let metrics = proxy.admin("GET", "/metrics", "").await.text();
+        metrics.lines().any(|l| {
+            l.starts_with("switchback_requests_total")
+                && l.contains("backend=\"none\"")
+                && l.contains("pool=\"blue\"")
+                && l.ends_with(" 7")
+        })
+    })
+    .await;
     poll_until("seven 503 lines in the access log", DEADLINE, || async {
         std::fs::read_to_string(&access)
             .unwrap_or_default()
@@ -210,11 +212,8 @@ async fn requests_refused_because_a_pool_is_down_are_counted_and_logged() {
             == 7
     })
     .await;
-    let inflight = metrics
-        .lines()
-        .find(|l| l.starts_with("switchback_inflight_requests{pool=\"blue\"}"))
-        .unwrap();
-    assert!(inflight.ends_with(" 0"), "{inflight}");
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    assert_eq!(gauge(&metrics, "blue"), "0", "{metrics}");
 }
 
 /// A backend address nothing listens on (bound, then closed: connections are refused).
@@ -246,9 +245,12 @@ async fn a_retry_to_another_pool_leaves_both_in_flight_gauges_at_zero() {
             "blue's requests fail over on their retry"
         );
     }
-    let metrics = proxy.admin("GET", "/metrics", "").await.text();
-    assert_eq!(gauge(&metrics, "blue"), "0", "{metrics}");
-    assert_eq!(gauge(&metrics, "green"), "0", "{metrics}");
+    // The gauges drop in each request's logging phase, just after its response was sent.
+    poll_until("both in-flight gauges back to 0", DEADLINE, || async {
+        let metrics = proxy.admin("GET", "/metrics", "").await.text();
+        gauge(&metrics, "blue") == "0" && gauge(&metrics, "green") == "0"
+    })
+    .await;
 }
 
 #[tokio::test]

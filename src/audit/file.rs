@@ -11,10 +11,17 @@
 //!   `GET /history?limit=N` costs what N entries cost, not the whole log.
 //! - A message longer than [`MAX_MESSAGE`] bytes is cut, so a hostile admin body cannot
 //!   write (and fsync) a 64 KiB line.
+//! - The file rotates *before* an append that would take it past the limit, so the newest
+//!   entry is always in the current file (with `keep = 0` the file is emptied, never deleted).
+//! - An append either lands whole and synced, or is taken back (the file is cut to its earlier
+//!   length) and reported: an error never leaves an entry behind. Appends, rotations and reads
+//!   are serialised in the process, and across processes (the two of a binary upgrade) by an
+//!   advisory lock on `<log>.lock`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::Entry;
 
@@ -48,12 +55,31 @@ pub struct AuditError {
 pub struct AuditLog {
     path: PathBuf,
     rotation: Rotation,
+    /// Serialises appends, rotations and reads within the process.
+    one_at_a_time: Arc<Mutex<()>>,
 }
 
 impl AuditLog {
     /// The log at `path` (created on first append).
     pub fn new(path: PathBuf, rotation: Rotation) -> Self {
-        AuditLog { path, rotation }
+        AuditLog {
+            path,
+            rotation,
+            one_at_a_time: Arc::default(),
+        }
+    }
+
+    /// Runs `f` holding the in-process lock and the advisory lock on `<log>.lock` (when that
+    /// file can be opened; the in-process lock alone otherwise).
+    fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _in_process = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.numbered_name("lock"));
+        let _across = lock_file.ok().filter(|f| f.lock().is_ok());
+        f()
     }
 
     /// Where the log lives.
@@ -88,28 +114,40 @@ impl AuditLog {
         }
         .expect("entries always serialise");
         line.push(b'\n');
+        self.locked(|| self.append_line(line))
+            .map_err(|e| self.fail(e))
+    }
+
+    fn append_line(&self, mut line: Vec<u8>) -> std::io::Result<()> {
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::warn!(log = %self.path.display(), error = %e, "could not rotate the deployment log; appending to it as it is");
+            }
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&self.path)
-            .map_err(|e| self.fail(e))?;
-        if ends_torn(&mut file).map_err(|e| self.fail(e))? {
+            .open(&self.path)?;
+        let before = file.metadata()?.len();
+        if ends_torn(&mut file)? {
             line.insert(0, b'\n');
         }
-        file.write_all(&line).map_err(|e| self.fail(e))?;
-        file.sync_data().map_err(|e| self.fail(e))?;
-        let size = file.metadata().map_err(|e| self.fail(e))?.len();
-        if size > self.rotation.max_bytes {
-            self.rotate().map_err(|e| self.fail(e))?;
+        let written = file.write_all(&line).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Take the entry back: the caller reports the change as not applied.
+            let _ = file.set_len(before);
+            return Err(e);
         }
         Ok(())
     }
 
-    /// `path` → `path.1` → … → `path.keep`; the oldest is dropped.
+    /// `path` → `path.1` → … → `path.keep`; the oldest is dropped. With `keep = 0` the file is
+    /// emptied in place.
     fn rotate(&self) -> std::io::Result<()> {
         if self.rotation.keep == 0 {
-            return std::fs::remove_file(&self.path);
+            return OpenOptions::new().write(true).open(&self.path)?.set_len(0);
         }
         for i in (1..self.rotation.keep).rev() {
             let from = self.numbered(i);
@@ -125,8 +163,12 @@ impl AuditLog {
     }
 
     fn numbered(&self, i: usize) -> PathBuf {
+        self.numbered_name(&i.to_string())
+    }
+
+    fn numbered_name(&self, suffix: &str) -> PathBuf {
         let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{i}"));
+        name.push(format!(".{suffix}"));
         PathBuf::from(name)
     }
 
@@ -136,6 +178,10 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError`] when a file exists but cannot be read.
     pub fn newest(&self, limit: usize) -> Result<Vec<Entry>, AuditError> {
+        self.locked(|| self.read_newest(limit))
+    }
+
+    fn read_newest(&self, limit: usize) -> Result<Vec<Entry>, AuditError> {
         let mut out = Vec::new();
         let files = std::iter::once(self.path.clone())
             .chain((1..=self.rotation.keep).map(|i| self.numbered(i)));
@@ -264,7 +310,16 @@ mod tests {
         for v in 1..=100 {
             log.append(&entry(v, &"x".repeat(100))).unwrap();
         }
-        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        let files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|f| {
+                !f.as_ref()
+                    .unwrap()
+                    .path()
+                    .to_string_lossy()
+                    .ends_with(".lock")
+            })
+            .count();
         assert!(
             files <= 3,
             "{files} files: the current one and at most two old ones"
@@ -277,6 +332,27 @@ mod tests {
         );
         assert!(all.len() < 100, "the oldest files were dropped");
         assert_eq!(versions(&log, 5), [100, 99, 98, 97, 96]);
+    }
+
+    #[test]
+    fn with_no_old_files_kept_the_newest_entry_is_always_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = AuditLog::new(
+            path,
+            Rotation {
+                max_bytes: 1024,
+                keep: 0,
+            },
+        );
+        for v in 1..=50 {
+            log.append(&entry(v, &"x".repeat(100))).unwrap();
+            assert_eq!(
+                versions(&log, 1),
+                [v],
+                "the entry just written survives rotation"
+            );
+        }
     }
 
     #[test]

@@ -62,7 +62,23 @@ impl Control {
             Some(reason) => Err(ControlError::PendingEdit(reason.clone())),
             None => self.change_locked(&mut state, actor, &request, if_match),
         };
-        if let Err(e) = &result {
+        if let Err(ControlError::AppliedUnrecorded(_)) = &result {
+            // Live and in the file: one more try at recording it as applied, never as refused.
+            let before = state
+                .previous
+                .clone()
+                .unwrap_or_else(|| state.config.split.clone());
+            let entry = Entry::now(
+                state.version,
+                actor,
+                request.action(),
+                &before,
+                &state.config.split,
+            );
+            if let Err(e) = self.audit.append(&entry) {
+                tracing::error!(error = %e, "an applied change is missing from the deployment log");
+            }
+        } else if let Err(e) = &result {
             let message = format!("{} refused: {e}", request.action().name());
             self.record_rejection(&state, actor, &message);
         }
@@ -99,15 +115,20 @@ impl Control {
             // with the file.
             let restored =
                 stage(&self.config_path, old_text.as_bytes()).and_then(|s| s.commit(Some(&text)));
+            let ours_on_disk =
+                || std::fs::read(&self.config_path).is_ok_and(|t| t == text.as_bytes());
             return match restored {
-                Ok(()) | Err(PersistError::Changed { .. }) => {
-                    state.file_text = old_text;
-                    Err(e.into())
-                }
-                Err(restore) => {
+                Err(restore)
+                    if !matches!(restore, PersistError::Changed { .. }) && ours_on_disk() =>
+                {
                     tracing::error!(error = %restore, "could not restore the config file; the change stays applied");
                     self.publish(state, config);
                     Err(ControlError::AppliedUnrecorded(e))
+                }
+                // Restored, or the file holds someone else's text now (the watcher takes it).
+                _ => {
+                    state.file_text = old_text;
+                    Err(e.into())
                 }
             };
         }
