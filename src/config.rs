@@ -20,7 +20,7 @@ mod size;
 pub mod validate;
 pub mod watch;
 
-pub use backends::resolve_host_names;
+pub use backends::{resolve_host_names, with_known_addresses};
 pub use load::{load, parse, ConfigError};
 pub use model::{Backend, Config, Pool, Split};
 pub use problem::{Problem, ProblemKind};

@@ -1,7 +1,8 @@
 //! Validating `[pools.<name>] backends`: each entry is `"host:port"` or
 //! `{ addr = "host:port", weight = N }`; host names are resolved once, here.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,6 +12,22 @@ use super::problem::{Problem, ProblemKind};
 use super::validate::{out_of_range, wrong_type};
 
 static RESOLVE: AtomicBool = AtomicBool::new(true);
+
+thread_local! {
+    /// Addresses the running configuration uses, by backend name, while a reload parses.
+    static KNOWN: RefCell<HashMap<String, SocketAddr>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `parse` (on this thread) knowing the addresses the running configuration uses: a name
+/// keeps its address while that address is still among those it resolves to (round-robin DNS
+/// does not move it), and when it does not resolve at all (a DNS hiccup does not reject the
+/// file; the failure is logged).
+pub fn with_known_addresses<T>(known: HashMap<String, SocketAddr>, parse: impl FnOnce() -> T) -> T {
+    KNOWN.with(|k| *k.borrow_mut() = known);
+    let out = parse();
+    KNOWN.with(|k| k.borrow_mut().clear());
+    out
+}
 
 /// Turns host-name resolution on or off for this process. Off (fuzzing and its corpus
 /// replay), a well-formed name stands for `0.0.0.0:<port>` and no DNS query is sent.
@@ -45,12 +62,24 @@ fn backend_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
         let port = port.parse().unwrap_or(1);
         return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     }
-    let mut resolved = text
-        .to_socket_addrs()
-        .map_err(|e| invalid(&format!("cannot resolve: {e}")))?;
-    resolved
-        .next()
-        .ok_or_else(|| invalid("the name resolves to no address"))
+    let known = KNOWN.with(|k| k.borrow().get(text).copied());
+    let resolved: Vec<SocketAddr> = match text.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => match known {
+            Some(addr) => {
+                tracing::warn!(backend = text, error = %e, address = %addr, "cannot resolve a backend name; keeping its address");
+                return Ok(addr);
+            }
+            None => return Err(invalid(&format!("cannot resolve: {e}"))),
+        },
+    };
+    match known {
+        Some(addr) if resolved.contains(&addr) || resolved.is_empty() => Ok(addr),
+        _ => resolved
+            .first()
+            .copied()
+            .ok_or_else(|| invalid("the name resolves to no address")),
+    }
 }
 
 pub(super) fn backends(
@@ -160,4 +189,38 @@ fn backend_table(
         }
     };
     Some((name, weight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(name: &str, known: &[(&str, &str)]) -> Result<SocketAddr, ProblemKind> {
+        let known = known
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+            .collect();
+        with_known_addresses(known, || backend_addr(name))
+    }
+
+    #[test]
+    fn a_name_keeps_its_address_while_it_is_still_an_answer() {
+        // `localhost` comes from /etc/hosts: no DNS query.
+        assert_eq!(
+            resolve("localhost:80", &[]).unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        let moved = resolve("localhost:80", &[("localhost:80", "10.9.9.9:80")]).unwrap();
+        assert_eq!(
+            moved,
+            "127.0.0.1:80".parse().unwrap(),
+            "no longer an answer: moves"
+        );
+        let kept = resolve("localhost:80", &[("localhost:80", "127.0.0.1:80")]).unwrap();
+        assert_eq!(kept, "127.0.0.1:80".parse().unwrap());
+        assert!(
+            KNOWN.with(|k| k.borrow().is_empty()),
+            "the addresses are forgotten after"
+        );
+    }
 }

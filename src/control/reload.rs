@@ -51,7 +51,7 @@ impl Control {
         if Some(&text) == state.rejected_text.as_ref() {
             return ReloadOutcome::Unchanged;
         }
-        let config = match parse_off_worker(&text) {
+        let config = match parse_off_worker(&text, &state.config) {
             Ok(config) => config,
             Err(problems) => {
                 let message: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -113,12 +113,25 @@ impl Control {
 /// [`parse`], which resolves backend host names, run so that a slow DNS server blocks neither
 /// the control runtime's only worker (admin API, watcher, health checks) nor anything else
 /// on it: the worker hands its other tasks to another thread meanwhile.
-pub(super) fn parse_off_worker(text: &str) -> Result<Config, Vec<crate::config::Problem>> {
+///
+/// Backend names keep the addresses `running` uses while those are still valid answers (see
+/// [`crate::config::with_known_addresses`]).
+pub(super) fn parse_off_worker(
+    text: &str,
+    running: &Config,
+) -> Result<Config, Vec<crate::config::Problem>> {
+    let known = running
+        .pools
+        .values()
+        .flat_map(|p| &p.backends)
+        .map(|b| (b.name.clone(), b.addr))
+        .collect();
+    let parse = || crate::config::with_known_addresses(known, || parse(text));
     let on_multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     match on_multi_thread {
-        true => tokio::task::block_in_place(|| parse(text)),
-        false => parse(text),
+        true => tokio::task::block_in_place(parse),
+        false => parse(),
     }
 }
 
