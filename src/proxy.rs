@@ -249,15 +249,15 @@ impl ProxyHttp for SwitchbackProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
-            return Ok(());
-        };
-        let backend = &snapshot.pools[p].backends[b];
+        let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
+        let backend = ctx
+            .route
+            .map(|(p, b)| snapshot.pools[p].backends[b].name.as_str());
         forwarding::prepare(
             upstream_request,
             client,
             snapshot.config.proxy.forwarded_for,
-            &backend.name,
+            backend,
         )
     }
 

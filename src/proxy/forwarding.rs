@@ -45,12 +45,12 @@ fn client_value(ip: IpAddr) -> HeaderValue {
     })
 }
 
-/// Rewrites `req` for the upstream `backend` (its configured `host:port`).
+/// Rewrites `req` for the upstream `backend` (its configured `host:port`, when known).
 pub(super) fn prepare(
     req: &mut RequestHeader,
     client: Option<IpAddr>,
     mode: ForwardedFor,
-    backend: &str,
+    backend: Option<&str>,
 ) -> Result<()> {
     drop_underscored(req);
     if let Some(absolute) = absolute_form(req) {
@@ -62,7 +62,7 @@ pub(super) fn prepare(
         if let Some(authority) = absolute.authority() {
             req.insert_header(HOST, authority.as_str())?;
         }
-    } else if !req.headers.contains_key(HOST) {
+    } else if let (false, Some(backend)) = (req.headers.contains_key(HOST), backend) {
         req.insert_header(HOST, backend)?;
     }
     if let Some(ip) = client {
@@ -149,7 +149,7 @@ mod tests {
             &mut req,
             Some("9.9.9.9".parse().unwrap()),
             ForwardedFor::Append,
-            "b:1",
+            Some("b:1"),
         )
         .unwrap();
         assert_eq!(
@@ -165,7 +165,7 @@ mod tests {
             &mut req,
             Some("9.9.9.9".parse().unwrap()),
             ForwardedFor::Replace,
-            "b:1",
+            Some("b:1"),
         )
         .unwrap();
         assert_eq!(values(&req, "x-forwarded-for"), ["9.9.9.9"]);
@@ -179,7 +179,7 @@ mod tests {
             ("x_forwarded_for", "6.6.6.6"),
             ("x-kept", "1"),
         ]);
-        prepare(&mut req, None, ForwardedFor::Append, "b:1").unwrap();
+        prepare(&mut req, None, ForwardedFor::Append, Some("b:1")).unwrap();
         assert!(values(&req, "transfer_encoding").is_empty());
         assert!(values(&req, "x_forwarded_for").is_empty());
         assert_eq!(values(&req, "x-kept"), ["1"]);
@@ -188,12 +188,12 @@ mod tests {
     #[test]
     fn a_request_without_host_gets_the_backend_and_absolute_form_becomes_origin_form() {
         let mut req = request(&[]);
-        prepare(&mut req, None, ForwardedFor::Append, "10.0.0.1:80").unwrap();
+        prepare(&mut req, None, ForwardedFor::Append, Some("10.0.0.1:80")).unwrap();
         assert_eq!(values(&req, "host"), ["10.0.0.1:80"]);
 
         let mut req = RequestHeader::build("GET", b"http://example.com:81/p?q=1", None).unwrap();
         req.append_header("host", "other").unwrap();
-        prepare(&mut req, None, ForwardedFor::Append, "b:1").unwrap();
+        prepare(&mut req, None, ForwardedFor::Append, Some("b:1")).unwrap();
         assert_eq!(values(&req, "host"), ["example.com:81"]);
         assert_eq!(req.uri.to_string(), "/p?q=1");
     }
