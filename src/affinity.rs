@@ -9,13 +9,16 @@
 //!   every release assigns a key to the same bucket.
 //! - [`BucketTable`]: 10,000 buckets (the split's 0.01 % steps); each pool owns exactly its
 //!   share in basis points. A change moves buckets only from pools that lost share to pools
-//!   that gained it: a losing pool gives up the buckets it got most recently, and a gaining pool
+//!   that gained it: a losing pool gives up the buckets it got most recently (the highest
+//!   numbered first among equals), and a gaining pool
 //!   first takes back buckets it gave up, so undoing a change restores the earlier assignment
 //!   exactly. Everything else is ordered by bucket number, so the table is a deterministic
 //!   function of (previous table, new split).
 //! - A fresh table lays the pools out in name order over buckets `0..10,000`: with blue 90 /
-//!   green 10, buckets `0..9000` are blue's and `9000..10,000` green's.
+//!   green 10, buckets `0..9000` are blue's and `9000..10,000` green's. Growing the last pool
+//!   of two step by step keeps the table equal to the fresh layout of the new split.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 /// Buckets in a table: one per 0.01 % of traffic.
@@ -137,6 +140,23 @@ impl BucketTable {
         &self.pools[self.owner[bucket as usize] as usize]
     }
 
+    /// Whether every pool owns exactly its share of `split` (pools missing from `split`
+    /// owning nothing).
+    pub fn fits(&self, split: &BTreeMap<String, u32>) -> bool {
+        let counts = self.counts();
+        counts
+            .iter()
+            .all(|(p, c)| split.get(*p).copied().unwrap_or(0) == *c)
+            && split
+                .iter()
+                .all(|(p, s)| *s == 0 || counts.contains_key(p.as_str()))
+    }
+
+    /// The pool names and, per bucket, the index of its owner among them.
+    pub fn owners(&self) -> (&[String], &[u16]) {
+        (&self.pools, &self.owner)
+    }
+
     /// Buckets owned by each pool.
     pub fn counts(&self) -> BTreeMap<&str, u32> {
         let mut out: BTreeMap<&str, u32> = self.pools.iter().map(|p| (p.as_str(), 0)).collect();
@@ -185,7 +205,7 @@ impl BucketTable {
                 let mut own: Vec<usize> = (0..BUCKETS)
                     .filter(|&b| table.owner[b] as usize == p)
                     .collect();
-                own.sort_by_key(|&b| (std::cmp::Reverse(table.moved_at[b]), b));
+                own.sort_by_key(|&b| Reverse((table.moved_at[b], b)));
                 released.extend_from_slice(&own[..(h - w) as usize]);
             }
         }
@@ -222,6 +242,10 @@ impl BucketTable {
         table
     }
 }
+
+mod store;
+
+pub use store::{load_table, save_table};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ mod pool_policy;
 pub mod problem;
 pub mod raw;
 mod size;
+mod sticky;
 pub mod validate;
 pub mod watch;
 

@@ -13,12 +13,15 @@ mod change;
 pub mod dns;
 mod recover;
 mod reload;
+mod sticky;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use crate::admin::auth::{TokenError, Tokens};
+use crate::affinity::BucketTable;
 use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
@@ -29,6 +32,18 @@ use crate::snapshot::{self, Live, Snapshot};
 
 pub use change::{Applied, Request};
 pub use reload::ReloadOutcome;
+pub use sticky::{load_override_tokens, table_path};
+
+/// Why control could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The deployment log cannot be read or written.
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+    /// The `[override]` token file is unusable.
+    #[error("{0}")]
+    Tokens(#[from] TokenError),
+}
 
 /// Why a change was refused. Nothing changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +93,10 @@ struct State {
     rejected_text: Option<String>,
     /// Why the file on disk was rejected, while it still is.
     rejected_reason: Option<String>,
+    /// Which pool owns each user bucket; always fits `config.split`.
+    table: BucketTable,
+    /// The `[override]` tokens in force.
+    override_tokens: Option<Arc<Tokens>>,
 }
 
 /// The control plane's single writer.
@@ -102,16 +121,17 @@ pub struct Status {
 impl Control {
     /// Starts control for the file at `config_path`, already loaded as `config` from `text`.
     /// Recovers the version and the previous split from the deployment log and records the
-    /// start there.
+    /// start there; reads the override tokens and the affinity table.
     ///
     /// # Errors
-    /// [`AuditError`] when the deployment log cannot be read or written.
+    /// [`StartError`] when the deployment log or the override token file is unusable.
     pub fn start(
         config_path: &Path,
         config: Config,
         text: String,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Control>, AuditError> {
+    ) -> Result<Arc<Control>, StartError> {
+        let override_tokens = load_override_tokens(config_path, &config)?;
         let audit = AuditLog::new(
             resolve_beside(config_path, &config.deployment_log),
             config.deployment_rotation,
@@ -129,9 +149,17 @@ impl Control {
         );
         entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
         audit.append(&entry)?;
+        let table = sticky::initial_table(config_path, &config);
         let config = Arc::new(config);
         let health = Arc::new(HealthRegistry::default());
-        let live = snapshot::live(Snapshot::build(config.clone(), version, &metrics, &health));
+        let live = snapshot::live(Snapshot::build_with(
+            config.clone(),
+            version,
+            &metrics,
+            &health,
+            &table,
+            override_tokens.clone(),
+        ));
         metrics.set_live(version, &config.split);
         Ok(Arc::new(Control {
             live,
@@ -142,6 +170,8 @@ impl Control {
                 file_text: text,
                 rejected_text: None,
                 rejected_reason: None,
+                table,
+                override_tokens,
             }),
             config_path: config_path.to_path_buf(),
             audit,
@@ -207,12 +237,15 @@ impl Control {
             state.previous = Some(state.config.split.clone());
         }
         state.version += 1;
+        sticky::advance_table(&self.config_path, &mut state.table, &state.config, &config);
         let config = Arc::new(config);
-        self.live.store(Arc::new(Snapshot::build(
+        self.live.store(Arc::new(Snapshot::build_with(
             config.clone(),
             state.version,
             &self.metrics,
             &self.health,
+            &state.table,
+            state.override_tokens.clone(),
         )));
         self.metrics.set_live(state.version, &config.split);
         state.config = config;

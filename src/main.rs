@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use switchback::control::load_override_tokens;
 use switchback::{check, config, ctl, demo, serve};
 
 /// A blue/green and canary front-door HTTP proxy.
@@ -61,11 +62,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(valid) => {
-                println!("{}", check::summary(&valid));
-                ExitCode::SUCCESS
-            }
+        Command::Check { config: path } => match config::load(&path) {
+            Ok(valid) => match load_override_tokens(&path, &valid) {
+                Ok(_) => {
+                    println!("{}", check::summary(&valid));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
             Err(e) => fail(&e),
         },
         Command::Serve { config, upgrade } => match serve::run(&config, None, upgrade) {

@@ -29,6 +29,7 @@ const BUCKETS: [f64; 17] = [
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    overrides: IntCounterVec,
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
     inflight: IntGaugeVec,
@@ -70,6 +71,9 @@ pub struct PoolMetrics {
     /// `switchback_requests_total{pool,backend="none",code_class="5xx"}`: answered 503
     /// because the pool had no backend up.
     pub unavailable: IntCounter,
+    /// `switchback_override_requests_total{pool,code_class}`, indexed like [`CODE_CLASSES`]:
+    /// requests a tester sent to this pool on purpose (kept out of `requests`).
+    pub overrides: [IntCounter; 6],
 }
 
 /// Pre-resolved handles for one backend.
@@ -96,6 +100,13 @@ impl Metrics {
                 "Requests by pool, backend and response class",
             ),
             &["pool", "backend", "code_class"],
+        ));
+        let overrides = must(IntCounterVec::new(
+            Opts::new(
+                "switchback_override_requests_total",
+                "Requests a tester sent to a pool on purpose, by response class",
+            ),
+            &["pool", "code_class"],
         ));
         let duration = must(HistogramVec::new(
             HistogramOpts::new(
@@ -182,6 +193,7 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         reg(Box::new(requests.clone()));
+        reg(Box::new(overrides.clone()));
         reg(Box::new(duration.clone()));
         reg(Box::new(upstream_errors.clone()));
         reg(Box::new(inflight.clone()));
@@ -198,6 +210,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            overrides,
             duration,
             upstream_errors,
             inflight,
@@ -280,6 +293,9 @@ impl Metrics {
             let _ = self.inflight.remove_label_values(&[&pool]);
             let _ = self.split_percent.remove_label_values(&[&pool]);
             let _ = self.requests.remove_label_values(&[&pool, "none", "5xx"]);
+            for class in CODE_CLASSES {
+                let _ = self.overrides.remove_label_values(&[&pool, class]);
+            }
             pools.remove(&pool);
         }
     }
@@ -299,6 +315,7 @@ impl Metrics {
             inflight: self.inflight.with_label_values(&[pool]),
             duration: self.duration.with_label_values(&[pool]),
             unavailable: self.requests.with_label_values(&[pool, "none", "5xx"]),
+            overrides: CODE_CLASSES.map(|c| self.overrides.with_label_values(&[pool, c])),
         }
     }
 

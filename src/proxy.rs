@@ -28,12 +28,14 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 use crate::keys;
+mod attempts;
 mod forwarding;
 mod record;
 mod respond;
+mod sticky;
 
 use crate::snapshot::{Live, Snapshot};
-use record::{access_line, upstream_error_kind};
+use record::{access_line, count};
 use respond::{error_response, respond_unavailable, strip_response_hop_by_hop};
 
 /// The switchback proxy logic.
@@ -80,8 +82,15 @@ pub struct RequestCtx {
     unavailable: Option<usize>,
     upstream_started: Option<Instant>,
     upstream_header: Option<(u16, Instant)>,
-    /// The routing key, drawn once so a retry fails over the same way.
+    /// The routing key: the user's bucket, or drawn at random; kept so a retry fails over
+    /// the same way.
     key: u32,
+    /// Where the key came from.
+    key_from: sticky::KeyFrom,
+    /// `Set-Cookie` for a freshly minted user id, sent with the response.
+    minted: Option<String>,
+    /// A tester's valid override: this pool, whatever the split, with no failover.
+    override_pool: Option<usize>,
     /// Connection attempts made.
     attempts: u8,
     /// The backend `(pool, backend)` chosen for the next connection attempt: by
@@ -107,6 +116,9 @@ impl ProxyHttp for SwitchbackProxy {
             upstream_started: None,
             upstream_header: None,
             key: keys::next(),
+            key_from: sticky::KeyFrom::None,
+            minted: None,
+            override_pool: None,
             attempts: 0,
             retry_to: None,
             backend_inflight: None,
@@ -121,18 +133,22 @@ impl ProxyHttp for SwitchbackProxy {
             // Serve pipelined requests in order (RFC 9112 §9.3.2) instead of dropping them.
             h1.set_pipelining_enabled(true);
         }
-        let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
-        match snapshot.route(ctx.key) {
-            Ok(route) => {
-                ctx.retry_to = Some((route.pool_index, route.backend_index));
-                Ok(false)
-            }
+        let snapshot = ctx.snapshot.take().unwrap_or_else(|| self.live.load_full());
+        let routed = sticky::route_first(session, ctx, &snapshot);
+        let snapshot = ctx.snapshot.insert(snapshot);
+        match routed {
+            Ok(()) => Ok(false),
             Err(why) => {
                 let reason = match why {
                     NoRoute::NoShare => "no pool can take traffic".to_string(),
                     NoRoute::PoolDown(p) => {
                         ctx.unavailable = Some(p);
-                        format!("pool {} has no backend up", snapshot.pools[p].name)
+                        let asked = if ctx.override_pool.is_some() {
+                            " (override)"
+                        } else {
+                            ""
+                        };
+                        format!("pool {} has no backend up{asked}", snapshot.pools[p].name)
                     }
                 };
                 let body = Bytes::from(format!("service unavailable: {reason}\n"));
@@ -150,7 +166,11 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
         let planned = ctx.retry_to.take().map(|(p, b)| snapshot.route_to(p, b));
-        let Some(route) = planned.or_else(|| snapshot.route(ctx.key).ok()) else {
+        let afresh = || match ctx.override_pool {
+            Some(p) => snapshot.route_in_pool(p, None),
+            None => snapshot.route(ctx.key).ok(),
+        };
+        let Some(route) = planned.or_else(afresh) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no backend can take the request",
@@ -176,10 +196,10 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        self.record_outcome(ctx, false);
+        attempts::record_outcome(ctx, false);
         // Nothing reached the upstream: safe to retry once, on another backend if there is one.
         if ctx.attempts < MAX_ATTEMPTS {
-            plan_retry(ctx);
+            attempts::plan_retry(ctx);
         }
         e.set_retry(ctx.retry_to.is_some());
         e
@@ -205,7 +225,7 @@ impl ProxyHttp for SwitchbackProxy {
             e.retry.decide_reuse(client_reused);
         }
         if e.retry() {
-            plan_retry(ctx);
+            attempts::plan_retry(ctx);
         }
         e
     }
@@ -220,7 +240,7 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if session.was_upgraded() {
-            close_if_drained_too_long(ctx)?;
+            attempts::close_if_drained_too_long(ctx)?;
         }
         Ok(())
     }
@@ -234,7 +254,7 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if session.was_upgraded() {
-            close_if_drained_too_long(ctx)?;
+            attempts::close_if_drained_too_long(ctx)?;
         }
         Ok(None)
     }
@@ -258,7 +278,11 @@ impl ProxyHttp for SwitchbackProxy {
             client,
             snapshot.config.proxy.forwarded_for,
             backend,
-        )
+        )?;
+        match &snapshot.config.overrides {
+            Some(overrides) => sticky::strip_overrides(upstream_request, overrides),
+            None => Ok(()),
+        }
     }
 
     async fn upstream_response_filter(
@@ -269,7 +293,7 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Result<()> {
         if !upstream_response.status.is_informational() {
             ctx.upstream_header = Some((upstream_response.status.as_u16(), Instant::now()));
-            self.record_outcome(ctx, !upstream_response.status.is_server_error());
+            attempts::record_outcome(ctx, !upstream_response.status.is_server_error());
         }
         strip_response_hop_by_hop(upstream_response);
         Ok(())
@@ -293,6 +317,9 @@ impl ProxyHttp for SwitchbackProxy {
             // keeps its `Connection: upgrade`: the tunnel is bounded by the drain instead.
             session.set_keepalive(None);
             response.insert_header(http::header::CONNECTION, "close")?;
+        }
+        if let Some(cookie) = ctx.minted.take() {
+            response.append_header(http::header::SET_COOKIE, cookie)?;
         }
         if let (Some(snapshot), Some((pool, _))) = (&ctx.snapshot, ctx.route) {
             if let Some(header) = &snapshot.config.proxy.pool_header {
@@ -343,17 +370,7 @@ impl ProxyHttp for SwitchbackProxy {
             return;
         };
         let (pool, backend) = (&snapshot.pools[p], &snapshot.pools[p].backends[b]);
-        let total = ctx.started.elapsed();
-        if let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) {
-            pm.duration.observe(total.as_secs_f64());
-            let class = ctx
-                .upstream_header
-                .map_or(5, |(status, _)| usize::from(status / 100).clamp(1, 5) - 1);
-            bm.requests[class].inc();
-            if let Some(kind) = e.and_then(upstream_error_kind) {
-                bm.errors[kind].inc();
-            }
-        }
+        count(ctx, pool, backend, e);
         if let Some(log) = &self.access_log {
             log.send(access_line(session, ctx, snapshot, p, Some(b), e));
         }
@@ -365,60 +382,20 @@ impl ProxyHttp for SwitchbackProxy {
 
 impl SwitchbackProxy {
     /// Counts and logs a request answered 503 because pool `p` had no backend up: it is in
-    /// `switchback_requests_total{backend="none"}` and the access log like any other.
+    /// `switchback_requests_total{backend="none"}` (or the override count, for a tester's
+    /// request) and the access log like any other.
     fn log_unavailable(&self, session: &Session, ctx: &RequestCtx, snapshot: &Snapshot, p: usize) {
         let pool = &snapshot.pools[p];
-        if let Some(m) = &pool.metrics {
-            m.unavailable.inc();
-            m.duration.observe(ctx.started.elapsed().as_secs_f64());
+        match (&pool.metrics, ctx.override_pool) {
+            (Some(m), Some(_)) => m.overrides[4].inc(),
+            (Some(m), None) => {
+                m.unavailable.inc();
+                m.duration.observe(ctx.started.elapsed().as_secs_f64());
+            }
+            (None, _) => {}
         }
         if let Some(log) = &self.access_log {
             log.send(access_line(session, ctx, snapshot, p, None, None));
         }
     }
-
-    /// Feeds a request's outcome on its backend into passive ejection.
-    fn record_outcome(&self, ctx: &RequestCtx, ok: bool) {
-        let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
-            return;
-        };
-        let pool = &snapshot.pools[p];
-        if ok {
-            pool.backends[b].health.record_success(&pool.policy.outlier);
-            return;
-        }
-        if let Some(length) = pool.record_failure(b) {
-            tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
-        }
-    }
-}
-
-/// Chooses the backend for the retry after the last attempt failed: another of the same
-/// pool, else another pool with a share. `None` leaves `upstream_peer` to route afresh.
-fn plan_retry(ctx: &mut RequestCtx) {
-    if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
-        ctx.retry_to = snapshot
-            .route_retry(ctx.key, failed)
-            .map(|r| (r.pool_index, r.backend_index));
-    }
-}
-
-/// Ends an upgraded connection whose backend has been drained for longer than
-/// `[shutdown] drain-timeout`. Checked as data flows; an idle one ends at `read-timeout`.
-fn close_if_drained_too_long(ctx: &RequestCtx) -> Result<()> {
-    let (Some(snapshot), Some((p, b))) = (&ctx.snapshot, ctx.route) else {
-        return Ok(());
-    };
-    let backend = &snapshot.pools[p].backends[b];
-    if backend
-        .health
-        .drained_for(snapshot.config.shutdown.drain_timeout)
-    {
-        tracing::info!(backend = %backend.name, "closing an upgraded connection: its backend was drained");
-        return Error::e_explain(
-            ErrorType::ConnectionClosed,
-            "backend drained longer than drain-timeout",
-        );
-    }
-    Ok(())
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, auth};
-use crate::audit::AuditError;
 use crate::config::{self, load::read_text, Config, ConfigError};
 use crate::control::Control;
 use crate::framing::app::GuardedApp;
@@ -44,9 +43,9 @@ pub enum ServeError {
     /// The admin token file is unusable.
     #[error("{0}")]
     Tokens(#[from] auth::TokenError),
-    /// The deployment log is unusable.
+    /// Control could not start (deployment log, override tokens).
     #[error("{0}")]
-    Audit(#[from] AuditError),
+    Start(#[from] crate::control::StartError),
     /// The control runtime, watcher or signal handler could not start.
     #[error("cannot start the control plane: {0}")]
     ControlPlane(String),

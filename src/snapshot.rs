@@ -11,11 +11,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::admin::auth::Tokens;
+use crate::affinity::BucketTable;
 use crate::config::model::{BasisPoints, OnPoolDown, PoolPolicy, ProxySettings};
 use crate::config::Config;
 use crate::health::{BackendHealth, HealthRegistry};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
-use crate::routing::{Schedule, SplitTable};
+use crate::routing::Schedule;
 
 /// The live snapshot, shared by the data plane and (later) the control plane.
 pub type Live = Arc<ArcSwap<Snapshot>>;
@@ -29,7 +31,10 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Pools in name order; indices match [`Snapshot::route`] results.
     pub pools: Vec<PoolEntry>,
-    split: SplitTable,
+    /// The `[override]` tokens (`pool:token`), when overrides are on.
+    pub override_tokens: Option<Arc<Tokens>>,
+    /// The pool index owning each of the 10,000 buckets (the split, laid out by the table).
+    buckets: Box<[u8]>,
 }
 
 /// A pool, ready to route.
@@ -118,15 +123,29 @@ impl PoolEntry {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`
-    /// and each backend's shared health in `health` (backends no longer configured are
-    /// forgotten there).
+    /// [`Snapshot::build_with`] the fresh bucket layout of the split and no override tokens.
     pub fn build(
         config: Arc<Config>,
         version: u64,
         metrics: &Metrics,
         health: &HealthRegistry,
     ) -> Self {
+        let table = BucketTable::fresh(config.split.shares());
+        Self::build_with(config, version, metrics, health, &table, None)
+    }
+
+    /// Builds the snapshot for `config` at `version`, resolving metric handles in `metrics`
+    /// and each backend's shared health in `health` (backends no longer configured are
+    /// forgotten there). `table` must fit the split ([`BucketTable::fits`]).
+    pub fn build_with(
+        config: Arc<Config>,
+        version: u64,
+        metrics: &Metrics,
+        health: &HealthRegistry,
+        table: &BucketTable,
+        override_tokens: Option<Arc<Tokens>>,
+    ) -> Self {
+        debug_assert!(table.fits(config.split.shares()));
         let on = config.metrics_enabled;
         let pools: Vec<PoolEntry> = config
             .pools
@@ -160,16 +179,23 @@ impl Snapshot {
             .collect();
         health.retain(&keep);
         metrics.retain(&keep);
-        let split = SplitTable::new(pools.iter().map(|p| p.share));
+        let (names, owners) = table.owners();
+        let index: Vec<u8> = names
+            .iter()
+            .map(|n| pools.iter().position(|p| &p.name == n).unwrap_or(0) as u8)
+            .collect();
+        let buckets = owners.iter().map(|o| index[usize::from(*o)]).collect();
         Snapshot {
             version,
             config,
             pools,
-            split,
+            override_tokens,
+            buckets,
         }
     }
 
-    /// Routes a request with `key` (uniform in `[0, 10 000)`): the pool by the split, then the
+    /// Routes a request with `key` in `[0, 10 000)` (a user's bucket, or drawn at random): the
+    /// pool owning that bucket, then the
     /// next backend of that pool's weighted round-robin that can take requests. When the pool
     /// has none, its `on-pool-down` policy decides: fail, or fail over to the other pools with
     /// a share, in proportion to their shares.
@@ -177,7 +203,7 @@ impl Snapshot {
     /// # Errors
     /// [`NoRoute`] when no backend may take the request.
     pub fn route(&self, key: u32) -> Result<Route<'_>, NoRoute> {
-        let pool_index = self.split.pick(key).ok_or(NoRoute::NoShare)?;
+        let pool_index = usize::from(*self.buckets.get(key as usize).ok_or(NoRoute::NoShare)?);
         if let Some(route) = self.pick_backend(pool_index, None) {
             return Ok(route);
         }
@@ -199,6 +225,12 @@ impl Snapshot {
                 OnPoolDown::Failover => self.failover(key, failed.0),
             }
         })
+    }
+
+    /// The next available backend of pool `p` other than `avoid`, never another pool: a
+    /// tester's override.
+    pub fn route_in_pool(&self, p: usize, avoid: Option<usize>) -> Option<Route<'_>> {
+        self.pick_backend(p, avoid)
     }
 
     /// Whether any backend of pool `index` can take requests now.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 /// Named tokens.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {
     entries: Vec<(String, Vec<u8>)>,
 }
@@ -85,6 +85,25 @@ impl Tokens {
         found
     }
 
+    /// Whether `presented` is one of the tokens named `name`. Every token is compared, in
+    /// constant time per token, whatever matches.
+    pub fn holds(&self, name: &str, presented: &[u8]) -> bool {
+        self.entries.iter().fold(false, |found, (n, token)| {
+            constant_time_eq(token, presented) & (n == name) | found
+        })
+    }
+
+    /// The distinct names, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in &self.entries {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// The first token, for `switchback ctl --token-file`.
     pub fn first_token(&self) -> &[u8] {
         &self.entries[0].1
@@ -123,6 +142,8 @@ mod tests {
         assert_eq!(tokens.identify(b"s3cret-one"), Some("alice"));
         assert_eq!(tokens.identify(b"s3cret-on"), None);
         assert_eq!(tokens.identify(b""), None);
+        assert!(tokens.holds("bob", b"s3cret-two") && !tokens.holds("alice", b"s3cret-two"));
+        assert_eq!(tokens.names(), ["alice", "bob"]);
         assert!(
             !format!("{tokens:?}").contains("s3cret"),
             "Debug never shows tokens"

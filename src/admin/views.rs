@@ -3,7 +3,9 @@
 use serde_json::{json, Value};
 
 use crate::audit::split_json;
+use crate::config::defaults::{OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
 use crate::control::{Applied, Status};
+use crate::snapshot::Snapshot;
 
 /// `GET /status`: per pool its share and whether any backend is up; per backend its state
 /// (`up`, `down`, `ejected`, `drained`), drain flag and requests in flight.
@@ -45,6 +47,35 @@ pub(super) fn status(status: &Status) -> Value {
         "split": split_json(&snapshot.config.split),
         "previous_split": status.previous.as_ref().map(split_json),
         "pools": pools,
+        "affinity": affinity(snapshot),
+        "override": overrides(snapshot),
+    })
+}
+
+/// `{"enabled", "key": ["header:x-user-id", …], "mint_cookie"}`: where user keys come from.
+fn affinity(snapshot: &Snapshot) -> Value {
+    match &snapshot.config.affinity {
+        None => json!({ "enabled": false }),
+        Some(a) => json!({
+            "enabled": true,
+            "key": a.keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "mint_cookie": a.mint_cookie,
+        }),
+    }
+}
+
+/// `{"enabled", "header", "token_header", "cookie", "pools"}`: how a tester reaches a pool,
+/// and the pools that have tokens.
+fn overrides(snapshot: &Snapshot) -> Value {
+    let (Some(o), Some(tokens)) = (&snapshot.config.overrides, &snapshot.override_tokens) else {
+        return json!({ "enabled": false });
+    };
+    json!({
+        "enabled": true,
+        "header": o.header.as_str(),
+        "token_header": OVERRIDE_TOKEN_HEADER,
+        "cookie": OVERRIDE_COOKIE,
+        "pools": tokens.names(),
     })
 }
 

@@ -159,3 +159,19 @@ fn the_same_changes_give_the_same_table_and_new_pools_start_empty() {
     let gone = one.next(&split(&[("green", 10_000)]));
     assert_eq!(gone.counts()["green"], 10_000);
 }
+
+#[test]
+fn growing_the_last_pool_step_by_step_keeps_the_fresh_layout() {
+    let mut t = BucketTable::fresh(&split(&[("blue", 9900), ("green", 100)]));
+    for green in [500, 1000, 2500, 5000, 10_000] {
+        let s = split(&[("blue", 10_000 - green), ("green", green)]);
+        t = t.next(&s);
+        assert!(t.fits(&s));
+        assert_eq!(
+            owners(&t),
+            owners(&BucketTable::fresh(&s)),
+            "green at {green}"
+        );
+    }
+    assert!(!t.fits(&split(&[("blue", 1), ("green", 9999)])));
+}

@@ -88,3 +88,19 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+/// `[affinity] key` when absent.
+pub const AFFINITY_KEY: &str = "cookie:switchback-user";
+/// `[affinity] mint-cookie` when absent.
+pub const MINT_COOKIE: &str = "switchback-user";
+/// `[affinity] seed` when absent.
+pub const AFFINITY_SEED: &str = "switchback";
+/// Attributes of a minted affinity cookie (30 days).
+pub const MINT_COOKIE_ATTRIBUTES: &str = "Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000";
+/// The bucket table of `[affinity]`, beside the config file.
+pub const AFFINITY_TABLE: &str = "affinity-table.json";
+/// `[override] header` when absent.
+pub const OVERRIDE_HEADER: &str = "x-switchback-pool";
+/// The header carrying a tester's override token.
+pub const OVERRIDE_TOKEN_HEADER: &str = "x-switchback-override-token";
+/// The browser form of an override: a cookie `<pool>:<token>`.
+pub const OVERRIDE_COOKIE: &str = "switchback-override";

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
+pub use super::sticky::{Affinity, KeySource, Overrides};
 
 /// A complete, valid configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,10 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// Graceful shutdown and drain bounds.
     pub shutdown: ShutdownSettings,
+    /// Sticky users; `None` routes every request at random.
+    pub affinity: Option<Affinity>,
+    /// Tester overrides; `None` is off.
+    pub overrides: Option<Overrides>,
 }
 
 /// Where access-log lines go.

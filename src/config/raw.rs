@@ -37,6 +37,33 @@ pub struct RawConfig {
     /// `[shutdown]`: graceful shutdown and drain bounds.
     #[serde(default)]
     pub shutdown: RawShutdown,
+    /// `[affinity]`: sticky users; absent means per-request random routing.
+    pub affinity: Option<RawAffinity>,
+    /// `[override]`: tester overrides; absent means off.
+    #[serde(rename = "override")]
+    pub overrides: Option<RawOverride>,
+}
+
+/// `[affinity]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawAffinity {
+    /// Where the user key comes from: `"header:<name>"`, `"cookie:<name>"`, `"ip"`.
+    pub key: Option<Vec<String>>,
+    /// Cookie minted for keyless requests; `""` mints nothing.
+    pub mint_cookie: Option<String>,
+    /// Hash seed.
+    pub seed: Option<String>,
+}
+
+/// `[override]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawOverride {
+    /// Request header naming the pool a tester wants.
+    pub header: Option<String>,
+    /// `pool:token` lines.
+    pub token_file: Option<String>,
 }
 
 /// `[shutdown]`.

@@ -71,6 +71,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         Some("stdout") => Some(AccessLogTarget::Stdout),
         Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
     };
+    let affinity = super::sticky::affinity(raw.affinity.as_ref(), &mut problems);
+    let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
     let access_buffer = match raw.log.access_buffer {
         None => defaults::ACCESS_LOG_BUFFER,
@@ -109,6 +111,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             access_buffer,
             metrics_enabled,
             shutdown,
+            affinity,
+            overrides,
         }),
         _ => Err(problems),
     }

@@ -42,9 +42,13 @@ impl Control {
             // Back to what is live (say, a rejected edit was reverted).
             state.rejected_text = None;
             state.rejected_reason = None;
-            // SIGHUP with an unchanged file still re-resolves backend host names.
+            // SIGHUP with an unchanged file still re-reads the override tokens and re-resolves
+            // backend host names.
             return match actor {
-                "signal" => self.refresh_locked(state, actor),
+                "signal" => {
+                    self.reread_tokens(state, actor);
+                    self.refresh_locked(state, actor)
+                }
                 _ => ReloadOutcome::Unchanged,
             };
         }
@@ -66,12 +70,20 @@ impl Control {
             );
             return self.reject_text(state, actor, Some(text), &message);
         }
+        let tokens = match super::load_override_tokens(&self.config_path, &config) {
+            Ok(tokens) => tokens,
+            Err(e) => return self.reject_text(state, actor, Some(text), &e.to_string()),
+        };
         state.file_text = text;
         state.rejected_text = None;
         state.rejected_reason = None;
         if config == *state.config {
+            if tokens != state.override_tokens {
+                self.reread_tokens(state, actor);
+            }
             return ReloadOutcome::Unchanged;
         }
+        state.override_tokens = tokens;
         let before = state.config.split.clone();
         let mut entry = Entry::now(
             state.version + 1,

@@ -6,7 +6,27 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{BackendEntry, PoolEntry, Snapshot};
+
+/// Counts a request that reached `backend`: a tester's override apart from the others, which
+/// also feed the pool's latency histogram; upstream errors either way.
+pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, e: Option<&Error>) {
+    let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) else {
+        return;
+    };
+    let class = ctx
+        .upstream_header
+        .map_or(5, |(status, _)| usize::from(status / 100).clamp(1, 5) - 1);
+    if ctx.override_pool.is_some() {
+        pm.overrides[class].inc();
+    } else {
+        pm.duration.observe(ctx.started.elapsed().as_secs_f64());
+        bm.requests[class].inc();
+    }
+    if let Some(kind) = e.and_then(upstream_error_kind) {
+        bm.errors[kind].inc();
+    }
+}
 
 pub(super) fn access_line(
     session: &Session,
@@ -35,12 +55,14 @@ pub(super) fn access_line(
         "bytes": session.body_bytes_sent(),
         "version": snapshot.version,
         "error": e.map(|e| e.etype().as_str()),
+        "override": ctx.override_pool.is_some(),
+        "key": ctx.key_from.name(),
     })
     .to_string()
 }
 
 /// Index into [`crate::metrics::ERROR_KINDS`] for an upstream-side error.
-pub(super) fn upstream_error_kind(e: &Error) -> Option<usize> {
+fn upstream_error_kind(e: &Error) -> Option<usize> {
     use ErrorType::*;
     if e.esource() != &ErrorSource::Upstream {
         return None;

@@ -274,7 +274,19 @@ impl TestProxy {
     /// Starts the proxy with `proxy_keys` (extra `[proxy]` lines) and `rest` (pools, split,
     /// and optionally other tables).
     pub async fn start(proxy_keys: &str, rest: &str) -> TestProxy {
+        Self::start_with_files(proxy_keys, rest, &[]).await
+    }
+
+    /// [`TestProxy::start`] with `files` (name, content) written beside the config first.
+    pub async fn start_with_files(
+        proxy_keys: &str,
+        rest: &str,
+        files: &[(&str, &str)],
+    ) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            write_file(dir.path(), name, text.as_bytes());
+        }
         let config_path = dir.path().join("switchback.toml");
         let admin = if rest.contains("[admin]") {
             ""
