@@ -4,6 +4,8 @@
 #   benches/profile.sh [requests] [switchback|plain]   writes target/callgrind-<which>.out
 # "plain" profiles examples/plain_pingora.rs the same way: the baseline for our features' cost.
 # PROFILE_METRICS=false profiles switchback with [metrics] enabled = false.
+# PROFILE_AFFINITY=1 adds [affinity] key = ["header:x-user-id"]; requests then carry 1,000
+# distinct x-user-id values (PROFILE_KEYED=1 sends them without affinity: the reference).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-5000}
@@ -38,6 +40,7 @@ backends = ["127.0.0.1:$blue"]
 backends = ["127.0.0.1:$green"]
 [metrics]
 enabled = ${PROFILE_METRICS:-true}
+$( [ "${PROFILE_AFFINITY:-0}" = 1 ] && printf '[affinity]\nkey = ["header:x-user-id"]\n' || true )
 [split]
 blue = 90
 green = 10
@@ -51,14 +54,15 @@ RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" 
 sb=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$proxy/" >/dev/null && break; sleep 0.2; done
 # A fixed number of requests: wrk with 4 connections until the count is reached (bounded).
-python3 - "$proxy" "$requests" <<'PY'
+python3 - "$proxy" "$requests" "${PROFILE_KEYED:-${PROFILE_AFFINITY:-0}}" <<'PY'
 import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, sticky = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 s = socket.create_connection(("127.0.0.1", port))
-req = b"GET / HTTP/1.1\r\nHost: profile\r\n\r\n"
+plain = b"GET / HTTP/1.1\r\nHost: profile\r\n\r\n"
+keyed = [b"GET / HTTP/1.1\r\nHost: profile\r\nx-user-id: user-%04d\r\n\r\n" % i for i in range(1000)]
 buf = b""
-for _ in range(n):
-    s.sendall(req)
+for i in range(n):
+    s.sendall(keyed[i % 1000] if sticky else plain)
     while b"ok\n" not in buf:
         chunk = s.recv(65536)
         if not chunk:

@@ -1,4 +1,4 @@
-//! Routing micro-benchmarks: split selection, backend pick, full route, and the snapshot load
+//! Routing micro-benchmarks: the sticky routing decision, backend pick, full route, and the snapshot load
 //! every request pays. `cargo bench --bench routing`.
 
 // criterion_group! generates an undocumented public function.
@@ -8,13 +8,19 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use pingora::http::RequestHeader;
+use switchback::affinity::request::user_key;
 use switchback::config;
 use switchback::health::HealthRegistry;
 use switchback::metrics::Metrics;
-use switchback::routing::{Schedule, SplitTable};
+use switchback::routing::Schedule;
 use switchback::snapshot::{self, Snapshot};
 
 fn config_with(backends: usize) -> config::Config {
+    config::parse(&config_text(backends)).expect("bench config is valid")
+}
+
+fn config_text(backends: usize) -> String {
     let list: Vec<String> = (0..backends)
         .map(|i| {
             format!(
@@ -24,22 +30,56 @@ fn config_with(backends: usize) -> config::Config {
             )
         })
         .collect();
-    let text = format!(
+    format!(
         "[pools.blue]\nbackends = [{}]\n[pools.green]\nbackends = [\"127.0.0.1:9999\"]\n[split]\nblue = 90\ngreen = 10\n",
         list.join(", ")
-    );
-    config::parse(&text).expect("bench config is valid")
+    )
 }
 
-fn split_pick(c: &mut Criterion) {
-    let table = SplitTable::new([9000, 1000]);
-    let mut key = 0u32;
-    c.bench_function("split_pick/2_pools", |b| {
+/// The routing decision of a sticky request: read the `x-user-id` header, hash it into a
+/// bucket, look the bucket up and pick the pool's next backend. Against the same route with a
+/// random key (no affinity). Issue 11's budget: under 150 ns.
+fn sticky_route(c: &mut Criterion) {
+    let mut text = config_text(2);
+    text.insert_str(
+        0,
+        "[affinity]\nkey = [\"header:x-user-id\", \"cookie:sid\"]\n",
+    );
+    let snap = Snapshot::build(
+        Arc::new(config::parse(&text).expect("bench config is valid")),
+        1,
+        &Metrics::new(),
+        &HealthRegistry::default(),
+    );
+    let affinity = snap.config.affinity.clone().expect("affinity on");
+    let requests: Vec<RequestHeader> = (0..64)
+        .map(|i| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.insert_header("host", "example.com").unwrap();
+            req.insert_header("user-agent", "bench/1.0").unwrap();
+            req.insert_header("accept", "*/*").unwrap();
+            req.insert_header("x-user-id", format!("user-{i:08}"))
+                .unwrap();
+            req
+        })
+        .collect();
+    let mut group = c.benchmark_group("sticky_route");
+    let mut i = 0usize;
+    group.bench_function("header_key", |b| {
         b.iter(|| {
-            key = (key + 7919) % 10_000;
-            black_box(table.pick(black_box(key)))
+            i = (i + 1) % requests.len();
+            let key = user_key(black_box(&requests[i]), None, &affinity).expect("keyed");
+            black_box(snap.route(key.bucket).map(|r| r.backend.addr))
         })
     });
+    let mut key = 0u32;
+    group.bench_function("random_key", |b| {
+        b.iter(|| {
+            key = (key + 7919) % 10_000;
+            black_box(snap.route(black_box(key)).map(|r| r.backend.addr))
+        })
+    });
+    group.finish();
 }
 
 fn backend_pick(c: &mut Criterion) {
@@ -102,5 +142,5 @@ fn snapshot_load(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, split_pick, backend_pick, route, snapshot_load);
+criterion_group!(benches, sticky_route, backend_pick, route, snapshot_load);
 criterion_main!(benches);

@@ -243,6 +243,7 @@ impl BucketTable {
     }
 }
 
+pub mod request;
 mod store;
 
 pub use store::{load_table, save_table};

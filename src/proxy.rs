@@ -86,7 +86,7 @@ pub struct RequestCtx {
     /// the same way.
     key: u32,
     /// Where the key came from.
-    key_from: sticky::KeyFrom,
+    key_from: crate::affinity::request::KeyFrom,
     /// `Set-Cookie` for a freshly minted user id, sent with the response.
     minted: Option<String>,
     /// A tester's valid override: this pool, whatever the split, with no failover.
@@ -116,7 +116,7 @@ impl ProxyHttp for SwitchbackProxy {
             upstream_started: None,
             upstream_header: None,
             key: keys::next(),
-            key_from: sticky::KeyFrom::None,
+            key_from: crate::affinity::request::KeyFrom::None,
             minted: None,
             override_pool: None,
             attempts: 0,

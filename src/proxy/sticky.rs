@@ -1,16 +1,14 @@
-//! Per request: a tester's override, and the user key that keeps a user on one pool.
-//!
-//! Both read the client's request header once, in `request_filter`; neither allocates unless
-//! a key is minted or an override cookie has to be cut out of what is forwarded.
-
-use std::net::IpAddr;
+//! Per request: a tester's override, else the user key that keeps a user on one pool
+//! ([`crate::affinity::request`]). Nothing allocates unless a key is minted or an override
+//! cookie has to be cut out of what is forwarded.
 
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use crate::config::defaults::{MINT_COOKIE_ATTRIBUTES, OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
-use crate::config::model::{Affinity, KeySource, Overrides};
+use crate::affinity::request::{cookie, cookie_name, user_key};
+use crate::config::defaults::{OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
+use crate::config::model::Overrides;
 use crate::snapshot::{NoRoute, Snapshot};
 
 use super::RequestCtx;
@@ -41,79 +39,6 @@ pub(super) fn route_first(
     };
     ctx.retry_to = Some((route.pool_index, route.backend_index));
     Ok(())
-}
-
-/// Where a request's routing key came from, as the access log names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyFrom {
-    /// No key: routed at random (no `[affinity]`, or nothing to read and nothing minted).
-    None,
-    /// A request header.
-    Header,
-    /// A cookie.
-    Cookie,
-    /// The client's address.
-    Ip,
-    /// A fresh id, sent back in the mint cookie.
-    Minted,
-}
-
-impl KeyFrom {
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            KeyFrom::None => "none",
-            KeyFrom::Header => "header",
-            KeyFrom::Cookie => "cookie",
-            KeyFrom::Ip => "ip",
-            KeyFrom::Minted => "minted",
-        }
-    }
-}
-
-/// A user's bucket and where its key came from; `minted` holds the `Set-Cookie` value for a
-/// fresh id.
-pub(super) struct UserKey {
-    pub(super) bucket: u32,
-    pub(super) from: KeyFrom,
-    pub(super) minted: Option<String>,
-}
-
-/// The user key of `req` by the sources of `affinity`, the first present winning; a fresh id
-/// when none is present and minting is on; `None` otherwise.
-pub(super) fn user_key(
-    req: &RequestHeader,
-    client: Option<IpAddr>,
-    affinity: &Affinity,
-) -> Option<UserKey> {
-    let found = |bytes: &[u8], from| {
-        Some(UserKey {
-            bucket: u32::from(affinity.hasher.bucket(bytes)),
-            from,
-            minted: None,
-        })
-    };
-    for source in &affinity.keys {
-        match source {
-            KeySource::Header(name) => match req.headers.get(name).map(|v| v.as_bytes()) {
-                Some(value) if !value.is_empty() => return found(value, KeyFrom::Header),
-                _ => {}
-            },
-            KeySource::Cookie(name) => match cookie(req, name.as_bytes()) {
-                Some(value) if !value.is_empty() => return found(value, KeyFrom::Cookie),
-                _ => {}
-            },
-            KeySource::Ip => match client.map(|ip| ip.to_canonical()) {
-                Some(IpAddr::V4(v4)) => return found(&v4.octets(), KeyFrom::Ip),
-                Some(IpAddr::V6(v6)) => return found(&v6.octets(), KeyFrom::Ip),
-                None => {}
-            },
-        }
-    }
-    let name = affinity.mint_cookie.as_deref()?;
-    let id = format!("{:032x}", rand::random::<u128>());
-    let mut key = found(id.as_bytes(), KeyFrom::Minted)?;
-    key.minted = Some(format!("{name}={id}; {MINT_COOKIE_ATTRIBUTES}"));
-    Some(key)
 }
 
 /// The pool index a valid override asks for: the pool header with its token header, else the
@@ -172,24 +97,6 @@ pub(super) fn strip_overrides(req: &mut RequestHeader, overrides: &Overrides) ->
     Ok(())
 }
 
-/// The value of cookie `name` in the request's `Cookie` lines (the first one), surrounding
-/// double quotes kept.
-fn cookie<'a>(req: &'a RequestHeader, name: &[u8]) -> Option<&'a [u8]> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|b| *b == b';'))
-        .map(<[u8]>::trim_ascii)
-        .find(|pair| cookie_name(pair) == name)
-        .map(|pair| memchr::memchr(b'=', pair).map_or(&[][..], |i| pair[i + 1..].trim_ascii()))
-}
-
-/// The name part of a `name=value` pair (the whole pair when it has no `=`).
-fn cookie_name(pair: &[u8]) -> &[u8] {
-    let end = memchr::memchr(b'=', pair).unwrap_or(pair.len());
-    pair[..end].trim_ascii()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,61 +107,6 @@ mod tests {
             req.append_header(name.to_string(), *value).unwrap();
         }
         req
-    }
-
-    fn affinity(text: &str) -> Affinity {
-        let config = crate::config::parse(&format!(
-            "[affinity]\n{text}\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n"
-        ))
-        .unwrap();
-        config.affinity.unwrap()
-    }
-
-    #[test]
-    fn the_first_present_source_wins_and_the_same_key_gives_the_same_bucket() {
-        let a = affinity("key = [\"header:x-user-id\", \"cookie:sid\", \"ip\"]");
-        let ip = Some("10.0.0.7".parse().unwrap());
-        let by_header = user_key(
-            &request(&[("x-user-id", "u1"), ("cookie", "sid=u1")]),
-            ip,
-            &a,
-        );
-        let by_cookie = user_key(&request(&[("cookie", "a=b; sid=u1")]), ip, &a).unwrap();
-        let (by_header, by_cookie) = (by_header.unwrap(), by_cookie);
-        assert_eq!(
-            (by_header.from, by_cookie.from),
-            (KeyFrom::Header, KeyFrom::Cookie)
-        );
-        assert_eq!(by_header.bucket, by_cookie.bucket);
-        assert_eq!(by_header.bucket, u32::from(a.hasher.bucket(b"u1")));
-        let by_ip = user_key(&request(&[("x-user-id", "")]), ip, &a).unwrap();
-        assert_eq!(by_ip.from, KeyFrom::Ip);
-        let mapped = Some("::ffff:10.0.0.7".parse().unwrap());
-        assert_eq!(
-            user_key(&request(&[]), mapped, &a).unwrap().bucket,
-            by_ip.bucket
-        );
-    }
-
-    #[test]
-    fn a_keyless_request_gets_a_fresh_id_in_the_mint_cookie_or_nothing() {
-        let a = affinity("key = [\"header:x-user-id\"]\nmint-cookie = \"sid\"");
-        let minted = user_key(&request(&[]), None, &a).unwrap();
-        assert_eq!(minted.from, KeyFrom::Minted);
-        let cookie = minted.minted.unwrap();
-        let id = cookie
-            .strip_prefix("sid=")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap();
-        assert_eq!(id.len(), 32);
-        assert!(cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000"));
-        assert_eq!(minted.bucket, u32::from(a.hasher.bucket(id.as_bytes())));
-        let back = user_key(&request(&[("cookie", &format!("sid={id}"))]), None, &a).unwrap();
-        assert_eq!((back.from, back.bucket), (KeyFrom::Cookie, minted.bucket));
-        let none = affinity("key = [\"header:x-user-id\"]\nmint-cookie = \"\"");
-        assert!(user_key(&request(&[]), None, &none).is_none());
     }
 
     #[test]

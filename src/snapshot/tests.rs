@@ -149,3 +149,21 @@ fn a_backend_in_slow_start_takes_a_small_share_of_its_weight() {
     // Its turn comes every other request and is taken about a tenth of the time.
     assert!((200..1500).contains(&ramping), "{counts:?}");
 }
+
+#[test]
+fn every_bucket_maps_exactly_by_basis_points_and_zero_shares_get_none() {
+    let s = snapshot("", "blue = 25\ngreen = 74.99\ngrey = 0.01");
+    let counts = served(&s, 0..10_000);
+    assert_eq!(counts["127.0.0.1:1001"] + counts["127.0.0.1:1002"], 2500);
+    assert_eq!(counts["127.0.0.1:2001"], 7499);
+    assert_eq!(
+        counts["127.0.0.1:3001"], 1,
+        "0.01 % is one bucket in 10,000"
+    );
+    let none = snapshot("", "blue = 0\ngreen = 100\ngrey = 0");
+    assert_eq!(served(&none, 0..10_000)["127.0.0.1:2001"], 10_000);
+    assert!(
+        matches!(none.route(10_000), Err(NoRoute::NoShare)),
+        "out of range"
+    );
+}
