@@ -191,7 +191,7 @@ impl BucketTable {
             .collect();
         let mut table = BucketTable {
             pools,
-            changes: self.changes + 1,
+            changes: self.changes.saturating_add(1),
             ..self.clone()
         };
         let mut have = vec![0u32; table.pools.len()];
@@ -246,7 +246,7 @@ impl BucketTable {
 pub mod request;
 mod store;
 
-pub use store::{load_table, save_table};
+pub use store::{load_table, save_table, TableError};
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use crate::admin::auth::{TokenError, Tokens};
-use crate::affinity::BucketTable;
 use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
@@ -94,7 +93,7 @@ struct State {
     /// Why the file on disk was rejected, while it still is.
     rejected_reason: Option<String>,
     /// Which pool owns each user bucket; always fits `config.split`.
-    table: BucketTable,
+    buckets: sticky::TableState,
     /// The `[override]` tokens in force.
     override_tokens: Option<Arc<Tokens>>,
 }
@@ -149,7 +148,7 @@ impl Control {
         );
         entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
         audit.append(&entry)?;
-        let table = sticky::initial_table(config_path, &config);
+        let buckets = sticky::initial_table(config_path, &config);
         let config = Arc::new(config);
         let health = Arc::new(HealthRegistry::default());
         let live = snapshot::live(Snapshot::build_with(
@@ -157,7 +156,7 @@ impl Control {
             version,
             &metrics,
             &health,
-            &table,
+            &buckets.table,
             override_tokens.clone(),
         ));
         metrics.set_live(version, &config.split);
@@ -170,7 +169,7 @@ impl Control {
                 file_text: text,
                 rejected_text: None,
                 rejected_reason: None,
-                table,
+                buckets,
                 override_tokens,
             }),
             config_path: config_path.to_path_buf(),
@@ -237,14 +236,19 @@ impl Control {
             state.previous = Some(state.config.split.clone());
         }
         state.version += 1;
-        sticky::advance_table(&self.config_path, &mut state.table, &state.config, &config);
+        sticky::advance_table(
+            &self.config_path,
+            &mut state.buckets,
+            &state.config,
+            &config,
+        );
         let config = Arc::new(config);
         self.live.store(Arc::new(Snapshot::build_with(
             config.clone(),
             state.version,
             &self.metrics,
             &self.health,
-            &state.table,
+            &state.buckets.table,
             state.override_tokens.clone(),
         )));
         self.metrics.set_live(state.version, &config.split);

@@ -279,10 +279,8 @@ impl ProxyHttp for SwitchbackProxy {
             snapshot.config.proxy.forwarded_for,
             backend,
         )?;
-        match &snapshot.config.overrides {
-            Some(overrides) => sticky::strip_overrides(upstream_request, overrides),
-            None => Ok(()),
-        }
+        let header = snapshot.config.overrides.as_ref().map(|o| &o.header);
+        sticky::strip_overrides(upstream_request, header)
     }
 
     async fn upstream_response_filter(
@@ -318,8 +316,11 @@ impl ProxyHttp for SwitchbackProxy {
             session.set_keepalive(None);
             response.insert_header(http::header::CONNECTION, "close")?;
         }
-        if let Some(cookie) = ctx.minted.take() {
-            response.append_header(http::header::SET_COOKIE, cookie)?;
+        // Not on a 100 Continue or 103 Early Hints: browsers keep cookies of final answers.
+        if !response.status.is_informational() || upgrading {
+            if let Some(cookie) = ctx.minted.take() {
+                response.append_header(http::header::SET_COOKIE, cookie)?;
+            }
         }
         if let (Some(snapshot), Some((pool, _))) = (&ctx.snapshot, ctx.route) {
             if let Some(header) = &snapshot.config.proxy.pool_header {

@@ -135,8 +135,10 @@ pub fn run(
     };
     if let Some(token_file) = &config.admin.token_file {
         auth::Tokens::load(token_file)?;
-        auth::warn_if_exposed(token_file);
+        auth::warn_if_exposed(token_file, "admin token file");
     }
+    // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
+    crate::control::load_override_tokens(path, &config).map_err(|e| ServeError::Start(e.into()))?;
     let grace = config.shutdown.grace;
     let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;

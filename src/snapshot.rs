@@ -19,6 +19,9 @@ use crate::health::{BackendHealth, HealthRegistry};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use crate::routing::Schedule;
 
+// Pool indices in the bucket lookup are bytes.
+const _: () = assert!(crate::config::defaults::MAX_POOLS <= 256);
+
 /// The live snapshot, shared by the data plane and (later) the control plane.
 pub type Live = Arc<ArcSwap<Snapshot>>;
 
@@ -145,7 +148,15 @@ impl Snapshot {
         table: &BucketTable,
         override_tokens: Option<Arc<Tokens>>,
     ) -> Self {
-        debug_assert!(table.fits(config.split.shares()));
+        let moved;
+        let table = match table.fits(config.split.shares()) {
+            true => table,
+            false => {
+                tracing::error!("the bucket table does not fit the split; moving it (a bug)");
+                moved = table.next(config.split.shares());
+                &moved
+            }
+        };
         let on = config.metrics_enabled;
         let pools: Vec<PoolEntry> = config
             .pools

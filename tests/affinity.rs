@@ -310,3 +310,45 @@ async fn a_sticky_user_fails_over_while_their_pool_is_down_and_comes_back() {
         assert_eq!(served(user.clone()).await, "green", "{user} back on green");
     }
 }
+
+#[tokio::test]
+async fn a_corrupt_table_is_set_aside_and_replaced_and_tokens_never_leak_without_overrides() {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let pools = pools_toml(
+        &[("blue", &[blue.addr]), ("green", &[green.addr])],
+        "blue = 50\ngreen = 50",
+    );
+    let proxy = TestProxy::start_with_files(
+        "",
+        &format!("{HEADER_KEY}\n{pools}"),
+        &[("affinity-table.json", "{\"format\": 1, \"pools\": [\"bl")],
+    )
+    .await;
+    let dir = proxy.dir.path();
+    let aside = std::fs::read_to_string(dir.join("affinity-table.json.corrupt")).unwrap();
+    assert!(
+        aside.starts_with("{\"format\": 1"),
+        "the corrupt file is kept for a look"
+    );
+    let table: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("affinity-table.json")).unwrap()).unwrap();
+    assert_eq!(table["pools"], serde_json::json!(["blue", "green"]));
+
+    // Without [override], a tester's token and cookie are still never forwarded.
+    let mut client = Client::connect(proxy.addr).await;
+    let mut req = request("GET", "/", Full::new(Bytes::new()).boxed());
+    req.headers_mut()
+        .insert("x-switchback-override-token", "t".parse().unwrap());
+    req.headers_mut().insert(
+        "cookie",
+        "switchback-override=green:t; a=1".parse().unwrap(),
+    );
+    assert_eq!(client.send(req).await.status, 200);
+    let seen: Vec<_> = blue.seen().into_iter().chain(green.seen()).collect();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("x-switchback-override-token").is_none());
+    assert_eq!(seen[0].headers.get("cookie").unwrap(), "a=1");
+}

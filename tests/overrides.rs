@@ -224,4 +224,21 @@ async fn a_broken_token_file_is_rejected_on_reload_and_sighup_reads_new_tokens()
     })
     .await;
     assert_eq!(ask("rotated").await, "green");
+    let reply = proxy
+        .admin("PUT", "/split", r#"{"blue": 90, "green": 10}"#)
+        .await;
+    assert_eq!(
+        reply.status,
+        409,
+        "the rejected edit blocks writes: {}",
+        reply.text()
+    );
+
+    // Creating the file it names is enough: the next write applies the edit first.
+    write_file(proxy.dir.path(), "missing.tokens", b"green:third\n");
+    let reply = proxy
+        .admin("PUT", "/split", r#"{"blue": 90, "green": 10}"#)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(ask("third").await, "green");
 }

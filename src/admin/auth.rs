@@ -118,12 +118,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Warns when the token file can be read by group or others.
-pub fn warn_if_exposed(path: &Path) {
+/// Warns when the token file (`what`: "admin token file", say) can be read by group or others.
+pub fn warn_if_exposed(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "admin token file is readable by group or others; chmod 600 it");
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "{what} is readable by group or others; chmod 600 it");
         }
     }
 }

@@ -53,21 +53,58 @@ pub fn save_table(path: &Path, table: &BucketTable) -> Result<(), PersistError> 
     stage(path, &bytes)?.commit(None)
 }
 
+/// Why the table file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// It could not be read (permissions, I/O): the file may be fine; leave it alone.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// It was read and is not a table (not JSON, inconsistent, too large).
+    #[error("{path} is not a usable affinity table: {reason}")]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Largest table file read (a real one is a few KiB).
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads the table at `path`: `Ok(None)` when there is no file.
 ///
 /// # Errors
-/// A message naming the file and what is wrong with it (unreadable, not JSON, inconsistent).
-pub fn load_table(path: &Path) -> Result<Option<BucketTable>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+/// [`TableError`]: unreadable, or corrupt (not JSON, inconsistent, over 4 MiB).
+pub fn load_table(path: &Path) -> Result<Option<BucketTable>, TableError> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| TableError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     };
-    let stored: Stored =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    decode(stored)
-        .map(Some)
-        .map_err(|why| format!("{}: {why}", path.display()))
+    let corrupt = |reason: String| TableError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(corrupt(format!("larger than {MAX_BYTES} bytes")));
+    }
+    let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    decode(stored).map(Some).map_err(corrupt)
 }
 
 fn decode(stored: Stored) -> Result<BucketTable, String> {
@@ -78,6 +115,14 @@ fn decode(stored: Stored) -> Result<BucketTable, String> {
     if pools == 0 || pools > usize::from(u16::MAX) {
         return Err(format!("{pools} pools"));
     }
+    for (i, name) in stored.pools.iter().enumerate() {
+        if name.is_empty() || stored.pools[..i].contains(name) {
+            return Err(format!("pool name {name:?} is empty or repeated"));
+        }
+    }
+    if stored.changes == u32::MAX {
+        return Err("the change counter is exhausted".into());
+    }
     let mut table = BucketTable {
         pools: stored.pools,
         owner: Vec::with_capacity(BUCKETS),
@@ -87,7 +132,7 @@ fn decode(stored: Stored) -> Result<BucketTable, String> {
     };
     for [count, owner, previous, moved_at] in stored.runs {
         let fits = (table.owner.len() as u64 + u64::from(count)) <= BUCKETS as u64;
-        if !fits || owner as usize >= pools || previous as usize >= pools {
+        if count == 0 || !fits || owner as usize >= pools || previous as usize >= pools {
             return Err("a run does not fit the table".into());
         }
         if moved_at > stored.changes {
@@ -136,10 +181,14 @@ mod tests {
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[10000,0,0,1]]}"#,
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[4294967295,0,0,0],[1,0,0,0]]}"#,
             r#"{"format":1,"changes":0,"pools":[],"runs":[]}"#,
+            r#"{"format":1,"changes":0,"pools":["a","a"],"runs":[[10000,0,0,0]]}"#,
+            r#"{"format":1,"changes":4294967295,"pools":["a"],"runs":[[10000,0,0,0]]}"#,
+            r#"{"format":1,"changes":0,"pools":["a"],"runs":[[0,0,0,0],[10000,0,0,0]]}"#,
         ] {
             std::fs::write(&path, bad).unwrap();
             let err = load_table(&path).unwrap_err();
-            assert!(err.contains("affinity-table.json"), "{err}");
+            assert!(matches!(err, TableError::Corrupt { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("affinity-table.json"), "{err}");
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct RawAffinity {
     pub mint_cookie: Option<String>,
     /// Hash seed.
     pub seed: Option<String>,
+    /// The bucket table's file, relative to the config file.
+    pub table: Option<String>,
 }
 
 /// `[override]`.

@@ -22,6 +22,8 @@ pub struct Affinity {
     pub seed: String,
     /// SipHash-2-4 keyed by the seed.
     pub hasher: KeyHasher,
+    /// The bucket table's file, as written (relative to the config file's directory).
+    pub table: PathBuf,
 }
 
 /// One place a user key can come from.
@@ -105,11 +107,20 @@ pub(super) fn affinity(raw: Option<&RawAffinity>, problems: &mut Vec<Problem>) -
         .seed
         .clone()
         .unwrap_or_else(|| defaults::AFFINITY_SEED.to_string());
+    let table = match raw.table.as_deref() {
+        Some("") => {
+            problems.push(Problem::at("affinity.table", ProblemKind::Empty));
+            PathBuf::new()
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(defaults::AFFINITY_TABLE),
+    };
     (problems.len() == before).then(|| Affinity {
         keys,
         mint_cookie,
         hasher: KeyHasher::from_seed(&seed),
         seed,
+        table,
     })
 }
 
@@ -135,6 +146,46 @@ fn is_cookie_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Headers `[override] header` may not name: it is removed from every forwarded request.
+const RESERVED: [&str; 16] = [
+    defaults::OVERRIDE_TOKEN_HEADER,
+    "host",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-connection",
+    "proxy-authorization",
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
+
+/// The override header must not hide a user's key from the application.
+pub(super) fn check_together(
+    affinity: Option<&Affinity>,
+    overrides: Option<&Overrides>,
+    problems: &mut Vec<Problem>,
+) {
+    let (Some(a), Some(o)) = (affinity, overrides) else {
+        return;
+    };
+    if a.keys.contains(&KeySource::Header(o.header.clone())) {
+        problems.push(Problem::at(
+            "override.header",
+            ProblemKind::Syntax(format!(
+                "{:?} is also an [affinity] key source; the override header is never forwarded",
+                o.header.as_str()
+            )),
+        ));
+    }
+}
+
 /// Validates `[override]`; `None` when absent or invalid (problems say which).
 pub(super) fn overrides(
     raw: Option<&RawOverride>,
@@ -143,12 +194,12 @@ pub(super) fn overrides(
     let raw = raw?;
     let header = raw.header.as_deref().unwrap_or(defaults::OVERRIDE_HEADER);
     let header = match HeaderName::from_bytes(header.as_bytes()) {
-        Ok(name) if name.as_str() != defaults::OVERRIDE_TOKEN_HEADER => Some(name),
+        Ok(name) if !RESERVED.contains(&name.as_str()) => Some(name),
         Ok(_) => {
             problems.push(Problem::at(
                 "override.header",
                 ProblemKind::Syntax(format!(
-                    "{header:?} is the token's header; name the pool in another"
+                    "{header:?} is needed for forwarding (or is the token's header); it is removed from every request, so name the pool in a header of its own"
                 )),
             ));
             None
@@ -223,5 +274,39 @@ mod tests {
             ]
         );
         assert!(affinity_of("key = []").is_err());
+    }
+
+    #[test]
+    fn the_override_header_may_not_name_a_header_forwarding_needs_or_an_affinity_key() {
+        let parse = |text: &str| {
+            crate::config::parse(&format!(
+                "{text}\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n"
+            ))
+        };
+        for reserved in [
+            "Host",
+            "cookie",
+            "content-length",
+            "x-switchback-override-token",
+        ] {
+            let problems = parse(&format!(
+                "[override]\nheader = \"{reserved}\"\ntoken-file = \"t\""
+            ))
+            .unwrap_err();
+            assert_eq!(problems[0].path, "override.header", "{reserved}");
+        }
+        let problems = parse(
+            "[affinity]\nkey = [\"header:x-tester\"]\n[override]\nheader = \"x-tester\"\ntoken-file = \"t\"",
+        )
+        .unwrap_err();
+        assert!(problems[0]
+            .to_string()
+            .contains("also an [affinity] key source"));
+        let config =
+            parse("[override]\ntoken-file = \"t\"\n[affinity]\ntable = \"state/t.json\"").unwrap();
+        assert_eq!(
+            config.affinity.unwrap().table,
+            PathBuf::from("state/t.json")
+        );
     }
 }

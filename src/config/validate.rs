@@ -73,6 +73,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     };
     let affinity = super::sticky::affinity(raw.affinity.as_ref(), &mut problems);
     let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
+    super::sticky::check_together(affinity.as_ref(), overrides.as_ref(), &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
     let access_buffer = match raw.log.access_buffer {
         None => defaults::ACCESS_LOG_BUFFER,

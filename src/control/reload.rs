@@ -72,15 +72,19 @@ impl Control {
         }
         let tokens = match super::load_override_tokens(&self.config_path, &config) {
             Ok(tokens) => tokens,
-            Err(e) => return self.reject_text(state, actor, Some(text), &e.to_string()),
+            Err(e) => {
+                // Not remembered by text: fixing the token file alone (then any reload,
+                // SIGHUP or admin write) must clear it.
+                let outcome = self.reject_text(state, actor, Some(text), &e.to_string());
+                state.rejected_text = None;
+                return outcome;
+            }
         };
         state.file_text = text;
         state.rejected_text = None;
         state.rejected_reason = None;
         if config == *state.config {
-            if tokens != state.override_tokens {
-                self.reread_tokens(state, actor);
-            }
+            self.install_tokens(state, tokens);
             return ReloadOutcome::Unchanged;
         }
         state.override_tokens = tokens;

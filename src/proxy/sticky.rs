@@ -8,8 +8,8 @@ use pingora::Result;
 
 use crate::affinity::request::{cookie, cookie_name, user_key};
 use crate::config::defaults::{OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
-use crate::config::model::Overrides;
 use crate::snapshot::{NoRoute, Snapshot};
+use http::HeaderName;
 
 use super::RequestCtx;
 
@@ -73,12 +73,19 @@ pub(super) fn override_pool(req: &RequestHeader, snapshot: &Snapshot) -> Option<
         })
 }
 
-/// Removes the override header, its token header and the override cookie from what goes
-/// upstream, valid or not.
-pub(super) fn strip_overrides(req: &mut RequestHeader, overrides: &Overrides) -> Result<()> {
-    req.remove_header(&overrides.header);
+/// Removes the override header, the token header and the override cookie from what goes
+/// upstream, valid or not, and whether or not overrides are on (a tester's token never reaches
+/// the application, even after `[override]` was turned off).
+pub(super) fn strip_overrides(req: &mut RequestHeader, header: Option<&HeaderName>) -> Result<()> {
+    if let Some(header) = header {
+        req.remove_header(header);
+    }
     req.remove_header(OVERRIDE_TOKEN_HEADER);
-    if cookie(req, OVERRIDE_COOKIE.as_bytes()).is_none() {
+    let marked = |line: &http::HeaderValue| {
+        memchr::memmem::find(line.as_bytes(), OVERRIDE_COOKIE.as_bytes()).is_some()
+    };
+    let cookies = req.headers.get_all(http::header::COOKIE);
+    if !cookies.iter().any(marked) || cookie(req, OVERRIDE_COOKIE.as_bytes()).is_none() {
         return Ok(());
     }
     let kept: Vec<&[u8]> = req
@@ -111,17 +118,15 @@ mod tests {
 
     #[test]
     fn the_override_cookie_is_cut_out_and_the_others_kept() {
-        let overrides = Overrides {
-            header: http::HeaderName::from_static("x-switchback-pool"),
-            token_file: "t".into(),
-        };
+        let header = HeaderName::from_static("x-switchback-pool");
+        let overrides = Some(&header);
         let mut req = request(&[
             ("x-switchback-pool", "green"),
             ("x-switchback-override-token", "t"),
             ("cookie", "a=1; switchback-override=green:t"),
             ("cookie", "b=2"),
         ]);
-        strip_overrides(&mut req, &overrides).unwrap();
+        strip_overrides(&mut req, overrides).unwrap();
         assert!(req.headers.get("x-switchback-pool").is_none());
         assert!(req.headers.get("x-switchback-override-token").is_none());
         let cookies: Vec<&[u8]> = req
@@ -132,7 +137,7 @@ mod tests {
             .collect();
         assert_eq!(cookies, [&b"a=1; b=2"[..]]);
         let mut only = request(&[("cookie", "switchback-override=x")]);
-        strip_overrides(&mut only, &overrides).unwrap();
+        strip_overrides(&mut only, overrides).unwrap();
         assert!(only.headers.get("cookie").is_none());
     }
 }
