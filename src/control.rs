@@ -9,6 +9,8 @@
 //! accepted one bumps the version by exactly one. A 200 from the admin API means the change
 //! is live, on disk and in the deployment log.
 
+pub mod admin;
+pub mod audit;
 mod change;
 pub mod dns;
 mod recover;

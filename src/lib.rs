@@ -1,27 +1,27 @@
 //! switchback: a blue/green and canary front-door HTTP proxy on Pingora.
 //!
 //! ```text
-//! config file ──config::load──▶ Config ──Snapshot::build──▶ ArcSwap<Snapshot>
-//!                                                               │ load once per request
-//!                                  client ──▶ proxy (Pingora) ──┴─▶ routing ──▶ backend
+//! config file ──config (parse → validate → model)──┐
+//! admin API, file watch, SIGHUP ──▶ control (the single writer) ──▶ ArcSwap<Snapshot>
+//!                                      │ deployment log, write-back      │ load once per request
+//!                                      ▼                                 ▼
+//!                          process (serve, shutdown, ctl)   data (framing → proxy → routing)
 //! ```
+//! - [`data`]: the request path (framing, proxy, snapshot, routing, affinity, health).
+//! - [`control`]: the single writer and its clients (admin API, deployment log).
+//! - [`config`]: parse → validate → model; watch; write-back.
+//! - [`process`]: the commands and the life cycle (serve, shutdown, upgrade).
+//! - [`metrics`]: Prometheus families, label handles resolved per snapshot.
+//!
 //! See `../shared/DESIGN.md` for the product contract.
 
-pub mod access_log;
-pub mod admin;
-pub mod affinity;
-pub mod audit;
-pub mod check;
 pub mod config;
 pub mod control;
-pub mod ctl;
-pub mod demo;
-pub mod framing;
-pub mod health;
-pub mod keys;
+pub mod data;
 pub mod metrics;
-pub mod proxy;
-pub mod routing;
-pub mod serve;
-pub mod shutdown;
-pub mod snapshot;
+pub mod process;
+
+// The modules by their own names, wherever they live.
+pub use control::{admin, audit};
+pub use data::{access_log, affinity, framing, health, keys, proxy, routing, snapshot};
+pub use process::{check, ctl, demo, serve, shutdown};

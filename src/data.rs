@@ -1,0 +1,16 @@
+//! The request path: everything a client's request touches, from its first byte to the
+//! access-log line.
+//!
+//! ```text
+//! client ──framing (strict HTTP/1)──▶ proxy (Pingora) ──snapshot (one load)──▶ routing
+//!   key: affinity (user bucket) or keys (random) ──▶ bucket table ──▶ pool ──▶ backend (health)
+//! ```
+
+pub mod access_log;
+pub mod affinity;
+pub mod framing;
+pub mod health;
+pub mod keys;
+pub mod proxy;
+pub mod routing;
+pub mod snapshot;

@@ -1,0 +1,8 @@
+//! The process: the commands (`serve`, `check`, `ctl`, `demo`) and the life cycle of a
+//! running proxy (signals, graceful shutdown, binary upgrade).
+
+pub mod check;
+pub mod ctl;
+pub mod demo;
+pub mod serve;
+pub mod shutdown;
