@@ -77,10 +77,15 @@ pub(super) fn override_pool(req: &RequestHeader, snapshot: &Snapshot) -> Option<
 /// upstream, valid or not, and whether or not overrides are on (a tester's token never reaches
 /// the application, even after `[override]` was turned off).
 pub(super) fn strip_overrides(req: &mut RequestHeader, header: Option<&HeaderName>) -> Result<()> {
-    if let Some(header) = header {
-        req.remove_header(header);
+    // Looking first is cheaper than Pingora's remove, which also searches its case map.
+    for name in header
+        .into_iter()
+        .chain([&HeaderName::from_static(OVERRIDE_TOKEN_HEADER)])
+    {
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
     }
-    req.remove_header(OVERRIDE_TOKEN_HEADER);
     let marked = |line: &http::HeaderValue| {
         memchr::memmem::find(line.as_bytes(), OVERRIDE_COOKIE.as_bytes()).is_some()
     };
