@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::admin::auth::{TokenError, Tokens};
+use crate::admin::auth::Tokens;
 use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
@@ -33,18 +33,7 @@ use crate::snapshot::{self, Live, Snapshot};
 
 pub use change::{Applied, Request};
 pub use reload::ReloadOutcome;
-pub use sticky::{load_override_tokens, table_path};
-
-/// Why control could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The deployment log cannot be read or written.
-    #[error("{0}")]
-    Audit(#[from] AuditError),
-    /// The `[override]` token file is unusable.
-    #[error("{0}")]
-    Tokens(#[from] TokenError),
-}
+pub use sticky::{load_override_tokens, override_token_path, table_path};
 
 /// Why a change was refused. Nothing changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +83,9 @@ struct State {
     rejected_text: Option<String>,
     /// Why the file on disk was rejected, while it still is.
     rejected_reason: Option<String>,
+    /// The override token file that made `rejected_text` fail: once it reads, the edit is
+    /// tried again.
+    rejected_tokens: Option<PathBuf>,
     /// Which pool owns each user bucket; always fits `config.split`.
     buckets: sticky::TableState,
     /// The `[override]` tokens in force.
@@ -120,19 +112,20 @@ pub struct Status {
 }
 
 impl Control {
-    /// Starts control for the file at `config_path`, already loaded as `config` from `text`.
-    /// Recovers the version and the previous split from the deployment log and records the
-    /// start there; reads the override tokens and the affinity table.
+    /// Starts control for the file at `config_path`, already loaded as `config` from `text`,
+    /// with its override tokens already read ([`load_override_tokens`]). Recovers the version
+    /// and the previous split from the deployment log and records the start there; reads the
+    /// affinity table.
     ///
     /// # Errors
-    /// [`StartError`] when the deployment log or the override token file is unusable.
+    /// [`AuditError`] when the deployment log cannot be read or written.
     pub fn start(
         config_path: &Path,
         config: Config,
         text: String,
+        override_tokens: Option<Arc<Tokens>>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Control>, StartError> {
-        let override_tokens = load_override_tokens(config_path, &config)?;
+    ) -> Result<Arc<Control>, AuditError> {
         let audit = AuditLog::new(
             resolve_beside(config_path, &config.deployment_log),
             config.deployment_rotation,
@@ -171,6 +164,7 @@ impl Control {
                 file_text: text,
                 rejected_text: None,
                 rejected_reason: None,
+                rejected_tokens: None,
                 buckets,
                 override_tokens,
             }),

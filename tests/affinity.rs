@@ -352,3 +352,27 @@ async fn a_corrupt_table_is_set_aside_and_replaced_and_tokens_never_leak_without
     assert!(seen[0].headers.get("x-switchback-override-token").is_none());
     assert_eq!(seen[0].headers.get("cookie").unwrap(), "a=1");
 }
+
+#[tokio::test]
+async fn a_table_path_naming_another_file_never_touches_it() {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let pools = pools_toml(
+        &[("blue", &[blue.addr]), ("green", &[green.addr])],
+        "blue = 50\ngreen = 50",
+    );
+    let rest =
+        format!("[affinity]\nkey = [\"header:x-user-id\"]\ntable = \"switchback.toml\"\n\n{pools}");
+    let proxy = TestProxy::start("", &rest).await;
+    set_split(&proxy, r#"{"blue": 80, "green": 20}"#).await;
+    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
+    assert!(
+        text.starts_with("# test config"),
+        "the config file is not overwritten"
+    );
+    assert!(text.contains("green = 20"), "the write-back still works");
+    assert!(!proxy.dir.path().join("switchback.toml.corrupt").exists());
+    assert!(proxy.stderr().contains("not an affinity table file"));
+}

@@ -233,6 +233,16 @@ async fn a_broken_token_file_is_rejected_on_reload_and_sighup_reads_new_tokens()
         "the rejected edit blocks writes: {}",
         reply.text()
     );
+    let rejected_reloads = proxy
+        .history()
+        .await
+        .iter()
+        .filter(|e| {
+            let message = e["message"].as_str().unwrap();
+            message.starts_with("reload rejected") && message.contains("missing.tokens")
+        })
+        .count();
+    assert_eq!(rejected_reloads, 1, "one rejected edit is logged once");
 
     // Creating the file it names is enough: the next write applies the edit first.
     write_file(proxy.dir.path(), "missing.tokens", b"green:third\n");

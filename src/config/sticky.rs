@@ -72,6 +72,12 @@ pub(super) fn affinity(raw: Option<&RawAffinity>, problems: &mut Vec<Problem>) -
     let mut keys = Vec::new();
     for (i, text) in written.iter().enumerate() {
         match key_source(text) {
+            Ok(source) if is_override_carrier(&source) => problems.push(Problem::at(
+                format!("affinity.key[{i}]"),
+                ProblemKind::Syntax(format!(
+                    "{text:?} carries tester overrides, which are never forwarded; use another"
+                )),
+            )),
             Ok(source) if keys.contains(&source) => problems.push(Problem::at(
                 format!("affinity.key[{i}]"),
                 ProblemKind::Duplicate(text.clone()),
@@ -86,6 +92,13 @@ pub(super) fn affinity(raw: Option<&RawAffinity>, problems: &mut Vec<Problem>) -
     let mint_cookie = match raw.mint_cookie.as_deref() {
         None => Some(defaults::MINT_COOKIE.to_string()),
         Some("") => None,
+        Some(defaults::OVERRIDE_COOKIE) => {
+            problems.push(Problem::at(
+                "affinity.mint-cookie",
+                ProblemKind::Syntax("\"switchback-override\" carries tester overrides".into()),
+            ));
+            None
+        }
         Some(name) if is_cookie_name(name) => Some(name.to_string()),
         Some(name) => {
             problems.push(Problem::at(
@@ -122,6 +135,15 @@ pub(super) fn affinity(raw: Option<&RawAffinity>, problems: &mut Vec<Problem>) -
         seed,
         table,
     })
+}
+
+/// The token header and the override cookie: removed from every forwarded request.
+fn is_override_carrier(source: &KeySource) -> bool {
+    match source {
+        KeySource::Header(name) => name.as_str() == defaults::OVERRIDE_TOKEN_HEADER,
+        KeySource::Cookie(name) => name == defaults::OVERRIDE_COOKIE,
+        KeySource::Ip => false,
+    }
 }
 
 /// `"header:<name>"`, `"cookie:<name>"` or `"ip"`.
@@ -274,6 +296,13 @@ mod tests {
             ]
         );
         assert!(affinity_of("key = []").is_err());
+        for carrier in [
+            "key = [\"cookie:switchback-override\"]",
+            "key = [\"header:X-Switchback-Override-Token\"]",
+            "mint-cookie = \"switchback-override\"",
+        ] {
+            assert!(affinity_of(carrier).is_err(), "{carrier}");
+        }
     }
 
     #[test]

@@ -53,7 +53,11 @@ impl Control {
             };
         }
         if Some(&text) == state.rejected_text.as_ref() {
-            return ReloadOutcome::Unchanged;
+            // Refused for its token file alone: tried again once that reads.
+            let fixed = |p: &std::path::PathBuf| crate::admin::auth::Tokens::load(p).is_ok();
+            if !state.rejected_tokens.as_ref().is_some_and(fixed) {
+                return ReloadOutcome::Unchanged;
+            }
         }
         let config = match parse_off_worker(&text, &state.config) {
             Ok(config) => config,
@@ -73,10 +77,8 @@ impl Control {
         let tokens = match super::load_override_tokens(&self.config_path, &config) {
             Ok(tokens) => tokens,
             Err(e) => {
-                // Not remembered by text: fixing the token file alone (then any reload,
-                // SIGHUP or admin write) must clear it.
                 let outcome = self.reject_text(state, actor, Some(text), &e.to_string());
-                state.rejected_text = None;
+                state.rejected_tokens = super::override_token_path(&self.config_path, &config);
                 return outcome;
             }
         };
@@ -122,6 +124,7 @@ impl Control {
         self.metrics.reload("rejected");
         state.rejected_reason = text.is_some().then(|| message.to_string());
         state.rejected_text = text;
+        state.rejected_tokens = None;
         ReloadOutcome::Rejected
     }
 }

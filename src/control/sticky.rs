@@ -25,76 +25,78 @@ pub(super) struct TableState {
     pub(super) table: BucketTable,
     /// Not yet written since it last changed (a failed write is retried on the next publish).
     pub(super) dirty: bool,
+    /// The file at the table's path could not be read, or is not a table file: it is read
+    /// again before every write and never written over meanwhile.
+    pub(super) blocked: bool,
 }
 
 /// The table at start: the one on disk, moved to the file's split if that changed while the
 /// proxy was down; the fresh layout without `[affinity]` or a usable file.
 pub(super) fn initial_table(config_path: &Path, config: &Config) -> TableState {
-    let fresh = || BucketTable::fresh(config.split.shares());
     let mut state = match table_path(config_path, config) {
         None => TableState {
-            table: fresh(),
+            table: BucketTable::fresh(config.split.shares()),
             dirty: false,
+            blocked: false,
         },
-        Some(path) => adopt(&path, config).unwrap_or_else(|| TableState {
-            table: fresh(),
-            dirty: true,
-        }),
+        Some(path) => adopt(&path, config),
     };
     write_if_dirty(config_path, config, &mut state);
     state
 }
 
-/// The table stored at `path`, moved to `config`'s split; `None` when there is none or it
-/// is corrupt (set aside as `<path>.corrupt`). An unreadable file (permissions, I/O) is left
-/// alone: the fresh layout serves and nothing is written over it until the next change.
-fn adopt(path: &Path, config: &Config) -> Option<TableState> {
+/// The table stored at `path`, moved to `config`'s split. Without a file, or with a corrupt
+/// table file (renamed `<path>.corrupt`), the fresh layout, to be written. A file that cannot
+/// be read, or is not a table file at all, is left alone: the fresh layout serves, `blocked`.
+fn adopt(path: &Path, config: &Config) -> TableState {
     let split = config.split.shares();
+    let fresh = |dirty, blocked| TableState {
+        table: BucketTable::fresh(split),
+        dirty,
+        blocked,
+    };
     match load_table(path) {
-        Ok(Some(table)) if table.fits(split) => Some(TableState {
-            table,
-            dirty: false,
-        }),
-        Ok(Some(table)) => Some(TableState {
-            table: table.next(split),
-            dirty: true,
-        }),
-        Ok(None) => None,
-        Err(e @ TableError::Unreadable { .. }) => {
-            tracing::error!(error = %e, "the affinity table cannot be read; users are laid out afresh until it can");
-            Some(TableState {
-                table: BucketTable::fresh(split),
-                dirty: false,
-            })
+        Ok(Some(table)) => {
+            let fits = table.fits(split);
+            TableState {
+                table: if fits { table } else { table.next(split) },
+                dirty: !fits,
+                blocked: false,
+            }
+        }
+        Ok(None) => fresh(true, false),
+        Err(e @ (TableError::Unreadable { .. } | TableError::Foreign { .. })) => {
+            tracing::error!(error = %e, "the affinity table cannot be used and is left alone; users are laid out afresh meanwhile");
+            fresh(true, true)
         }
         Err(e @ TableError::Corrupt { .. }) => {
-            let aside = path.with_extension("json.corrupt");
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".corrupt");
             let moved = std::fs::rename(path, &aside);
-            tracing::error!(error = %e, set_aside = %aside.display(), moved = moved.is_ok(), "the affinity table is corrupt; users are laid out afresh");
-            None
+            tracing::error!(error = %e, set_aside = %Path::new(&aside).display(), moved = moved.is_ok(), "the affinity table is corrupt; users are laid out afresh");
+            fresh(true, moved.is_err())
         }
     }
 }
 
 /// Moves the table to `next`'s split when that changed, then writes it if it is due. A
-/// table turned on by this reload starts from the file at its path, when there is one.
+/// table turned on (or moved to another file) by this reload starts from that file.
 pub(super) fn advance_table(
     config_path: &Path,
     state: &mut TableState,
     before: &Config,
     next: &Config,
 ) {
-    if let (None, Some(path)) = (&before.affinity, table_path(config_path, next)) {
-        if let Some(adopted) = adopt(&path, next) {
-            state.table = adopted.table;
+    let new_path = table_path(config_path, next);
+    if let Some(path) = new_path.as_ref() {
+        if table_path(config_path, before).as_ref() != Some(path) {
+            *state = adopt(path, next);
         }
-        state.dirty = true;
     }
     if let (Some(old), Some(new)) = (&before.affinity, &next.affinity) {
         if old.seed != new.seed || old.keys != new.keys {
             tracing::warn!("[affinity] seed or key sources changed: users are assigned anew");
         }
-        state.dirty |= old.table != new.table;
     }
     if !state.table.fits(next.split.shares()) {
         state.table = state.table.next(next.split.shares());
@@ -105,17 +107,43 @@ pub(super) fn advance_table(
 
 /// Writes the table while `[affinity]` is on and it changed since the last good write. A
 /// failure is reported and retried on the next publish: the live assignment is unaffected,
-/// but a restart before a good write would lay out the changes since then in one step.
+/// but a restart before a good write would lay out the changes since then in one step. A
+/// blocked path is read again first: a table that became readable is adopted (moved to the
+/// live split); a file that still cannot be used is not written over.
 fn write_if_dirty(config_path: &Path, config: &Config, state: &mut TableState) {
     let Some(path) = table_path(config_path, config).filter(|_| state.dirty) else {
         return;
     };
+    if state.blocked {
+        match load_table(&path) {
+            Err(TableError::Unreadable { .. } | TableError::Foreign { .. }) => return,
+            // Readable again: the stored assignment wins over the one laid out meanwhile.
+            Ok(Some(_)) => *state = adopt(&path, config),
+            // Gone, or a corrupt table (adopt sets it aside): the live table is written.
+            Ok(None) => {}
+            Err(TableError::Corrupt { .. }) => {
+                if adopt(&path, config).blocked {
+                    return;
+                }
+            }
+        }
+        state.blocked = false;
+        state.dirty = true;
+    }
     match save_table(&path, &state.table) {
         Ok(()) => state.dirty = false,
         Err(e) => {
             tracing::error!(error = %e, "could not write the affinity table; retried at the next change")
         }
     }
+}
+
+/// Where `config`'s override token file lives; `None` without `[override]`.
+pub fn override_token_path(config_path: &Path, config: &Config) -> Option<PathBuf> {
+    Some(resolve_beside(
+        config_path,
+        &config.overrides.as_ref()?.token_file,
+    ))
 }
 
 /// The `[override] token-file` of `config`, read (relative to the config file's directory);
@@ -127,10 +155,9 @@ pub fn load_override_tokens(
     config_path: &Path,
     config: &Config,
 ) -> Result<Option<Arc<Tokens>>, TokenError> {
-    let Some(overrides) = &config.overrides else {
+    let Some(path) = override_token_path(config_path, config) else {
         return Ok(None);
     };
-    let path = resolve_beside(config_path, &overrides.token_file);
     let tokens = Tokens::load(&path)?;
     warn_if_exposed(&path, "override token file");
     for name in tokens.names() {

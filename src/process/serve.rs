@@ -43,9 +43,9 @@ pub enum ServeError {
     /// The admin token file is unusable.
     #[error("{0}")]
     Tokens(#[from] auth::TokenError),
-    /// Control could not start (deployment log, override tokens).
+    /// The deployment log is unusable.
     #[error("{0}")]
-    Start(#[from] crate::control::StartError),
+    Audit(#[from] crate::audit::AuditError),
     /// The control runtime, watcher or signal handler could not start.
     #[error("cannot start the control plane: {0}")]
     ControlPlane(String),
@@ -138,7 +138,7 @@ pub fn run(
         auth::warn_if_exposed(token_file, "admin token file");
     }
     // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
-    crate::control::load_override_tokens(path, &config).map_err(|e| ServeError::Start(e.into()))?;
+    let override_tokens = crate::control::load_override_tokens(path, &config)?;
     let grace = config.shutdown.grace;
     let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
@@ -181,7 +181,7 @@ pub fn run(
         None => None,
     };
     let closed = metrics.client_closed.clone();
-    let control = Control::start(path, config, text, metrics)?;
+    let control = Control::start(path, config, text, override_tokens, metrics)?;
     let _watcher = runtime.block_on(async {
         crate::config::watch::spawn_sighup(control.clone())
             .map_err(|e| ServeError::ControlPlane(format!("SIGHUP handler: {e}")))?;

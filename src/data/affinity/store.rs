@@ -64,7 +64,16 @@ pub enum TableError {
         /// The operating system's reason.
         reason: String,
     },
-    /// It was read and is not a table (not JSON, inconsistent, too large).
+    /// It is not a table file at all (not a JSON object with `"format"`): someone else's
+    /// file, never to be moved or written over.
+    #[error("{path} is not an affinity table file (another file at that path?): {reason}")]
+    Foreign {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it is not.
+        reason: String,
+    },
+    /// A table file that cannot be used (inconsistent, unknown format, too large).
     #[error("{path} is not a usable affinity table: {reason}")]
     Corrupt {
         /// The file.
@@ -74,13 +83,18 @@ pub enum TableError {
     },
 }
 
+/// Most pool names a table may hold: every pool ever configured stays in it (a live config
+/// has at most 32 at a time).
+const MAX_POOL_NAMES: usize = 1024;
+
 /// Largest table file read (a real one is a few KiB).
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads the table at `path`: `Ok(None)` when there is no file.
 ///
 /// # Errors
-/// [`TableError`]: unreadable, or corrupt (not JSON, inconsistent, over 4 MiB).
+/// [`TableError`]: unreadable, someone else's file, or a corrupt table (inconsistent, over
+/// 4 MiB).
 pub fn load_table(path: &Path) -> Result<Option<BucketTable>, TableError> {
     use std::io::Read;
     let unreadable = |e: std::io::Error| TableError::Unreadable {
@@ -100,10 +114,25 @@ pub fn load_table(path: &Path) -> Result<Option<BucketTable>, TableError> {
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
+    let foreign = |reason: String| TableError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(corrupt(format!("larger than {MAX_BYTES} bytes")));
+        return Err(foreign(format!("larger than {MAX_BYTES} bytes")));
     }
-    let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    // Ours when it opens as this module writes it, or is a JSON object with "format": a
+    // damaged table is set aside, anyone else's file is left alone.
+    let opens_as_ours = bytes.trim_ascii_start().starts_with(b"{\"format\"");
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(e) if opens_as_ours => return Err(corrupt(e.to_string())),
+        Err(e) => return Err(foreign(e.to_string())),
+    };
+    if value.get("format").is_none() {
+        return Err(foreign("no \"format\" key".into()));
+    }
+    let stored: Stored = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     decode(stored).map(Some).map_err(corrupt)
 }
 
@@ -112,16 +141,16 @@ fn decode(stored: Stored) -> Result<BucketTable, String> {
         return Err(format!("unknown format {}", stored.format));
     }
     let pools = stored.pools.len();
-    if pools == 0 || pools > usize::from(u16::MAX) {
-        return Err(format!("{pools} pools"));
+    if pools == 0 || pools > MAX_POOL_NAMES {
+        return Err(format!("{pools} pools; 1 to {MAX_POOL_NAMES} expected"));
     }
-    for (i, name) in stored.pools.iter().enumerate() {
-        if name.is_empty() || stored.pools[..i].contains(name) {
-            return Err(format!("pool name {name:?} is empty or repeated"));
-        }
-    }
-    if stored.changes == u32::MAX {
-        return Err("the change counter is exhausted".into());
+    let mut names = std::collections::HashSet::new();
+    if let Some(bad) = stored
+        .pools
+        .iter()
+        .find(|n| n.is_empty() || !names.insert(n.as_str()))
+    {
+        return Err(format!("pool name {bad:?} is empty or repeated"));
     }
     let mut table = BucketTable {
         pools: stored.pools,
@@ -173,8 +202,19 @@ mod tests {
         save_table(&path, &table).unwrap();
         assert_eq!(load_table(&path).unwrap(), Some(table));
         assert!(std::fs::metadata(&path).unwrap().len() < 200, "compact");
+        for foreign in ["not json", "[proxy]\nlisten = 1\n", r#"{"version": 1}"#] {
+            std::fs::write(&path, foreign).unwrap();
+            let err = load_table(&path).unwrap_err();
+            assert!(
+                matches!(err, TableError::Foreign { .. }),
+                "{foreign}: {err}"
+            );
+        }
+        let many: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
+        let too_many = serde_json::json!({"format": 1, "changes": 0, "pools": many, "runs": [[10000, 0, 0, 0]]});
+        std::fs::write(&path, too_many.to_string()).unwrap();
+        assert!(matches!(load_table(&path), Err(TableError::Corrupt { .. })));
         for bad in [
-            "not json",
             r#"{"format":2,"changes":0,"pools":["a"],"runs":[[10000,0,0,0]]}"#,
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[9999,0,0,0]]}"#,
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[10000,1,0,0]]}"#,
@@ -182,8 +222,8 @@ mod tests {
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[4294967295,0,0,0],[1,0,0,0]]}"#,
             r#"{"format":1,"changes":0,"pools":[],"runs":[]}"#,
             r#"{"format":1,"changes":0,"pools":["a","a"],"runs":[[10000,0,0,0]]}"#,
-            r#"{"format":1,"changes":4294967295,"pools":["a"],"runs":[[10000,0,0,0]]}"#,
             r#"{"format":1,"changes":0,"pools":["a"],"runs":[[0,0,0,0],[10000,0,0,0]]}"#,
+            r#"{"format":1,"changes":0,"pools":["a"],"ru"#,
         ] {
             std::fs::write(&path, bad).unwrap();
             let err = load_table(&path).unwrap_err();
