@@ -9,6 +9,7 @@
 mod backends;
 pub mod defaults;
 pub mod duration;
+mod files;
 pub mod load;
 pub mod model;
 pub mod percent;

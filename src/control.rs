@@ -15,6 +15,7 @@ mod change;
 pub mod dns;
 mod recover;
 mod reload;
+pub mod state;
 mod sticky;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,17 @@ use crate::snapshot::{self, Live, Snapshot};
 pub use change::{Applied, Request};
 pub use reload::ReloadOutcome;
 pub use sticky::{load_override_tokens, override_token_path, table_path};
+
+/// Why control could not start. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The deployment log cannot be read or written.
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+    /// The state file cannot be read, or the state directory written.
+    #[error("{0}")]
+    State(String),
+}
 
 /// Why a change was refused. Nothing changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +102,9 @@ struct State {
     buckets: sticky::TableState,
     /// The `[override]` tokens in force.
     override_tokens: Option<Arc<Tokens>>,
+    /// The config file's own `[split]` as last applied from it (with a state directory the
+    /// live split may differ: it comes from the state).
+    file_split: Split,
 }
 
 /// The control plane's single writer.
@@ -97,6 +112,7 @@ pub struct Control {
     live: Live,
     state: Mutex<State>,
     config_path: PathBuf,
+    store: state::Store,
     audit: AuditLog,
     metrics: Arc<Metrics>,
     health: Arc<HealthRegistry>,
@@ -109,30 +125,49 @@ pub struct Status {
     pub snapshot: Arc<Snapshot>,
     /// The split `rollback` would restore.
     pub previous: Option<Split>,
+    /// Where accepted changes are kept.
+    pub store: state::Store,
 }
 
 impl Control {
     /// Starts control for the file at `config_path`, already loaded as `config` from `text`,
-    /// with its override tokens already read ([`load_override_tokens`]). Recovers the version
-    /// and the previous split from the deployment log and records the start there; reads the
-    /// affinity table.
+    /// with its override tokens already read ([`load_override_tokens`]). With `[state] dir`
+    /// the saved split wins over the file's unless the file's `[split]` changed since it was
+    /// saved. Recovers the version and the previous split from the deployment log (and the
+    /// state) and records the start there; reads the affinity table.
     ///
     /// # Errors
-    /// [`AuditError`] when the deployment log cannot be read or written.
+    /// [`StartError`] when the deployment log or the state is unusable.
     pub fn start(
         config_path: &Path,
-        config: Config,
+        mut config: Config,
         text: String,
         override_tokens: Option<Arc<Tokens>>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Control>, AuditError> {
+    ) -> Result<Arc<Control>, StartError> {
+        let store = state::Store::of(config_path, &config);
+        let saved = store.load().map_err(StartError::State)?;
+        let file_split = config.split.clone();
+        if let Some(saved) = &saved {
+            match saved.file_unchanged(&file_split) {
+                true => config.split = saved.split(&config).unwrap_or(file_split.clone()),
+                false => tracing::info!("the config file's [split] changed since the state was saved; the file's applies"),
+            }
+        }
         let audit = AuditLog::new(
             resolve_beside(config_path, &config.deployment_log),
             config.deployment_rotation,
         );
         let mut history = audit.newest(crate::config::defaults::RECOVERY_ENTRIES)?;
         history.reverse();
-        let recovered = recover::recover(&history, &config.split);
+        let mut recovered = recover::recover(&history, &config.split);
+        if let Some(saved) = &saved {
+            recovered.last_version = recovered.last_version.max(saved.version);
+            recovered.previous = match saved.file_unchanged(&file_split) {
+                true => saved.previous(&config),
+                false => saved.split(&config).filter(|s| *s != config.split),
+            };
+        }
         let version = recovered.last_version + 1;
         let mut entry = Entry::now(
             version,
@@ -143,7 +178,7 @@ impl Control {
         );
         entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
         audit.append(&entry)?;
-        let buckets = sticky::initial_table(config_path, &config);
+        let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
         let config = Arc::new(config);
         let health = Arc::new(HealthRegistry::default());
         let live = snapshot::live(Snapshot::build_with(
@@ -155,20 +190,26 @@ impl Control {
             override_tokens.clone(),
         ));
         metrics.set_live(version, &config.split);
+        let state = State {
+            config,
+            version,
+            previous: recovered.previous,
+            file_text: text,
+            rejected_text: None,
+            rejected_reason: None,
+            rejected_tokens: None,
+            buckets,
+            override_tokens,
+            file_split,
+        };
+        store
+            .save(&state::current(&state))
+            .map_err(|e| StartError::State(e.to_string()))?;
         Ok(Arc::new(Control {
             live,
-            state: Mutex::new(State {
-                config,
-                version,
-                previous: recovered.previous,
-                file_text: text,
-                rejected_text: None,
-                rejected_reason: None,
-                rejected_tokens: None,
-                buckets,
-                override_tokens,
-            }),
+            state: Mutex::new(state),
             config_path: config_path.to_path_buf(),
+            store,
             audit,
             metrics,
             health,
@@ -206,6 +247,7 @@ impl Control {
         Status {
             snapshot: self.live.load_full(),
             previous: state.previous.clone(),
+            store: self.store.clone(),
         }
     }
 
@@ -248,7 +290,18 @@ impl Control {
             state.override_tokens.clone(),
         )));
         self.metrics.set_live(state.version, &config.split);
+        if self.store.writes_config() {
+            state.file_split = config.split.clone();
+        }
         state.config = config;
+        self.save_state(state);
+    }
+
+    /// Saves the live state (a state directory only). A failure is logged: what is live stays.
+    fn save_state(&self, state: &State) {
+        if let Err(e) = self.store.save(&state::current(state)) {
+            tracing::error!(error = %e, "could not save the state; what is live stays");
+        }
     }
 }
 

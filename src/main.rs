@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use switchback::control::load_override_tokens;
 use switchback::{check, config, ctl, demo, serve};
 
 /// A blue/green and canary front-door HTTP proxy.
@@ -63,7 +62,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Check { config: path } => match config::load(&path) {
-            Ok(valid) => match load_override_tokens(&path, &valid) {
+            Ok(valid) => match check::preflight(&path, &valid) {
                 Ok(_) => {
                     println!("{}", check::summary(&valid));
                     ExitCode::SUCCESS

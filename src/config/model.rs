@@ -39,6 +39,9 @@ pub struct Config {
     pub affinity: Option<Affinity>,
     /// Tester overrides; `None` is off.
     pub overrides: Option<Overrides>,
+    /// `[state] dir` as written (relative to the config file's directory): accepted changes
+    /// live there and the config file is only read. `None` writes changes back into the file.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where access-log lines go.

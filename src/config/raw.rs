@@ -42,6 +42,17 @@ pub struct RawConfig {
     /// `[override]`: tester overrides; absent means off.
     #[serde(rename = "override")]
     pub overrides: Option<RawOverride>,
+    /// `[state]`: where accepted changes are kept.
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawState {
+    /// Directory for runtime state; unset writes changes back into the config file.
+    pub dir: Option<String>,
 }
 
 /// `[affinity]`.

@@ -9,8 +9,7 @@ use super::backends::backends;
 use super::defaults;
 use super::duration;
 use super::model::{
-    AccessLogTarget, AdminSettings, BasisPoints, Config, ForwardedFor, Pool, ProxySettings,
-    ShutdownSettings, Split,
+    AdminSettings, BasisPoints, Config, ForwardedFor, Pool, ProxySettings, ShutdownSettings, Split,
 };
 use super::percent::{checked_split, percent};
 use super::pool_policy::pool_policy;
@@ -27,34 +26,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let admin = admin(&raw.admin, &mut problems);
     let pools = pools(&raw.pools, &mut problems);
     let split = split(&raw.split, &raw.pools, &mut problems);
-    let deployment_log = match raw.log.deployments.as_deref() {
-        Some("") => {
-            problems.push(Problem::at("log.deployments", ProblemKind::Empty));
-            PathBuf::new()
-        }
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(defaults::DEPLOYMENT_LOG),
-    };
-    let deployment_rotation = crate::audit::Rotation {
-        max_bytes: match &raw.log.deployments_max_size {
-            None => defaults::DEPLOYMENT_LOG_MAX_SIZE,
-            Some(value) => super::size::parse(value).unwrap_or_else(|reason| {
-                problems.push(Problem::at(
-                    "log.deployments-max-size",
-                    ProblemKind::Syntax(reason),
-                ));
-                defaults::DEPLOYMENT_LOG_MAX_SIZE
-            }),
-        },
-        keep: match raw.log.deployments_keep {
-            None => defaults::DEPLOYMENT_LOG_KEEP,
-            Some(n) if (0..=100).contains(&n) => n as usize,
-            Some(n) => {
-                problems.push(out_of_range("log.deployments-keep", n, 0, 100));
-                defaults::DEPLOYMENT_LOG_KEEP
-            }
-        },
-    };
+    let mut proxy = proxy;
+    let files = super::files::files(&raw, proxy.as_mut(), &mut problems);
     let reload_debounce = duration_key(
         "reload.debounce",
         raw.reload.debounce.as_deref(),
@@ -62,27 +35,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         false,
         &mut problems,
     );
-    let access_log = match raw.log.access.as_deref() {
-        None => None,
-        Some("") => {
-            problems.push(Problem::at("log.access", ProblemKind::Empty));
-            None
-        }
-        Some("stdout") => Some(AccessLogTarget::Stdout),
-        Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
-    };
     let affinity = super::sticky::affinity(raw.affinity.as_ref(), &mut problems);
     let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
     super::sticky::check_together(affinity.as_ref(), overrides.as_ref(), &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
-    let access_buffer = match raw.log.access_buffer {
-        None => defaults::ACCESS_LOG_BUFFER,
-        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-        Some(n) => {
-            problems.push(out_of_range("log.access-buffer", n, 1, 1_000_000));
-            defaults::ACCESS_LOG_BUFFER
-        }
-    };
     let shutdown = ShutdownSettings {
         grace: duration_key(
             "shutdown.grace",
@@ -105,15 +61,16 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             admin,
             pools,
             split,
-            deployment_log,
-            deployment_rotation,
+            deployment_log: files.deployment_log,
+            deployment_rotation: files.deployment_rotation,
             reload_debounce,
-            access_log,
-            access_buffer,
+            access_log: files.access_log,
+            access_buffer: files.access_buffer,
             metrics_enabled,
             shutdown,
             affinity,
             overrides,
+            state_dir: files.state_dir,
         }),
         _ => Err(problems),
     }

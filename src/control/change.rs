@@ -100,6 +100,9 @@ impl Control {
         }
         let before = state.config.split.clone();
         let split = target_split(state, request)?;
+        if !self.store.writes_config() {
+            return self.change_in_store(state, actor, request, before, split);
+        }
         let text =
             rewrite_split(&state.file_text, &split).map_err(|reason| PersistError::Edit {
                 path: self.config_path.clone(),
@@ -131,6 +134,42 @@ impl Control {
                     Err(e.into())
                 }
             };
+        }
+        self.publish(state, config);
+        tracing::info!(actor, version = state.version, split = %split, "change applied");
+        Ok(Applied {
+            version: state.version,
+            split,
+            before,
+        })
+    }
+}
+
+impl Control {
+    /// [`Self::change_locked`] with a state directory: the config file is never written.
+    /// Saved, then logged, then live; not logged means the saved state is put back.
+    fn change_in_store(
+        &self,
+        state: &mut State,
+        actor: &str,
+        request: &Request,
+        before: Split,
+        split: Split,
+    ) -> Result<Applied, ControlError> {
+        let mut next = super::state::current(state);
+        next.version += 1;
+        next.split = &split;
+        next.previous = Some(&before);
+        self.store.save(&next)?;
+        let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
+        let config = state.config.with_split(split.clone());
+        if let Err(e) = self.audit.append(&entry) {
+            if let Err(restore) = self.store.save(&super::state::current(state)) {
+                tracing::error!(error = %restore, "could not restore the state; the change stays applied");
+                self.publish(state, config);
+                return Err(ControlError::AppliedUnrecorded(e));
+            }
+            return Err(e.into());
         }
         self.publish(state, config);
         tracing::info!(actor, version = state.version, split = %split, "change applied");

@@ -42,7 +42,9 @@ pub(super) fn recover(history: &[Entry], current: &Split) -> Recovered {
     }
 }
 
-fn to_split(json: &std::collections::BTreeMap<String, serde_json::Number>) -> Option<Split> {
+pub(super) fn to_split(
+    json: &std::collections::BTreeMap<String, serde_json::Number>,
+) -> Option<Split> {
     let shares = json
         .iter()
         .map(|(k, v)| Some((k.clone(), percent_from_f64(v.as_f64()?).ok()?)))

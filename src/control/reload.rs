@@ -66,7 +66,16 @@ impl Control {
                 return self.reject_text(state, actor, Some(text), &message.join("; "));
             }
         };
-        let (config, needs_restart) = keep_bound_listeners(config, &state.config);
+        let (mut config, needs_restart) = keep_bound_listeners(config, &state.config);
+        let file_split = config.split.clone();
+        if !self.store.writes_config() && file_split == state.file_split {
+            // The file's [split] is the one already applied (a GitOps re-sync, or an edit
+            // elsewhere in the file): the live split, which the state holds, stays.
+            match super::state::carry(&state.config.split, &config) {
+                Ok(live) => config.split = live,
+                Err(why) => return self.reject_text(state, actor, Some(text), &why),
+            }
+        }
         if !config.admin.listen.ip().is_loopback() && config.admin.token_file.is_none() {
             let message = format!(
                 "admin.token-file: the admin API is bound to {} (not loopback), so it cannot be removed without a restart",
@@ -85,8 +94,13 @@ impl Control {
         state.file_text = text;
         state.rejected_text = None;
         state.rejected_reason = None;
+        let file_split_moved = file_split != state.file_split;
+        state.file_split = file_split;
         if config == *state.config {
             self.install_tokens(state, tokens);
+            if file_split_moved {
+                self.save_state(state);
+            }
             return ReloadOutcome::Unchanged;
         }
         state.override_tokens = tokens;
@@ -201,6 +215,12 @@ pub(super) fn keep_bound_listeners(
         &mut next.deployment_log,
         &running.deployment_log,
         "log.deployments",
+        &mut changed,
+    );
+    keep(
+        &mut next.state_dir,
+        &running.state_dir,
+        "state.dir",
         &mut changed,
     );
     keep(

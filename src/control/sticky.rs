@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admin::auth::{warn_if_exposed, TokenError, Tokens};
-use crate::affinity::{load_table, save_table, BucketTable, TableError};
+use crate::affinity::{load_table, save_table, table_from_value, BucketTable, TableError};
 use crate::config::Config;
 
+use super::state::Saved;
 use super::{resolve_beside, Control, State};
 use crate::snapshot::Snapshot;
 
@@ -16,6 +17,9 @@ use crate::snapshot::Snapshot;
 /// default); `None` without `[affinity]`.
 pub fn table_path(config_path: &Path, config: &Config) -> Option<PathBuf> {
     let affinity = config.affinity.as_ref()?;
+    if config.state_dir.is_some() {
+        return None; // kept in state.json
+    }
     Some(resolve_beside(config_path, &affinity.table))
 }
 
@@ -32,14 +36,33 @@ pub(super) struct TableState {
 
 /// The table at start: the one on disk, moved to the file's split if that changed while the
 /// proxy was down; the fresh layout without `[affinity]` or a usable file.
-pub(super) fn initial_table(config_path: &Path, config: &Config) -> TableState {
-    let mut state = match table_path(config_path, config) {
-        None => TableState {
-            table: BucketTable::fresh(config.split.shares()),
+pub(super) fn initial_table(
+    config_path: &Path,
+    config: &Config,
+    saved: Option<&Saved>,
+) -> TableState {
+    let split = config.split.shares();
+    let stored = saved.and_then(|s| s.affinity.clone()).and_then(|value| {
+        table_from_value(value)
+            .map_err(|e| tracing::error!(error = %e, "the affinity table in the state is unusable; users are laid out afresh"))
+            .ok()
+    });
+    let mut state = match (table_path(config_path, config), stored) {
+        (Some(path), _) => adopt(&path, config),
+        (None, Some(table)) => TableState {
+            table: if table.fits(split) {
+                table
+            } else {
+                table.next(split)
+            },
             dirty: false,
             blocked: false,
         },
-        Some(path) => adopt(&path, config),
+        (None, None) => TableState {
+            table: BucketTable::fresh(split),
+            dirty: false,
+            blocked: false,
+        },
     };
     write_if_dirty(config_path, config, &mut state);
     state

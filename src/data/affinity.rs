@@ -246,7 +246,7 @@ impl BucketTable {
 pub mod request;
 mod store;
 
-pub use store::{load_table, save_table, TableError};
+pub use store::{load_table, save_table, table_from_value, table_to_value, TableError};
 
 #[cfg(test)]
 mod tests;

@@ -43,9 +43,12 @@ pub enum ServeError {
     /// The admin token file is unusable.
     #[error("{0}")]
     Tokens(#[from] auth::TokenError),
-    /// The deployment log is unusable.
+    /// A file or directory `serve` needs is unusable (what `check` refuses too).
     #[error("{0}")]
-    Audit(#[from] crate::audit::AuditError),
+    Preflight(String),
+    /// Control could not start (deployment log, state).
+    #[error("{0}")]
+    Start(#[from] crate::control::StartError),
     /// The control runtime, watcher or signal handler could not start.
     #[error("cannot start the control plane: {0}")]
     ControlPlane(String),
@@ -138,7 +141,7 @@ pub fn run(
         auth::warn_if_exposed(token_file, "admin token file");
     }
     // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
-    let override_tokens = crate::control::load_override_tokens(path, &config)?;
+    let override_tokens = super::check::preflight(path, &config).map_err(ServeError::Preflight)?;
     let grace = config.shutdown.grace;
     let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;

@@ -297,7 +297,7 @@ impl TestProxy {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let text = format!("# test config\n[proxy]\nlisten = [\"{addr}\"]\nthreads = 2\n{proxy_keys}\n\n{admin}\n{rest}");
             std::fs::write(&config_path, text).unwrap();
-            match launch(&config_path, addr).await {
+            match launch(&config_path, addr, dir.path()).await {
                 Ok((child, admin, stderr_path)) => {
                     return TestProxy {
                         addr,
@@ -317,12 +317,33 @@ impl TestProxy {
         panic!("no free port found for the proxy in 5 attempts");
     }
 
+    /// The proxy on a config file written by the caller (listening on `addr`), its log in
+    /// `dir`: for a config directory the proxy may not write to.
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        addr: SocketAddr,
+    ) -> TestProxy {
+        let (child, admin, stderr_path) = launch(&config_path, addr, dir.path())
+            .await
+            .unwrap_or_else(|log| panic!("proxy failed to start:\n{log}"));
+        TestProxy {
+            addr,
+            admin,
+            dir,
+            config_path,
+            child,
+            stderr_path,
+        }
+    }
+
     /// Kills the proxy and starts it again on the same (possibly rewritten) config file.
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, admin, stderr_path) =
-            launch(&self.config_path, self.addr).await.expect("restart");
+        let (child, admin, stderr_path) = launch(&self.config_path, self.addr, self.dir.path())
+            .await
+            .expect("restart");
         self.child = child;
         self.admin = admin;
         self.stderr_path = stderr_path;
@@ -420,8 +441,9 @@ impl TestProxy {
 async fn launch(
     config_path: &Path,
     addr: SocketAddr,
+    log_dir: &Path,
 ) -> Result<(Child, SocketAddr, PathBuf), String> {
-    let stderr_path = config_path.with_file_name(format!("stderr-{}.log", free_port()));
+    let stderr_path = log_dir.join(format!("stderr-{}.log", free_port()));
     let mut child = spawn_serve(config_path, &stderr_path);
     if !wait_ready(&mut child, addr, &stderr_path).await {
         return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());

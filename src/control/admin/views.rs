@@ -49,6 +49,10 @@ pub(super) fn status(status: &Status) -> Value {
         "pools": pools,
         "affinity": affinity(snapshot),
         "override": overrides(snapshot),
+        "state": {
+            "store": status.store.location().0,
+            "path": status.store.location().1.display().to_string(),
+        },
     })
 }
 

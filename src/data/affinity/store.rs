@@ -25,11 +25,20 @@ struct Stored {
     runs: Vec<[u32; 4]>,
 }
 
-/// Writes `table` to `path`, replacing what was there.
+/// `table` as the JSON value [`save_table`] writes.
+pub fn table_to_value(table: &BucketTable) -> serde_json::Value {
+    serde_json::to_value(encode(table)).expect("plain data serialises")
+}
+
+/// The table in `value` (as [`table_to_value`] makes it).
 ///
 /// # Errors
-/// [`PersistError::Write`] naming the file; the old file is then untouched.
-pub fn save_table(path: &Path, table: &BucketTable) -> Result<(), PersistError> {
+/// What is wrong with it.
+pub fn table_from_value(value: serde_json::Value) -> Result<BucketTable, String> {
+    decode(serde_json::from_value(value).map_err(|e| e.to_string())?)
+}
+
+fn encode(table: &BucketTable) -> Stored {
     let mut runs: Vec<[u32; 4]> = Vec::new();
     for b in 0..BUCKETS {
         let cell = [
@@ -42,12 +51,20 @@ pub fn save_table(path: &Path, table: &BucketTable) -> Result<(), PersistError> 
             _ => runs.push([1, cell[0], cell[1], cell[2]]),
         }
     }
-    let stored = Stored {
+    Stored {
         format: FORMAT,
         changes: table.changes,
         pools: table.pools.clone(),
         runs,
-    };
+    }
+}
+
+/// Writes `table` to `path`, replacing what was there.
+///
+/// # Errors
+/// [`PersistError::Write`] naming the file; the old file is then untouched.
+pub fn save_table(path: &Path, table: &BucketTable) -> Result<(), PersistError> {
+    let stored = encode(table);
     let mut bytes = serde_json::to_vec(&stored).expect("plain data serialises");
     bytes.push(b'\n');
     stage(path, &bytes)?.commit(None)

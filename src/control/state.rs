@@ -1,0 +1,209 @@
+//! Where accepted changes are kept: the one seam between control and storage.
+//!
+//! - [`Store::ConfigFile`] (the single-host default): `[split]` is written back into the config
+//!   file (`config::persist`), the affinity table into its own file.
+//! - [`Store::Dir`] (`[state] dir`): everything in `<dir>/state.json`, written atomically; the
+//!   config file is only ever read, so it may sit on a read-only mount.
+//!
+//! The next store (shared by several replicas) implements the same three calls: `load`,
+//! `save`, `location`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::split_json;
+use crate::config::model::Split;
+use crate::config::persist::{stage, PersistError};
+use crate::config::Config;
+
+use super::recover::to_split;
+use super::resolve_beside;
+
+/// The state file's name inside `[state] dir`.
+pub const STATE_FILE: &str = "state.json";
+const FORMAT: u32 = 1;
+
+/// Where accepted changes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Written back into the config file.
+    ConfigFile(PathBuf),
+    /// `<dir>/state.json`.
+    Dir(PathBuf),
+}
+
+/// What `state.json` holds (percent numbers, like the deployment log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Saved {
+    format: u32,
+    /// The version live when it was written.
+    pub(super) version: u64,
+    /// The live split.
+    pub(super) split: BTreeMap<String, serde_json::Number>,
+    /// The split `rollback` restores.
+    pub(super) previous: Option<BTreeMap<String, serde_json::Number>>,
+    /// The config file's own `[split]` when this was written: when the file's differs, the
+    /// file was edited since, and its split wins.
+    pub(super) file_split: BTreeMap<String, serde_json::Number>,
+    /// The affinity bucket table (`affinity::store`'s format), while `[affinity]` is on.
+    #[serde(default)]
+    pub(super) affinity: Option<serde_json::Value>,
+}
+
+/// The live state `save` writes.
+pub(super) struct Current<'a> {
+    pub(super) version: u64,
+    pub(super) split: &'a Split,
+    pub(super) previous: Option<&'a Split>,
+    pub(super) file_split: &'a Split,
+    pub(super) affinity: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// The store `config` (read from `config_path`) asks for.
+    pub fn of(config_path: &Path, config: &Config) -> Store {
+        match &config.state_dir {
+            Some(dir) => Store::Dir(resolve_beside(config_path, dir).join(STATE_FILE)),
+            None => Store::ConfigFile(config_path.to_path_buf()),
+        }
+    }
+
+    /// `("config-file" | "dir", path)`, for `/status` and `check`.
+    pub fn location(&self) -> (&'static str, &Path) {
+        match self {
+            Store::ConfigFile(path) => ("config-file", path),
+            Store::Dir(path) => ("dir", path),
+        }
+    }
+
+    /// Whether accepted changes are written back into the config file.
+    pub fn writes_config(&self) -> bool {
+        matches!(self, Store::ConfigFile(_))
+    }
+
+    /// The saved state; `Ok(None)` for a config-file store or no state yet.
+    ///
+    /// # Errors
+    /// A message naming the state file, when it cannot be read or is not a state file.
+    pub(super) fn load(&self) -> Result<Option<Saved>, String> {
+        let Store::Dir(path) = self else {
+            return Ok(None);
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the state file {}: {e}",
+                    path.display()
+                ))
+            }
+        };
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "the state file {} is not usable ({e}); fix or remove it (the config file's [split] then applies)",
+                path.display()
+            )
+        })?;
+        if saved.format != FORMAT {
+            return Err(format!(
+                "the state file {} has format {}; this switchback reads {FORMAT}",
+                path.display(),
+                saved.format
+            ));
+        }
+        Ok(Some(saved))
+    }
+
+    /// [`Self::load`], for `check`: whether a state file that exists can be used.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_checked(&self) -> Result<(), String> {
+        self.load().map(|_| ())
+    }
+
+    /// Writes `current` (a dir store only; the config-file store persists elsewhere).
+    ///
+    /// # Errors
+    /// [`PersistError::Write`] naming the file; the previous state file is then untouched.
+    pub(super) fn save(&self, current: &Current<'_>) -> Result<(), PersistError> {
+        let Store::Dir(path) = self else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| PersistError::Write {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let saved = Saved {
+            format: FORMAT,
+            version: current.version,
+            split: split_json(current.split),
+            previous: current.previous.map(split_json),
+            file_split: split_json(current.file_split),
+            affinity: current.affinity.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&saved).expect("plain data serialises");
+        bytes.push(b'\n');
+        stage(path, &bytes)?.commit(None)
+    }
+}
+
+impl Saved {
+    /// The saved live split, when it still fits `config`'s pools.
+    pub(super) fn split(&self, config: &Config) -> Option<Split> {
+        carry(&to_split(&self.split)?, config).ok()
+    }
+
+    /// The saved previous split, when it still fits `config`'s pools.
+    pub(super) fn previous(&self, config: &Config) -> Option<Split> {
+        carry(&to_split(self.previous.as_ref()?)?, config).ok()
+    }
+
+    /// Whether the config file's `[split]` is still the one this state was written against.
+    pub(super) fn file_unchanged(&self, file_split: &Split) -> bool {
+        self.file_split == split_json(file_split)
+    }
+}
+
+/// `split` over `config`'s pools: pools it does not name get 0 %.
+///
+/// # Errors
+/// The message when a pool holding a share is no longer configured.
+pub(super) fn carry(split: &Split, config: &Config) -> Result<Split, String> {
+    if let Some((gone, _)) = split
+        .shares()
+        .iter()
+        .find(|(p, bp)| **bp > 0 && !config.pools.contains_key(*p))
+    {
+        return Err(format!(
+            "pool {gone} holds {}% of the live split and is no longer configured; move its traffic first",
+            crate::config::model::format_percent(split.share(gone))
+        ));
+    }
+    let shares = config
+        .pools
+        .keys()
+        .map(|p| (p.clone(), split.share(p)))
+        .collect();
+    crate::config::percent::checked_split(shares).map_err(|e| e.to_string())
+}
+
+/// What `save` writes for the live `state`.
+pub(super) fn current(state: &super::State) -> Current<'_> {
+    Current {
+        version: state.version,
+        split: &state.config.split,
+        previous: state.previous.as_ref(),
+        file_split: &state.file_split,
+        affinity: state
+            .config
+            .affinity
+            .as_ref()
+            .map(|_| crate::affinity::table_to_value(&state.buckets.table)),
+    }
+}
