@@ -91,6 +91,8 @@ pub struct ProxySettings {
     pub forwarded_for: ForwardedFor,
     /// How often backend host names are resolved again (30 s by default; zero: never).
     pub dns_refresh: Duration,
+    /// The path the proxy answers itself for load balancers (none by default).
+    pub health_path: Option<String>,
 }
 
 /// `[proxy] forwarded-for`.
@@ -133,6 +135,9 @@ pub struct ShutdownSettings {
     pub grace: Duration,
     /// How long an upgraded (WebSocket) connection may outlive a drain of its backend.
     pub drain_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long the proxy keeps serving, its health path answering 503,
+    /// before the listeners close (0 by default).
+    pub lb_drain_delay: Duration,
 }
 
 /// One upstream server.

@@ -87,6 +87,8 @@ pub struct RawShutdown {
     pub grace: Option<String>,
     /// How long upgraded (WebSocket) connections may outlive a drain or shutdown.
     pub drain_timeout: Option<String>,
+    /// After SIGTERM/SIGINT, how long to keep serving (health path 503) before closing.
+    pub lb_drain_delay: Option<String>,
 }
 
 /// `[metrics]`.
@@ -149,6 +151,8 @@ pub struct RawProxy {
     pub forwarded_for: Option<String>,
     /// How often backend host names are resolved again, a duration string (`"0s"`: never).
     pub dns_refresh: Option<String>,
+    /// A path the proxy answers itself for load balancers: 200 serving, 503 stopping.
+    pub health_path: Option<String>,
 }
 
 /// `[admin]`.

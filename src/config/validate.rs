@@ -54,6 +54,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             true,
             &mut problems,
         ),
+        lb_drain_delay: duration_key(
+            "shutdown.lb-drain-delay",
+            raw.shutdown.lb_drain_delay.as_deref(),
+            std::time::Duration::ZERO,
+            true,
+            &mut problems,
+        ),
     };
     match (proxy, admin, split) {
         (Some(proxy), Some(admin), Some(split)) if problems.is_empty() => Ok(Config {
@@ -125,10 +132,25 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
             ForwardedFor::Append
         }
     };
+    let health_path = raw.health_path.as_ref().and_then(|path| {
+        let ok = path.starts_with('/')
+            && path.len() <= 256
+            && path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+        if !ok {
+            problems.push(Problem::at(
+                "proxy.health-path",
+                ProblemKind::Syntax(format!(
+                    "{path:?} is not a path: start with '/', at most 256 visible characters, no query"
+                )),
+            ));
+        }
+        ok.then(|| path.clone())
+    });
     Some(ProxySettings {
         listen,
         threads,
         pool_header,
+        health_path,
         upgrade_sock,
         forwarded_for,
         dns_refresh: duration_key(

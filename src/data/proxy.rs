@@ -36,7 +36,7 @@ mod sticky;
 
 use crate::snapshot::{Live, Snapshot};
 use record::{access_line, count};
-use respond::{error_response, respond_unavailable, strip_response_hop_by_hop};
+use respond::{error_response, respond_plain, strip_response_hop_by_hop};
 
 /// The switchback proxy logic.
 pub struct SwitchbackProxy {
@@ -134,6 +134,13 @@ impl ProxyHttp for SwitchbackProxy {
             h1.set_pipelining_enabled(true);
         }
         let snapshot = ctx.snapshot.take().unwrap_or_else(|| self.live.load_full());
+        let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(path) = &snapshot.config.proxy.health_path {
+            if session.req_header().uri.path() == path {
+                respond::respond_health(session, stopping).await;
+                return Ok(true);
+            }
+        }
         let routed = sticky::route_first(session, ctx, &snapshot);
         let snapshot = ctx.snapshot.insert(snapshot);
         match routed {
@@ -152,8 +159,7 @@ impl ProxyHttp for SwitchbackProxy {
                     }
                 };
                 let body = Bytes::from(format!("service unavailable: {reason}\n"));
-                let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
-                respond_unavailable(session, body, stopping).await;
+                respond_plain(session, 503, body, stopping).await;
                 Ok(true)
             }
         }

@@ -14,7 +14,8 @@
 //! upgrade. The wrapper holds that clean-up back for [`LINGER`].
 //!
 //! Signals: SIGTERM and SIGINT both shut down gracefully (Pingora treats SIGINT as an
-//! immediate stop); a second SIGTERM or SIGINT during the drain exits at once. SIGQUIT hands
+//! immediate stop), after `[shutdown] lb-drain-delay` of serving with the health path at 503;
+//! a second SIGTERM or SIGINT during the delay or the drain exits at once. SIGQUIT hands
 //! the listeners to a new process started with `--upgrade` and then drains the same way.
 
 use std::sync::mpsc;
@@ -103,6 +104,8 @@ pub struct Signals {
     pub stopping: Stopping,
     /// The upgrade socket a successor listens on.
     pub upgrade_sock: std::path::PathBuf,
+    /// The live configuration: `[shutdown] lb-drain-delay` is read when the signal arrives.
+    pub live: crate::snapshot::Live,
 }
 
 #[async_trait]
@@ -137,6 +140,16 @@ impl ShutdownSignalWatch for Signals {
             }
         };
         self.stopping.store(true, Ordering::SeqCst);
+        let delay = self.live.load().config.shutdown.lb_drain_delay;
+        if matches!(signal, ShutdownSignal::GracefulTerminate) && !delay.is_zero() {
+            // The health path answers 503 from now on; keep serving until the load balancer
+            // has noticed, then close the listeners (a second signal still exits at once).
+            tracing::info!(
+                ?delay,
+                "lb-drain-delay: health path answers 503; serving on before closing the listeners"
+            );
+            tokio::time::sleep(delay).await;
+        }
         signal
     }
 }

@@ -1,5 +1,6 @@
-//! What the proxy writes itself: 503 for a request no backend can take, short 502/504/400
-//! bodies for failures, and the response's hop-by-hop headers removed.
+//! What the proxy writes itself: 503 for a request no backend can take, the health path's
+//! answer, short 502/504/400 bodies for failures, and the response's hop-by-hop headers
+//! removed.
 
 use bytes::Bytes;
 use http::HeaderName;
@@ -14,12 +15,21 @@ const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
     HeaderName::from_static("proxy-authenticate"),
 ];
 
-/// Answers 503 for a request no backend could take. Unlike Pingora's error responses this
-/// keeps the client's connection open (nothing is wrong with it) when the request had no body
-/// left to read.
-pub(super) async fn respond_unavailable(session: &mut Session, body: Bytes, stopping: bool) {
+/// `[proxy] health-path`, answered by the proxy itself: 200 while serving, 503 from the first
+/// shutdown signal on (so a load balancer stops sending before the listeners close).
+pub(super) async fn respond_health(session: &mut Session, stopping: bool) {
+    match stopping {
+        false => respond_plain(session, 200, Bytes::from_static(b"ok\n"), false).await,
+        true => respond_plain(session, 503, Bytes::from_static(b"stopping\n"), true).await,
+    }
+}
+
+/// Answers `status` (503 for a request no backend could take) with a plain-text `body`.
+/// Unlike Pingora's error responses this keeps the client's connection open (nothing is wrong
+/// with it) when the request had no body left to read.
+pub(super) async fn respond_plain(session: &mut Session, status: u16, body: Bytes, stopping: bool) {
     let reusable = session.as_mut().is_body_empty() && !stopping;
-    let Ok(mut resp) = ResponseHeader::build(503, Some(3)) else {
+    let Ok(mut resp) = ResponseHeader::build(status, Some(3)) else {
         return;
     };
     let headers = [
@@ -44,7 +54,7 @@ pub(super) async fn respond_unavailable(session: &mut Session, body: Bytes, stop
         session.write_response_body(Some(body), true).await
     };
     if let Err(e) = written.await {
-        tracing::debug!(error = %e, "could not send the 503 response");
+        tracing::debug!(error = %e, status, "could not send the proxy's own response");
     }
 }
 
