@@ -4,15 +4,37 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use switchback::{check, config, ctl, demo, serve};
+
+/// `0.1.0 (3f2a9c1d0b7e)`: the package version and the commit built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SWITCHBACK_COMMIT"),
+    ")"
+);
+
+/// Exit status: the configuration is invalid.
+const EXIT_INVALID: u8 = 1;
+/// Exit status: valid configuration, but something it needs is unusable (a port, a file).
+const EXIT_START: u8 = 3;
 
 /// A blue/green and canary front-door HTTP proxy.
 #[derive(Parser)]
-#[command(name = "switchback", version, about)]
+#[command(name = "switchback", version = VERSION, about)]
 struct Cli {
+    /// Process log format on stderr: `text`, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBACK_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -20,7 +42,7 @@ enum Command {
     /// Run the proxy.
     Serve {
         /// Path of the TOML config file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "SWITCHBACK_CONFIG")]
         config: PathBuf,
         /// Take over the listeners of a running switchback (zero-downtime binary upgrade):
         /// start this, then send the old process SIGQUIT within 5 s.
@@ -30,8 +52,13 @@ enum Command {
     /// Validate a config file without binding anything; list every problem.
     Check {
         /// Path of the TOML config file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "SWITCHBACK_CONFIG")]
         config: PathBuf,
+    },
+    /// Print a shell completion script: `switchback completions bash > /etc/bash_completion.d/switchback`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Talk to a running proxy's admin API.
     Ctl(ctl::CtlArgs),
@@ -53,28 +80,41 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => log.json().init(),
+    }
+    match cli.command {
         Command::Check { config: path } => match config::load(&path) {
             Ok(valid) => match check::preflight(&path, &valid) {
                 Ok(_) => {
                     println!("{}", check::summary(&valid));
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail_with(&e, EXIT_INVALID),
             },
-            Err(e) => fail(&e),
+            Err(e) => fail_with(&e, EXIT_INVALID),
         },
         Command::Serve { config, upgrade } => match serve::run(&config, None, upgrade) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
+            Err(e @ serve::ServeError::Config(_)) => fail_with(&e, EXIT_INVALID),
+            Err(e) => fail_with(&e, EXIT_START),
         },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "switchback",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Ctl(args) => match ctl::run(&args) {
             Ok(out) => {
                 println!("{out}");
@@ -103,6 +143,10 @@ fn main() -> ExitCode {
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    fail_with(error, 1)
+}
+
+fn fail_with(error: &dyn std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("error: {error}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
 }

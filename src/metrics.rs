@@ -184,10 +184,10 @@ impl Metrics {
         let client_closed = CLIENT_CLOSE_REASONS.map(|r| client_closed_vec.with_label_values(&[r]));
         let build_info = must(IntGaugeVec::new(
             Opts::new("switchback_build_info", "Build information"),
-            &["version"],
+            &["version", "commit"],
         ));
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("SWITCHBACK_COMMIT")])
             .set(1);
         for result in ["applied", "rejected"] {
             reloads.with_label_values(&[result]);

@@ -127,10 +127,82 @@ fn serve_on_a_taken_port_names_the_address() {
     let out = run("serve", &path);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a start-up failure, not an invalid config"
+    );
     assert!(
         stderr.contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn version_names_the_commit_and_completions_and_the_config_env_work() {
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (name_and_version, commit) = version.split_once(" (").unwrap();
+    assert_eq!(
+        name_and_version,
+        format!("switchback {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(commit.ends_with(')') && commit.len() > 1, "{version}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(binary())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("switchback")
+        );
+    }
+    let out = Command::new(binary())
+        .arg("check")
+        .env("SWITCHBACK_CONFIG", "config/switchback.toml")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usage = Command::new(binary())
+        .args(["check", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn the_process_log_can_be_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = format!("[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n");
+    let path = write_file(dir.path(), "json.toml", text.as_bytes());
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(binary())
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let line = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("switchback serving")) {
+            break line.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no start line:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(entry["level"], "INFO");
+    assert_eq!(entry["fields"]["message"], "switchback serving");
 }

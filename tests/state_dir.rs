@@ -219,7 +219,7 @@ async fn a_file_edited_while_down_wins_and_check_names_an_unusable_state() {
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "a start-up failure");
     assert!(String::from_utf8_lossy(&out.stderr).contains("state.json"));
 
     // A state dir that cannot be created: check names it.
