@@ -79,6 +79,10 @@ pub enum ControlError {
     /// the file could not be put back).
     #[error("the change was applied but could not be recorded: {0}")]
     AppliedUnrecorded(AuditError),
+    /// This process handed its listeners to a new one (binary upgrade) and only finishes the
+    /// requests in flight: changes go to the new process.
+    #[error("this switchback handed over to a new process (binary upgrade); send changes to the new one")]
+    Retired,
 }
 
 /// What `control` holds behind its lock.
@@ -116,6 +120,8 @@ pub struct Control {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     health: Arc<HealthRegistry>,
+    /// Set once the listeners were handed to a new process: no change is taken any more.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// A consistent view for `GET /status`.
@@ -148,11 +154,9 @@ impl Control {
         let store = state::Store::of(config_path, &config);
         let saved = store.load().map_err(StartError::State)?;
         let file_split = config.split.clone();
-        if let Some(saved) = &saved {
-            match saved.file_unchanged(&file_split) {
-                true => config.split = saved.split(&config).unwrap_or(file_split.clone()),
-                false => tracing::info!("the config file's [split] changed since the state was saved; the file's applies"),
-            }
+        let resumed = saved.as_ref().map(|s| state::resume(s, &config));
+        if let Some(resumed) = &resumed {
+            config.split = resumed.split.clone();
         }
         let audit = AuditLog::new(
             resolve_beside(config_path, &config.deployment_log),
@@ -161,14 +165,16 @@ impl Control {
         let mut history = audit.newest(crate::config::defaults::RECOVERY_ENTRIES)?;
         history.reverse();
         let mut recovered = recover::recover(&history, &config.split);
-        if let Some(saved) = &saved {
-            recovered.last_version = recovered.last_version.max(saved.version);
-            recovered.previous = match saved.file_unchanged(&file_split) {
-                true => saved.previous(&config),
-                false => saved.split(&config).filter(|s| *s != config.split),
-            };
+        let mut message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
+        if let Some(resumed) = resumed {
+            recovered.last_version = recovered.last_version.max(resumed.version);
+            recovered.previous = resumed.previous;
+            if let Some(note) = resumed.note {
+                message = format!("{message}; {note}");
+            }
         }
         let version = recovered.last_version + 1;
+        let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
         let mut entry = Entry::now(
             version,
             "serve",
@@ -176,22 +182,9 @@ impl Control {
             &recovered.last_split.unwrap_or_else(|| config.split.clone()),
             &config.split,
         );
-        entry.message = format!("switchback {} started", env!("CARGO_PKG_VERSION"));
-        audit.append(&entry)?;
-        let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
-        let config = Arc::new(config);
-        let health = Arc::new(HealthRegistry::default());
-        let live = snapshot::live(Snapshot::build_with(
-            config.clone(),
-            version,
-            &metrics,
-            &health,
-            &buckets.table,
-            override_tokens.clone(),
-        ));
-        metrics.set_live(version, &config.split);
+        entry.message = message;
         let state = State {
-            config,
+            config: Arc::new(config),
             version,
             previous: recovered.previous,
             file_text: text,
@@ -202,9 +195,21 @@ impl Control {
             override_tokens,
             file_split,
         };
+        // Saved before the start is logged: a log never shows a start that did not serve.
         store
             .save(&state::current(&state))
             .map_err(|e| StartError::State(e.to_string()))?;
+        audit.append(&entry)?;
+        let health = Arc::new(HealthRegistry::default());
+        let live = snapshot::live(Snapshot::build_with(
+            state.config.clone(),
+            version,
+            &metrics,
+            &health,
+            &state.buckets.table,
+            state.override_tokens.clone(),
+        ));
+        metrics.set_live(version, &state.config.split);
         Ok(Arc::new(Control {
             live,
             state: Mutex::new(state),
@@ -213,7 +218,20 @@ impl Control {
             audit,
             metrics,
             health,
+            retired: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// After a binary upgrade's hand-over: the new process owns changes from now on (it has
+    /// read the file and the state already), so this one takes none, from the admin API, the
+    /// file or a signal, and never writes its state again.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The live cell the data plane reads.

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Command::Check { config: path } => match config::load(&path) {
             Ok(valid) => match check::preflight(&path, &valid) {
                 Ok(_) => {
-                    println!("{}", check::summary(&valid));
+                    println!("{}", check::summary(&path, &valid));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail_with(&e, EXIT_INVALID),

@@ -65,12 +65,9 @@ async fn changes_live_in_the_state_dir_and_a_read_only_config_is_never_written()
         Upstream::start("blue").await,
         Upstream::start("green").await,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (source, mounted, state) = (
-        dir.path().join("conf"),
-        dir.path().join("ro"),
-        dir.path().join("state"),
-    );
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path();
+    let (source, mounted, state) = (dir.join("conf"), dir.join("ro"), dir.join("state"));
     std::fs::create_dir_all(&source).unwrap();
     std::fs::create_dir_all(&mounted).unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -86,7 +83,9 @@ async fn changes_live_in_the_state_dir_and_a_read_only_config_is_never_written()
         std::fs::write(&config, "x").is_err(),
         "the mount is read-only"
     );
-    let mut proxy = TestProxy::start_at(dir, config.clone(), addr).await;
+    // Its own directory for logs: dropped before the mount, which is dropped before `outer`.
+    let logs = tempfile::tempdir().unwrap();
+    let mut proxy = TestProxy::start_at(logs, config.clone(), addr).await;
 
     ok(&proxy, "PUT", "/split", r#"{"blue": 50, "green": 50}"#).await;
     ok(&proxy, "POST", "/switch", r#"{"to": "green"}"#).await;
@@ -245,4 +244,55 @@ async fn a_file_edited_while_down_wins_and_check_names_an_unusable_state() {
 async fn drop_proxy(proxy: &mut TestProxy) {
     proxy.signal(9);
     assert!(proxy.wait_exit(Duration::from_secs(5)).await.is_some());
+}
+
+#[tokio::test]
+async fn idle_pools_come_and_go_without_moving_traffic_and_a_bad_file_never_blocks_rollback() {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("switchback.toml");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config_text(addr, &state, blue.addr, green.addr, "blue = 90\ngreen = 10");
+    std::fs::write(&config, &text).unwrap();
+    let proxy = TestProxy::start_at(dir, config.clone(), addr).await;
+    ok(&proxy, "POST", "/switch", r#"{"to": "green"}"#).await;
+
+    // GitOps adds an idle pool; [split] untouched: green keeps all the traffic.
+    let grey = text.replace(
+        "[split]",
+        "[pools.grey]\nbackends = [\"127.0.0.1:1\"]\n\n[split]",
+    );
+    std::fs::write(&config, &grey).unwrap();
+    poll_until("the grey pool", Duration::from_secs(5), || async {
+        proxy.status().await["pools"].get("grey").is_some()
+    })
+    .await;
+    assert_eq!(
+        split_of(&proxy).await,
+        serde_json::json!({"blue": 0, "green": 100, "grey": 0})
+    );
+
+    // Removing a pool that holds live traffic (the file's [split] gives it none) is refused.
+    ok(&proxy, "POST", "/switch", r#"{"to": "grey"}"#).await;
+    std::fs::write(&config, &text).unwrap();
+    poll_until("the refusal", Duration::from_secs(5), || async {
+        proxy.history().await.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("pool grey holds 100% of the live split")
+        })
+    })
+    .await;
+    assert_eq!(proxy.status().await["pools"]["grey"]["share"], 100);
+    // A file rejected meanwhile does not block the way back.
+    ok(&proxy, "POST", "/rollback", "").await;
+    assert_eq!(
+        split_of(&proxy).await,
+        serde_json::json!({"blue": 0, "green": 100, "grey": 0})
+    );
 }

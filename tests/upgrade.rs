@@ -80,6 +80,13 @@ async fn a_binary_upgrade_under_steady_load_fails_no_request() {
         log().contains("listeners received")
     })
     .await;
+    // The old process, still finishing its requests, takes no change any more.
+    let refused = bg
+        .proxy
+        .admin("POST", "/switch", r#"{"to": "green"}"#)
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.text().contains("handed over"), "{}", refused.text());
     let code = bg.proxy.wait_exit(DEADLINE).await;
     assert_eq!(code, Some(0), "old process:\n{}", bg.proxy.stderr());
     let at_exit = ok.load(Ordering::SeqCst);

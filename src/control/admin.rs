@@ -289,6 +289,7 @@ fn status_of(error: &ControlError) -> StatusCode {
         ControlError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::NoPrevious | ControlError::PendingEdit(_) => StatusCode::CONFLICT,
+        ControlError::Retired => StatusCode::SERVICE_UNAVAILABLE,
         ControlError::Persist(PersistError::Changed { .. }) => StatusCode::CONFLICT,
         ControlError::Persist(_) | ControlError::Audit(_) | ControlError::AppliedUnrecorded(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -55,10 +55,18 @@ impl Control {
         if_match: Option<u64>,
     ) -> Result<Applied, ControlError> {
         let mut state = self.state.lock().await;
+        if self.is_retired() {
+            return Err(ControlError::Retired);
+        }
         // An operator's edit the watcher has not picked up yet is applied (or rejected) first,
         // so this write never buries it; a rejected one blocks writes until it is fixed.
         self.reload_locked(&mut state, "file");
-        let result = match &state.rejected_reason {
+        // A rejected edit blocks writes only where a write could bury it: in the config file.
+        let pending = state
+            .rejected_reason
+            .as_ref()
+            .filter(|_| self.store.writes_config());
+        let result = match pending {
             Some(reason) => Err(ControlError::PendingEdit(reason.clone())),
             None => self.change_locked(&mut state, actor, &request, if_match),
         };
@@ -159,7 +167,9 @@ impl Control {
         let mut next = super::state::current(state);
         next.version += 1;
         next.split = &split;
-        next.previous = Some(&before);
+        if split != before {
+            next.previous = Some(&before);
+        }
         self.store.save(&next)?;
         let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
         let config = state.config.with_split(split.clone());

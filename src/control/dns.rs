@@ -21,7 +21,7 @@ impl Control {
     }
 
     pub(super) fn refresh_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
-        if !has_host_names(&state.config) {
+        if self.is_retired() || !has_host_names(&state.config) {
             return ReloadOutcome::Unchanged;
         }
         let config = match parse_off_worker(&state.file_text, &state.config) {

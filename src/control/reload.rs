@@ -4,7 +4,9 @@ use crate::audit::{Action, Entry};
 use crate::config::load::{parse, read_text};
 use crate::config::{Config, ProblemKind};
 
+use super::state::positive;
 use super::{Control, State};
+use crate::config::Split;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,9 @@ impl Control {
     }
 
     pub(super) fn reload_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
+        if self.is_retired() {
+            return ReloadOutcome::Unchanged;
+        }
         let text = match read_text(&self.config_path) {
             Ok(text) => text,
             Err(problem) if problem.kind == ProblemKind::NotFound => {
@@ -68,7 +73,8 @@ impl Control {
         };
         let (mut config, needs_restart) = keep_bound_listeners(config, &state.config);
         let file_split = config.split.clone();
-        if !self.store.writes_config() && file_split == state.file_split {
+        let same_split = |a: &Split, b: &Split| positive(a) == positive(b);
+        if !self.store.writes_config() && same_split(&file_split, &state.file_split) {
             // The file's [split] is the one already applied (a GitOps re-sync, or an edit
             // elsewhere in the file): the live split, which the state holds, stays.
             match super::state::carry(&state.config.split, &config) {
@@ -94,7 +100,7 @@ impl Control {
         state.file_text = text;
         state.rejected_text = None;
         state.rejected_reason = None;
-        let file_split_moved = file_split != state.file_split;
+        let file_split_moved = !same_split(&file_split, &state.file_split);
         state.file_split = file_split;
         if config == *state.config {
             self.install_tokens(state, tokens);

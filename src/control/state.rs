@@ -24,6 +24,10 @@ use super::resolve_beside;
 /// The state file's name inside `[state] dir`.
 pub const STATE_FILE: &str = "state.json";
 const FORMAT: u32 = 1;
+/// Largest state file read (a real one is a few KiB).
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest version believed (2^53: exact in every JSON reader).
+const MAX_VERSION: u64 = 1 << 53;
 
 /// Where accepted changes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +95,16 @@ impl Store {
         let Store::Dir(path) = self else {
             return Ok(None);
         };
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        let bytes = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
+            Ok(meta) if meta.len() > MAX_BYTES => {
                 return Err(format!(
-                    "cannot read the state file {}: {e}",
+                    "the state file {} is larger than {MAX_BYTES} bytes; fix or remove it",
                     path.display()
                 ))
             }
+            _ => std::fs::read(path)
+                .map_err(|e| format!("cannot read the state file {}: {e}", path.display()))?,
         };
         let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
             format!(
@@ -107,6 +112,13 @@ impl Store {
                 path.display()
             )
         })?;
+        if saved.version > MAX_VERSION {
+            return Err(format!(
+                "the state file {} holds version {}; fix or remove it",
+                path.display(),
+                saved.version
+            ));
+        }
         if saved.format != FORMAT {
             return Err(format!(
                 "the state file {} has format {}; this switchback reads {FORMAT}",
@@ -144,7 +156,7 @@ impl Store {
             version: current.version,
             split: split_json(current.split),
             previous: current.previous.map(split_json),
-            file_split: split_json(current.file_split),
+            file_split: split_json(&positive(current.file_split)),
             affinity: current.affinity.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&saved).expect("plain data serialises");
@@ -164,10 +176,23 @@ impl Saved {
         carry(&to_split(self.previous.as_ref()?)?, config).ok()
     }
 
-    /// Whether the config file's `[split]` is still the one this state was written against.
+    /// Whether the config file's `[split]` is still the one this state was written against
+    /// (pools at 0 % aside: adding or removing an idle pool does not touch `[split]`).
     pub(super) fn file_unchanged(&self, file_split: &Split) -> bool {
-        self.file_split == split_json(file_split)
+        self.file_split == split_json(&positive(file_split))
     }
+}
+
+/// `split` without its pools at 0 %: what the `[split]` table says, whatever pools exist.
+pub(super) fn positive(split: &Split) -> Split {
+    Split::new(
+        split
+            .shares()
+            .iter()
+            .filter(|(_, bp)| **bp > 0)
+            .map(|(p, bp)| (p.clone(), *bp))
+            .collect(),
+    )
 }
 
 /// `split` over `config`'s pools: pools it does not name get 0 %.
@@ -205,5 +230,45 @@ pub(super) fn current(state: &super::State) -> Current<'_> {
             .affinity
             .as_ref()
             .map(|_| crate::affinity::table_to_value(&state.buckets.table)),
+    }
+}
+
+/// How a start with a state directory resumes.
+pub(super) struct Resumed {
+    /// The split to serve.
+    pub(super) split: Split,
+    /// The split `rollback` restores.
+    pub(super) previous: Option<Split>,
+    /// The version saved.
+    pub(super) version: u64,
+    /// Said in the deployment log's `start` entry when the saved split does not apply.
+    pub(super) note: Option<String>,
+}
+
+/// The saved split, unless the config file's `[split]` changed since it was saved (the file's
+/// edit is newer) or it names a pool no longer configured.
+pub(super) fn resume(saved: &Saved, config: &Config) -> Resumed {
+    let file = &config.split;
+    let (split, previous, note) = match (saved.file_unchanged(file), saved.split(config)) {
+        (true, Some(split)) => (split, saved.previous(config), None),
+        (true, None) => (
+            file.clone(),
+            None,
+            Some("the saved split names a pool that is no longer configured; the config file's [split] applies"),
+        ),
+        (false, saved_split) => (
+            file.clone(),
+            saved_split.filter(|s| s != file),
+            Some("the config file's [split] changed since the state was saved; the file's applies"),
+        ),
+    };
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    Resumed {
+        split,
+        previous,
+        version: saved.version,
+        note: note.map(str::to_string),
     }
 }

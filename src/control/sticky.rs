@@ -47,6 +47,12 @@ pub(super) fn initial_table(
             .map_err(|e| tracing::error!(error = %e, "the affinity table in the state is unusable; users are laid out afresh"))
             .ok()
     });
+    // Moving to a state directory: the table file used so far seeds it (read, never written).
+    let stored = stored.or_else(|| {
+        let affinity = config.affinity.as_ref()?;
+        let old = resolve_beside(config_path, &affinity.table);
+        load_table(&old).ok().flatten()
+    });
     let mut state = match (table_path(config_path, config), stored) {
         (Some(path), _) => adopt(&path, config),
         (None, Some(table)) => TableState {

@@ -29,8 +29,9 @@ pub fn preflight(path: &Path, config: &Config) -> Result<Option<Arc<Tokens>>, St
     Ok(tokens)
 }
 
-/// `ok: 2 pools, 3 backends (blue: 2, green: 1); split blue=90 green=10; listen 127.0.0.1:8080`.
-pub fn summary(config: &Config) -> String {
+/// `ok: 2 pools, 3 backends (blue: 2, green: 1); split blue=90 green=10; listen 127.0.0.1:8080`
+/// (and `; state <file>` with a state directory), for the file at `path`.
+pub fn summary(path: &Path, config: &Config) -> String {
     let backends: usize = config.pools.values().map(|p| p.backends.len()).sum();
     let per_pool: Vec<String> = config
         .pools
@@ -38,12 +39,9 @@ pub fn summary(config: &Config) -> String {
         .map(|(name, pool)| format!("{name}: {}", pool.backends.len()))
         .collect();
     let listen: Vec<String> = config.proxy.listen.iter().map(|a| a.to_string()).collect();
-    let state = match &config.state_dir {
-        Some(dir) => format!(
-            "; state {}",
-            dir.join(crate::control::state::STATE_FILE).display()
-        ),
-        None => String::new(),
+    let state = match Store::of(path, config) {
+        Store::Dir(file) => format!("; state {}", file.display()),
+        Store::ConfigFile(_) => String::new(),
     };
     format!(
         "ok: {} pool{}, {backends} backend{} ({}); split {}; listen {}{state}",

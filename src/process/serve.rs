@@ -252,7 +252,7 @@ pub fn run(
             Box::new(shutdown::Signals {
                 stopping,
                 upgrade_sock,
-                live: control.live(),
+                control: control.clone(),
             })
         }
     };

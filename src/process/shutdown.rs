@@ -104,8 +104,9 @@ pub struct Signals {
     pub stopping: Stopping,
     /// The upgrade socket a successor listens on.
     pub upgrade_sock: std::path::PathBuf,
-    /// The live configuration: `[shutdown] lb-drain-delay` is read when the signal arrives.
-    pub live: crate::snapshot::Live,
+    /// Control: `[shutdown] lb-drain-delay` is read from its live configuration when the
+    /// signal arrives, and it is retired once the listeners are handed over.
+    pub control: Arc<crate::control::Control>,
 }
 
 #[async_trait]
@@ -140,7 +141,10 @@ impl ShutdownSignalWatch for Signals {
             }
         };
         self.stopping.store(true, Ordering::SeqCst);
-        let delay = self.live.load().config.shutdown.lb_drain_delay;
+        if matches!(signal, ShutdownSignal::GracefulUpgrade) {
+            self.control.retire();
+        }
+        let delay = self.control.live().load().config.shutdown.lb_drain_delay;
         if matches!(signal, ShutdownSignal::GracefulTerminate) && !delay.is_zero() {
             // The health path answers 503 from now on; keep serving until the load balancer
             // has noticed, then close the listeners (a second signal still exits at once).
