@@ -27,6 +27,9 @@ pub struct CtlArgs {
     /// Print the server's JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Give up when the admin API has not answered within this (`"5s"`, `"500ms"`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -137,7 +140,16 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
         .enable_all()
         .build()
         .map_err(|e| CtlError::Usage(e.to_string()))?;
-    let value = runtime.block_on(call(&args.admin, method, &path, body, &headers))?;
+    let exchange = call(&args.admin, method, &path, body, &headers);
+    let value = runtime
+        .block_on(async { tokio::time::timeout(args.timeout, exchange).await })
+        .map_err(|_| CtlError::Unreachable {
+            url: args.admin.clone(),
+            reason: format!(
+                "no answer within {}",
+                humantime::format_duration(args.timeout)
+            ),
+        })??;
     if args.json {
         return Ok(serde_json::to_string_pretty(&value).unwrap_or_default());
     }
@@ -202,21 +214,50 @@ async fn call(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status().as_u16();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (location, content_type) = (
+        header(http::header::LOCATION),
+        header(http::header::CONTENT_TYPE),
+    );
     let bytes = response
         .into_body()
         .collect()
         .await
         .map_err(|e| unreachable(e.to_string()))?
         .to_bytes();
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status >= 400 {
-        let message = value["error"]
-            .as_str()
-            .unwrap_or("no error message")
-            .to_string();
-        return Err(CtlError::Server { status, message });
+    let not_admin = || {
+        format!(
+            "the answer is not the admin API's JSON (content-type {}); is {base} a switchback admin API?",
+            content_type.as_deref().unwrap_or("none")
+        )
+    };
+    match (status, serde_json::from_slice::<Value>(&bytes)) {
+        (200..=299, Ok(value)) => Ok(value),
+        (300..=399, _) => Err(CtlError::Server {
+            status,
+            message: format!(
+                "a redirect{}; point --admin at the admin API itself",
+                location.map(|l| format!(" to {l}")).unwrap_or_default()
+            ),
+        }),
+        (_, Ok(value)) if status >= 400 => Err(CtlError::Server {
+            status,
+            message: value["error"]
+                .as_str()
+                .unwrap_or("no error message")
+                .to_string(),
+        }),
+        _ => Err(CtlError::Server {
+            status,
+            message: not_admin(),
+        }),
     }
-    Ok(value)
 }
 
 fn split_text(split: &Value) -> String {

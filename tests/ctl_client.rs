@@ -1,0 +1,77 @@
+//! `switchback ctl` as a dependable client: a redirect, a web page or silence from the other
+//! end is an error with a clear message and a non-zero exit, never a quiet success.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::binary;
+
+/// A one-shot server on 127.0.0.1:0 answering every connection with `answer` (or nothing).
+fn fake_admin(answer: Option<&'static str>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Bounded: a test sends a handful of requests.
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            match answer {
+                Some(answer) => {
+                    let _ = stream.write_all(answer.as_bytes());
+                }
+                None => std::thread::sleep(Duration::from_secs(3)),
+            }
+        }
+    });
+    url
+}
+
+fn ctl(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["ctl", "--admin", url])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_redirect_a_web_page_or_silence_is_an_error() {
+    let redirect = fake_admin(Some(
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: https://login.example/\r\nContent-Length: 0\r\n\r\n",
+    ));
+    let (code, err) = ctl(&redirect, &["status"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("301") && err.contains("redirect to https://login.example/"),
+        "{err}"
+    );
+
+    let page = fake_admin(Some(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 15\r\n\r\n<html>hi</html>",
+    ));
+    let (code, err) = ctl(&page, &["switch", "green"]);
+    assert_eq!(code, Some(1), "a 200 that is not JSON is no success");
+    assert!(
+        err.contains("not the admin API's JSON (content-type text/html)"),
+        "{err}"
+    );
+
+    let silent = fake_admin(None);
+    let started = Instant::now();
+    let (code, err) = ctl(&silent, &["--timeout", "300ms", "status"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no answer within 300ms"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout holds"
+    );
+}
