@@ -55,6 +55,14 @@ enum Command {
         #[arg(long, short, env = "SWITCHBACK_CONFIG")]
         config: PathBuf,
     },
+    /// GET a URL and exit 0 on a 2xx answer (container health checks without curl).
+    Probe {
+        /// `http://host:port/path`, e.g. the `[proxy] health-path` or the admin `/healthz`.
+        url: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print a shell completion script: `switchback completions bash > /etc/bash_completion.d/switchback`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -105,6 +113,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e @ serve::ServeError::Config(_)) => fail_with(&e, EXIT_INVALID),
             Err(e) => fail_with(&e, EXIT_START),
+        },
+        Command::Probe { url, timeout } => match switchback::process::probe::probe(&url, timeout) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
         },
         Command::Completions { shell } => {
             clap_complete::generate(

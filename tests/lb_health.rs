@@ -30,12 +30,23 @@ async fn the_health_path_turns_503_at_sigterm_while_serving_then_the_listeners_c
     get(addr, "/switchback/health").await;
     assert_eq!(bg.blue.requests(), before, "the proxy answers it itself");
 
+    let probe = |addr: std::net::SocketAddr| {
+        std::process::Command::new(common::binary())
+            .args(["probe", &format!("http://{addr}/switchback/health")])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(probe(addr), Some(0), "switchback probe: a 2xx");
+
     bg.proxy.signal(libc::SIGTERM);
     let signalled = Instant::now();
     poll_until("503 on the health path", Duration::from_secs(1), || async {
         get(addr, "/switchback/health").await.status == 503
     })
     .await;
+    assert_eq!(probe(addr), Some(1), "switchback probe: a 503 fails");
     let served = get(addr, "/").await;
     assert_eq!(
         served.status, 200,

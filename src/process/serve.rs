@@ -245,6 +245,9 @@ pub fn run(
     )
     .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
     tracing::info!(listen = ?proxy_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
+    if let Some(first) = proxy_listen.first() {
+        super::notify::ready_when_listening(*first, Duration::from_secs(10));
+    }
     let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> = match shutdown {
         Some(custom) => custom,
         None => {

@@ -141,6 +141,7 @@ impl ShutdownSignalWatch for Signals {
             }
         };
         self.stopping.store(true, Ordering::SeqCst);
+        super::notify::notify("STOPPING=1");
         if matches!(signal, ShutdownSignal::GracefulUpgrade) {
             self.control.retire();
         }
