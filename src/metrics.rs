@@ -47,7 +47,10 @@ pub struct Metrics {
     /// Pools and `(pool, backend)` pairs that have series, so a reload can drop the series of
     /// what it removed.
     known: Mutex<Known>,
+    ops: ops::Ops,
 }
+
+mod ops;
 
 /// Pools, and `(pool, backend)` pairs, that have series.
 type Known = (BTreeSet<String>, BTreeSet<(String, String)>);
@@ -74,6 +77,8 @@ pub struct PoolMetrics {
     /// `switchback_override_requests_total{pool,code_class}`, indexed like [`CODE_CLASSES`]:
     /// requests a tester sent to this pool on purpose (kept out of `requests`).
     pub overrides: [IntCounter; 6],
+    /// `switchback_retries_total{pool}`: a request sent to a second backend.
+    pub retries: IntCounter,
 }
 
 /// Pre-resolved handles for one backend.
@@ -83,6 +88,10 @@ pub struct BackendMetrics {
     pub requests: [IntCounter; 6],
     /// `switchback_upstream_errors_total{pool,backend,kind}`, indexed like [`ERROR_KINDS`].
     pub errors: [IntCounter; 4],
+    /// `switchback_health_checks_total{pool,backend,result}`: `[pass, fail]`.
+    pub checks: [IntCounter; 2],
+    /// `switchback_ejections_total{pool,backend}`.
+    pub ejections: IntCounter,
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
@@ -207,6 +216,7 @@ impl Metrics {
         reg(Box::new(backend_inflight.clone()));
         reg(Box::new(client_closed_vec));
         reg(Box::new(build_info));
+        let ops = ops::Ops::register(&registry);
         Metrics {
             registry,
             requests,
@@ -224,6 +234,7 @@ impl Metrics {
             access_log_dropped,
             client_closed,
             known: Mutex::default(),
+            ops,
         }
     }
 
@@ -281,6 +292,7 @@ impl Metrics {
                     .remove_label_values(&[pool, backend, kind]);
             }
             self.forget_backend(pool, backend);
+            self.ops.forget_backend(pool, backend);
             backends.remove(&(pool.clone(), backend.clone()));
         }
         let gone: Vec<String> = pools
@@ -296,6 +308,7 @@ impl Metrics {
             for class in CODE_CLASSES {
                 let _ = self.overrides.remove_label_values(&[&pool, class]);
             }
+            self.ops.forget_pool(&pool);
             pools.remove(&pool);
         }
     }
@@ -316,16 +329,20 @@ impl Metrics {
             duration: self.duration.with_label_values(&[pool]),
             unavailable: self.requests.with_label_values(&[pool, "none", "5xx"]),
             overrides: CODE_CLASSES.map(|c| self.overrides.with_label_values(&[pool, c])),
+            retries: self.ops.retries.with_label_values(&[pool]),
         }
     }
 
     /// Handles for `backend` of `pool`.
     pub fn backend(&self, pool: &str, backend: &str) -> BackendMetrics {
         self.remember(pool, Some(backend));
+        let (checks, ejections) = self.ops.backend(pool, backend);
         BackendMetrics {
             requests: CODE_CLASSES.map(|c| self.requests.with_label_values(&[pool, backend, c])),
             errors: ERROR_KINDS
                 .map(|k| self.upstream_errors.with_label_values(&[pool, backend, k])),
+            checks,
+            ejections,
         }
     }
 
@@ -335,12 +352,17 @@ impl Metrics {
         for (pool, bp) in split.shares() {
             let percent: f64 = format_percent(*bp).parse().unwrap_or(0.0);
             self.split_percent.with_label_values(&[pool]).set(percent);
+            self.ops
+                .split_ratio
+                .with_label_values(&[pool])
+                .set(f64::from(*bp) / 10_000.0);
         }
     }
 
     /// Counts a file reload: `applied` or `rejected`.
     pub fn reload(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();
+        self.ops.reload(result);
     }
 
     /// Counts an admin request.

@@ -118,7 +118,10 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running
             b.name.clone(),
             b.addr,
             check.clone(),
-            b.health.clone(),
+            (
+                b.health.clone(),
+                b.metrics.as_ref().map(|m| m.checks.clone()),
+            ),
             slow_start,
         ));
         probes.insert(
@@ -141,7 +144,7 @@ async fn probe_loop(
     name: String,
     addr: SocketAddr,
     check: HealthCheck,
-    health: Arc<BackendHealth>,
+    (health, counters): (Arc<BackendHealth>, Option<[prometheus::IntCounter; 2]>),
     slow_start: Duration,
 ) {
     let probe = build_probe(&check, &name);
@@ -164,6 +167,9 @@ async fn probe_loop(
             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
         };
         let passed = verdict.is_ok();
+        if let Some(counters) = &counters {
+            counters[usize::from(!passed)].inc();
+        }
         tracing::debug!(pool, backend = name, passed, streak, "health check");
         // Counted once the verdict below is applied, so a reader that sees the count sees it.
         let _counted = CountOnDrop(&health);

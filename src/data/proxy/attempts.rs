@@ -16,6 +16,9 @@ pub(super) fn record_outcome(ctx: &RequestCtx, ok: bool) {
         return;
     }
     if let Some(length) = pool.record_failure(b) {
+        if let Some(m) = &pool.backends[b].metrics {
+            m.ejections.inc();
+        }
         tracing::warn!(pool = %pool.name, backend = %pool.backends[b].name, ejected_for = ?length, "backend ejected after consecutive failures");
     }
 }
@@ -29,6 +32,9 @@ pub(super) fn plan_retry(ctx: &mut RequestCtx) {
             None => snapshot.route_retry(ctx.key, failed),
         };
         ctx.retry_to = retry.map(|r| (r.pool_index, r.backend_index));
+        if let (Some(_), Some(m)) = (ctx.retry_to, &snapshot.pools[failed.0].metrics) {
+            m.retries.inc();
+        }
     }
 }
 
