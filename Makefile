@@ -5,7 +5,7 @@
 #   make bench        routing micro-benchmarks (criterion)
 #   make bench-control   admin switch round trip and file-write-to-live latency
 #   make fuzz         each cargo-fuzz target for FUZZ_SECONDS (default 60); corpora in fuzz/corpus
-.PHONY: demo test deps build bench bench-load bench-smoke bench-control fuzz
+.PHONY: demo test deps build bench bench-load bench-smoke bench-control fuzz fuzz-admin
 
 CARGO ?= cargo
 
@@ -38,6 +38,10 @@ test: deps
 # harness cannot rot unnoticed. Installs nginx, haproxy and wrk when run as root.
 bench-smoke: deps
 	BENCH_QUICK=1 python3 benches/load.py
+
+# The admin API against docs/admin-api.yaml with schemathesis (installs it from PyPI).
+fuzz-admin: deps
+	benches/fuzz_admin.sh
 
 bench-load: deps
 	python3 benches/load.py

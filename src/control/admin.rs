@@ -137,6 +137,7 @@ async fn handle(
     control: &Control,
 ) -> Response<Full<Bytes>> {
     let endpoint = endpoint_label(req.uri().path());
+    let allow = allowed_methods(req.uri().path());
     let (parts, body) = req.into_parts();
     let gate = gate::check(&parts, local, &control.live().load().config.admin);
     let req = Request::from_parts(parts, body);
@@ -155,12 +156,25 @@ async fn handle(
     };
     control.metrics().admin_request(endpoint, status.as_u16());
     let version = control.live().load().version;
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .header(VERSION_HEADER, version)
+        .header(VERSION_HEADER, version);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response = response.header("allow", allow); // RFC 9110 §15.5.6
+    }
+    response
         .body(Full::new(Bytes::from(body)))
         .expect("static headers are valid")
+}
+
+/// The methods a path answers, for `Allow` on a 405.
+fn allowed_methods(path: &str) -> &'static str {
+    match path {
+        "/status" | "/history" | "/healthz" | "/metrics" => "GET",
+        "/split" => "PUT",
+        _ => "POST",
+    }
 }
 
 /// A bounded label for the admin metrics: known paths, else `other`.
@@ -187,7 +201,10 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
         (Method::PUT, "/split") | (Method::POST, "/switch") | (Method::POST, "/rollback") => {
             write(req, control).await
         }
-        (_, "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback") => fail(
+        (
+            _,
+            "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback" | "/metrics",
+        ) => fail(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
         ),
