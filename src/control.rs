@@ -324,7 +324,7 @@ impl Control {
 }
 
 /// `path` as given when absolute, else relative to the config file's directory.
-fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
+pub fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }

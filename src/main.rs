@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use switchback::{check, config, ctl, demo, serve};
+use switchback::{check, ctl, demo, serve};
 
 /// `0.1.0 (3f2a9c1d0b7e)`: the package version and the commit built from.
 const VERSION: &str = concat!(
@@ -54,6 +54,9 @@ enum Command {
         /// Path of the TOML config file.
         #[arg(long, short, env = "SWITCHBACK_CONFIG")]
         config: PathBuf,
+        /// Print `{"ok", "summary", "problems", "warnings"}` on stdout instead.
+        #[arg(long)]
+        json: bool,
     },
     /// GET a URL and exit 0 on a 2xx answer (container health checks without curl).
     Probe {
@@ -99,16 +102,14 @@ fn main() -> ExitCode {
         LogFormat::Json => log.json().init(),
     }
     match cli.command {
-        Command::Check { config: path } => match config::load(&path) {
-            Ok(valid) => match check::preflight(&path, &valid) {
-                Ok(_) => {
-                    println!("{}", check::summary(&path, &valid));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail_with(&e, EXIT_INVALID),
-            },
-            Err(e) => fail_with(&e, EXIT_INVALID),
-        },
+        Command::Check { config: path, json } => {
+            let (output, code) = check::run(&path, json);
+            match (code, json) {
+                (0, _) | (_, true) => println!("{output}"),
+                _ => eprintln!("{output}"),
+            }
+            ExitCode::from(code)
+        }
         Command::Serve { config, upgrade } => match serve::run(&config, None, upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e @ serve::ServeError::Config(_)) => fail_with(&e, EXIT_INVALID),

@@ -206,3 +206,70 @@ fn the_process_log_can_be_json_lines() {
     assert_eq!(entry["level"], "INFO");
     assert_eq!(entry["fields"]["message"], "switchback serving");
 }
+
+#[test]
+fn check_json_and_what_serve_needs_beyond_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--json", "--config", "config/switchback.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["summary"].as_str().unwrap().starts_with("ok: 2 pools"));
+
+    // An unreadable admin token file and an unwritable log directory: named, exit 1.
+    let base = "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n";
+    let missing = format!(
+        "[admin]\ntoken-file = \"{}/nope.tokens\"\n{base}",
+        dir.path().display()
+    );
+    let path = write_file(dir.path(), "tokens.toml", missing.as_bytes());
+    let out = Command::new(binary())
+        .args(["check", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("admin.token-file:"),
+        "{v}"
+    );
+    let blocker = write_file(dir.path(), "a-file", b"");
+    let unwritable = format!(
+        "[log]\ndeployments = \"{}/log.jsonl\"\n{base}",
+        blocker.display()
+    );
+    let path = write_file(dir.path(), "log.toml", unwritable.as_bytes());
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.deployments: cannot write in"));
+    let out = run("serve", &path);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "serve refuses what check refuses"
+    );
+
+    // A token file others can read is a warning, not a failure.
+    let tokens = write_file(dir.path(), "open.tokens", b"ops:secret\n");
+    let open = format!("[admin]\ntoken-file = \"{}\"\n{base}", tokens.display());
+    let path = write_file(dir.path(), "open.toml", open.as_bytes());
+    let out = Command::new(binary())
+        .args(["check", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("chmod 600"),
+        "{v}"
+    );
+}

@@ -9,24 +9,84 @@ use crate::config::Config;
 use crate::control::state::Store;
 
 /// What `serve` needs beyond a valid file, checked without binding anything (`serve` runs it
-/// too, so both refuse the same): the override token file, and with `[state] dir` a writable
-/// state directory and a usable state file. Returns the override tokens.
+/// too, so both refuse the same): the admin and override token files, a writable directory
+/// for the deployment log, and with `[state] dir` a writable state directory and a usable
+/// state file. Returns the override tokens, and warnings (an admin token file others can
+/// read; the override token file's reader warns itself).
 ///
 /// # Errors
 /// The problem, naming the file or directory.
-pub fn preflight(path: &Path, config: &Config) -> Result<Option<Arc<Tokens>>, String> {
-    let tokens = crate::control::load_override_tokens(path, config).map_err(|e| e.to_string())?;
+pub fn preflight(
+    path: &Path,
+    config: &Config,
+) -> Result<(Option<Arc<Tokens>>, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    if let Some(file) = &config.admin.token_file {
+        Tokens::load(file).map_err(|e| format!("admin.token-file: {e}"))?;
+        warnings.extend(exposed(file, "admin.token-file"));
+    }
+    let tokens = crate::control::load_override_tokens(path, config)
+        .map_err(|e| format!("override.token-file: {e}"))?;
+    let log = crate::control::resolve_beside(path, &config.deployment_log);
+    writable(log.parent().unwrap_or(Path::new(".")), "log.deployments")?;
     let store = Store::of(path, config);
     if let Store::Dir(file) = &store {
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let probe = dir.join(format!(".switchback-check-{}", std::process::id()));
-        std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&probe, b""))
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| format!("state.dir: cannot write in {}: {e}", dir.display()))?;
+        writable(file.parent().unwrap_or(Path::new(".")), "state.dir")?;
         store.load_checked()?;
     }
-    Ok(tokens)
+    Ok((tokens, warnings))
+}
+
+/// Whether a file can be created in `dir` (created first if missing, as `serve` would).
+fn writable(dir: &Path, key: &str) -> Result<(), String> {
+    let probe = dir.join(format!(".switchback-check-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| format!("{key}: cannot write in {}: {e}", dir.display()))
+}
+
+/// A warning when group or others can read a token file.
+fn exposed(file: &Path, key: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{key}: {} is readable by group or others (mode {mode:o}); chmod 600 it",
+            file.display()
+        )
+    })
+}
+
+/// `switchback check [--json]`: what to print and the exit status (0 valid, 1 not).
+pub fn run(path: &Path, json: bool) -> (String, u8) {
+    let result = crate::config::load(path)
+        .map_err(|e| {
+            let problems = e.problems.iter().map(ToString::to_string).collect();
+            (e.to_string(), problems)
+        })
+        .and_then(|config| match preflight(path, &config) {
+            Ok((_, warnings)) => Ok((summary(path, &config), warnings)),
+            Err(problem) => Err((problem.clone(), vec![problem])),
+        });
+    match (result, json) {
+        (Ok((summary, warnings)), false) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            (summary, 0)
+        }
+        (Ok((summary, warnings)), true) => (
+            serde_json::json!({"ok": true, "summary": summary, "problems": [], "warnings": warnings})
+                .to_string(),
+            0,
+        ),
+        (Err((text, _)), false) => (format!("error: {text}"), 1),
+        (Err((_, problems)), true) => (
+            serde_json::json!({"ok": false, "problems": problems, "warnings": []}).to_string(),
+            1,
+        ),
+    }
 }
 
 /// `ok: 2 pools, 3 backends (blue: 2, green: 1); split blue=90 green=10; listen 127.0.0.1:8080`

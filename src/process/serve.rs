@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::access_log::AccessLog;
-use crate::admin::{self, auth};
+use crate::admin;
 use crate::config::{self, load::read_text, Config, ConfigError};
 use crate::control::Control;
 use crate::framing::app::GuardedApp;
@@ -40,9 +40,6 @@ pub enum ServeError {
         /// The operating system's reason.
         source: std::io::Error,
     },
-    /// The admin token file is unusable.
-    #[error("{0}")]
-    Tokens(#[from] auth::TokenError),
     /// A file or directory `serve` needs is unusable (what `check` refuses too).
     #[error("{0}")]
     Preflight(String),
@@ -136,12 +133,12 @@ pub fn run(
         false => ensure_bindable(&config.proxy.listen)?,
         true => Vec::new(),
     };
-    if let Some(token_file) = &config.admin.token_file {
-        auth::Tokens::load(token_file)?;
-        auth::warn_if_exposed(token_file, "admin token file");
-    }
     // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
-    let override_tokens = super::check::preflight(path, &config).map_err(ServeError::Preflight)?;
+    let (override_tokens, warnings) =
+        super::check::preflight(path, &config).map_err(ServeError::Preflight)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let grace = config.shutdown.grace;
     let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
