@@ -27,13 +27,14 @@ pub fn preflight(
     }
     let tokens = crate::control::load_override_tokens(path, config)
         .map_err(|e| format!("override.token-file: {e}"))?;
-    let log = crate::control::resolve_beside(path, &config.deployment_log);
-    writable(log.parent().unwrap_or(Path::new(".")), "log.deployments")?;
+    // The state directory first: the deployment log defaults into it.
     let store = Store::of(path, config);
     if let Store::Dir(file) = &store {
         writable(file.parent().unwrap_or(Path::new(".")), "state.dir")?;
         store.load_checked()?;
     }
+    let log = crate::control::resolve_beside(path, &config.deployment_log);
+    writable(log.parent().unwrap_or(Path::new(".")), "log.deployments")?;
     Ok((tokens, warnings))
 }
 
