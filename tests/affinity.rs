@@ -100,6 +100,16 @@ async fn read_upstreams(conn: &mut TcpStream, n: usize) -> Vec<String> {
     out
 }
 
+/// Blue and green upstreams and the `[pools]` and `[split]` TOML for them.
+async fn blue_green_pools(split: &str) -> (Upstream, Upstream, String) {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let pools = pools_toml(&[("blue", &[blue.addr]), ("green", &[green.addr])], split);
+    (blue, green, pools)
+}
+
 fn share(pools: &[String], name: &str) -> f64 {
     100.0 * pools.iter().filter(|p| *p == name).count() as f64 / pools.len() as f64
 }
@@ -196,14 +206,7 @@ async fn a_shift_between_two_pools_moves_nobody_of_the_third_and_a_restart_keeps
 
 #[tokio::test]
 async fn a_keyless_client_gets_a_cookie_and_sticks_and_no_cookie_is_minted_when_off() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let pools = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 50\ngreen = 50",
-    );
+    let (_blue, _green, pools) = blue_green_pools("blue = 50\ngreen = 50").await;
     let proxy = TestProxy::start("", &format!("[affinity]\n\n{pools}")).await;
     let mut seen_pools = std::collections::BTreeSet::new();
     for _ in 0..8 {
@@ -313,14 +316,7 @@ async fn a_sticky_user_fails_over_while_their_pool_is_down_and_comes_back() {
 
 #[tokio::test]
 async fn a_corrupt_table_is_set_aside_and_replaced_and_tokens_never_leak_without_overrides() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let pools = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 50\ngreen = 50",
-    );
+    let (blue, green, pools) = blue_green_pools("blue = 50\ngreen = 50").await;
     let proxy = TestProxy::start_with_files(
         "",
         &format!("{HEADER_KEY}\n{pools}"),
@@ -355,14 +351,7 @@ async fn a_corrupt_table_is_set_aside_and_replaced_and_tokens_never_leak_without
 
 #[tokio::test]
 async fn a_table_path_naming_another_file_never_touches_it() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let pools = pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 50\ngreen = 50",
-    );
+    let (_blue, _green, pools) = blue_green_pools("blue = 50\ngreen = 50").await;
     let rest =
         format!("[affinity]\nkey = [\"header:x-user-id\"]\ntable = \"switchback.toml\"\n\n{pools}");
     let proxy = TestProxy::start("", &rest).await;

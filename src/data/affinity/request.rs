@@ -103,17 +103,20 @@ pub(crate) fn cookie_name(pair: &[u8]) -> &[u8] {
     pair[..end].trim_ascii()
 }
 
+/// A request header with `headers`, for unit tests here and in the proxy.
+#[cfg(test)]
+pub(crate) fn test_request(headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    for (name, value) in headers {
+        req.append_header(name.to_string(), *value).unwrap();
+    }
+    req
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_request as request;
     use super::*;
-
-    fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value).unwrap();
-        }
-        req
-    }
 
     fn affinity(text: &str) -> Affinity {
         let config = crate::config::parse(&format!(

@@ -112,14 +112,7 @@ pub(super) fn strip_overrides(req: &mut RequestHeader, header: Option<&HeaderNam
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value).unwrap();
-        }
-        req
-    }
+    use crate::affinity::request::test_request as request;
 
     #[test]
     fn the_override_cookie_is_cut_out_and_the_others_kept() {
