@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::config::model::{format_percent, Split};
+use crate::config::model::Split;
 
 /// Response classes counted per backend; `error` is a request with no upstream response.
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -33,7 +33,6 @@ pub struct Metrics {
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
     inflight: IntGaugeVec,
-    split_percent: prometheus::GaugeVec,
     version: IntGauge,
     reloads: IntCounterVec,
     admin_requests: IntCounterVec,
@@ -67,7 +66,7 @@ pub const CLIENT_CLOSE_REASONS: [&str; 4] = [
 /// Pre-resolved handles for one pool.
 #[derive(Debug, Clone)]
 pub struct PoolMetrics {
-    /// `switchback_inflight_requests{pool}`.
+    /// `switchback_in_flight_requests{pool}`.
     pub inflight: IntGauge,
     /// `switchback_request_duration_seconds{pool}`.
     pub duration: Histogram,
@@ -133,13 +132,9 @@ impl Metrics {
             &["pool", "backend", "kind"],
         ));
         let inflight = must(IntGaugeVec::new(
-            Opts::new("switchback_inflight_requests", "Requests in flight by pool"),
-            &["pool"],
-        ));
-        let split_percent = must(prometheus::GaugeVec::new(
             Opts::new(
-                "switchback_split_percent",
-                "Live traffic share by pool, percent",
+                "switchback_in_flight_requests",
+                "Requests in flight by pool",
             ),
             &["pool"],
         ));
@@ -176,7 +171,7 @@ impl Metrics {
             "1 when an operator drained the backend",
         );
         let backend_inflight = backend_gauge(
-            "switchback_backend_inflight_requests",
+            "switchback_backend_in_flight_requests",
             "Requests in flight by backend",
         );
         let access_log_dropped = must(IntCounter::new(
@@ -206,7 +201,6 @@ impl Metrics {
         reg(Box::new(duration.clone()));
         reg(Box::new(upstream_errors.clone()));
         reg(Box::new(inflight.clone()));
-        reg(Box::new(split_percent.clone()));
         reg(Box::new(version.clone()));
         reg(Box::new(reloads.clone()));
         reg(Box::new(admin_requests.clone()));
@@ -224,7 +218,6 @@ impl Metrics {
             duration,
             upstream_errors,
             inflight,
-            split_percent,
             version,
             reloads,
             admin_requests,
@@ -303,7 +296,6 @@ impl Metrics {
         for pool in gone {
             let _ = self.duration.remove_label_values(&[&pool]);
             let _ = self.inflight.remove_label_values(&[&pool]);
-            let _ = self.split_percent.remove_label_values(&[&pool]);
             let _ = self.requests.remove_label_values(&[&pool, "none", "5xx"]);
             for class in CODE_CLASSES {
                 let _ = self.overrides.remove_label_values(&[&pool, class]);
@@ -350,8 +342,6 @@ impl Metrics {
     pub fn set_live(&self, version: u64, split: &Split) {
         self.version.set(version as i64);
         for (pool, bp) in split.shares() {
-            let percent: f64 = format_percent(*bp).parse().unwrap_or(0.0);
-            self.split_percent.with_label_values(&[pool]).set(percent);
             self.ops
                 .split_ratio
                 .with_label_values(&[pool])

@@ -241,6 +241,11 @@ fn check_json_and_what_serve_needs_beyond_the_file() {
             .starts_with("admin.token-file:"),
         "{v}"
     );
+    assert_eq!(
+        run("serve", &path).status.code(),
+        Some(3),
+        "serve refuses it too"
+    );
     let blocker = write_file(dir.path(), "a-file", b"");
     let unwritable = format!(
         "[log]\ndeployments = \"{}/log.jsonl\"\n{base}",

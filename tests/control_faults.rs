@@ -222,7 +222,7 @@ fn dead_addr() -> std::net::SocketAddr {
 }
 
 fn gauge(metrics: &str, pool: &str) -> String {
-    let prefix = format!("switchback_inflight_requests{{pool=\"{pool}\"}} ");
+    let prefix = format!("switchback_in_flight_requests{{pool=\"{pool}\"}} ");
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))

@@ -75,3 +75,103 @@ fn a_redirect_a_web_page_or_silence_is_an_error() {
         "the timeout holds"
     );
 }
+
+#[test]
+fn an_https_admin_url_is_spoken_over_tls_with_the_ca_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A CA, and a leaf certificate for localhost signed by it.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &path("leaf.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("leaf.csr"),
+        "-CA",
+        &ca,
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("ext.cnf"),
+        "-out",
+        &cert,
+    ]);
+    let port = common::free_port();
+    // `openssl s_server -www` answers any GET with an HTML page over TLS.
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("https://localhost:{port}");
+    let (code, err) = ctl(&url, &["status"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("TLS"),
+        "an untrusted certificate is refused: {err}"
+    );
+    let (code, err) = ctl(&url, &["--ca-file", &ca, "status"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("not the admin API's JSON (content-type text/html)"),
+        "the TLS exchange happened and the HTML answer is refused: {err}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

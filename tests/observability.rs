@@ -87,7 +87,7 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
         10.0
     );
     assert_eq!(
-        value(&m, "switchback_inflight_requests", &[("pool", "blue")]),
+        value(&m, "switchback_in_flight_requests", &[("pool", "blue")]),
         0.0
     );
     assert_eq!(
@@ -125,11 +125,11 @@ async fn split_and_version_move_in_the_same_scrape_as_status_and_rejected_reload
         status["version"].as_f64().unwrap()
     );
     assert_eq!(
-        value(&m, "switchback_split_percent", &[("pool", "green")]),
-        100.0
+        value(&m, "switchback_split_ratio", &[("pool", "green")]),
+        1.0
     );
     assert_eq!(
-        value(&m, "switchback_split_percent", &[("pool", "blue")]),
+        value(&m, "switchback_split_ratio", &[("pool", "blue")]),
         0.0
     );
     assert_eq!(

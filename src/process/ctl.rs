@@ -27,6 +27,9 @@ pub struct CtlArgs {
     /// Print the server's JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// CA certificates (PEM) to trust for an `https://` admin URL, besides the system's.
+    #[arg(long, env = "SWITCHBACK_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Give up when the admin API has not answered within this (`"5s"`, `"500ms"`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
@@ -140,7 +143,14 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
         .enable_all()
         .build()
         .map_err(|e| CtlError::Usage(e.to_string()))?;
-    let exchange = call(&args.admin, method, &path, body, &headers);
+    let exchange = call(
+        &args.admin,
+        args.ca_file.as_deref(),
+        method,
+        &path,
+        body,
+        &headers,
+    );
     let value = runtime
         .block_on(async { tokio::time::timeout(args.timeout, exchange).await })
         .map_err(|_| CtlError::Unreachable {
@@ -177,6 +187,7 @@ fn split_body(shares: &[String]) -> Result<Value, CtlError> {
 
 async fn call(
     base: &str,
+    ca_file: Option<&std::path::Path>,
     method: &str,
     path: &str,
     body: Option<Value>,
@@ -186,13 +197,74 @@ async fn call(
         url: base.to_string(),
         reason,
     };
-    let authority = base
-        .strip_prefix("http://")
-        .ok_or_else(|| CtlError::Usage(format!("--admin {base:?}: expected http://host:port")))?
-        .trim_end_matches('/');
+    let (tls, authority) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return Err(CtlError::Usage(format!(
+                "--admin {base:?}: expected http://host:port or https://host:port"
+            )))
+        }
+    };
+    let authority = authority.trim_end_matches('/');
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
+    if !tls {
+        return exchange(stream, base, authority, method, path, body, headers).await;
+    }
+    let connector = tls_connector(ca_file)?;
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = pingora::tls::ServerName::try_from(host.to_string())
+        .map_err(|e| CtlError::Usage(format!("--admin {base:?}: {e}")))?;
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| unreachable(format!("TLS: {e}")))?;
+    exchange(stream, base, authority, method, path, body, headers).await
+}
+
+/// A TLS client trusting the system's roots and `ca_file`.
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<pingora::tls::TlsConnector, CtlError> {
+    use pingora::tls::{ClientConfig, RootCertStore};
+    pingora::tls::install_default_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    let _ = pingora::tls::load_platform_certs_incl_env_into_store(&mut roots);
+    if let Some(file) = ca_file {
+        pingora::tls::load_ca_file_into_store(file, &mut roots)
+            .map_err(|e| CtlError::Usage(format!("--ca-file {}: {e}", file.display())))?;
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(pingora::tls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// One request over `stream` (plain or TLS) and its JSON answer.
+async fn exchange<S>(
+    stream: S,
+    base: &str,
+    authority: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, String)],
+) -> Result<Value, CtlError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let unreachable = |reason: String| CtlError::Unreachable {
+        url: base.to_string(),
+        reason,
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
