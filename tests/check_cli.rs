@@ -254,7 +254,7 @@ fn check_json_and_what_serve_needs_beyond_the_file() {
     let path = write_file(dir.path(), "log.toml", unwritable.as_bytes());
     let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log.deployments: cannot write in"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.deployments: cannot write"));
     let out = run("serve", &path);
     assert_eq!(
         out.status.code(),

@@ -51,7 +51,8 @@ async fn every_runbook_block_does_what_it_says() {
             "blue = 100\ngreen = 0"
         )
     );
-    let mut proxy = TestProxy::start("", &rest).await;
+    let mut proxy = TestProxy::start("pool-header = \"x-switchback-pool\"", &rest).await;
+    let new_pid_file = tokens.path().join("new.pid");
     let blocks = blocks();
     assert_eq!(blocks.len(), 8, "one block per section");
     for (heading, script) in &blocks {
@@ -63,6 +64,7 @@ async fn every_runbook_block_does_what_it_says() {
             .env("PROXY", format!("http://{}", proxy.addr))
             .env("CONFIG", &proxy.config_path)
             .env("PID", proxy.pid().to_string())
+            .env("NEW_PID_FILE", &new_pid_file)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -98,8 +100,7 @@ async fn every_runbook_block_does_what_it_says() {
         );
     }
     // The upgrade block left a new process running: stop it.
-    let pid_file = proxy.config_path.with_extension("toml.new-pid");
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = std::fs::read_to_string(&new_pid_file).unwrap();
     let _ = std::process::Command::new("kill")
         .args(["-KILL", pid.trim()])
         .status();

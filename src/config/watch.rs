@@ -110,9 +110,7 @@ pub fn spawn_sighup(control: Arc<Control>) -> std::io::Result<()> {
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config file");
-            crate::process::notify::notify("RELOADING=1");
-            control.reload("signal").await;
-            crate::process::notify::notify("READY=1");
+            crate::process::notify::around_reload(control.reload("signal")).await;
         }
     });
     Ok(())

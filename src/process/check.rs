@@ -9,8 +9,9 @@ use crate::config::Config;
 use crate::control::state::Store;
 
 /// What `serve` needs beyond a valid file, checked without binding anything (`serve` runs it
-/// too, so both refuse the same): the admin and override token files, a writable directory
-/// for the deployment log, and with `[state] dir` a writable state directory and a usable
+/// too, so both refuse the same): the admin and override token files, the deployment and
+/// access logs writable, the upgrade socket path short enough, and with `[state] dir` a
+/// writable state directory and a usable
 /// state file. Returns the override tokens, and warnings (an admin token file others can
 /// read; the override token file's reader warns itself).
 ///
@@ -34,15 +35,42 @@ pub fn preflight(
         store.load_checked()?;
     }
     let log = crate::control::resolve_beside(path, &config.deployment_log);
-    writable(log.parent().unwrap_or(Path::new(".")), "log.deployments")?;
+    appendable(&log, "log.deployments")?;
+    if let Some(crate::config::model::AccessLogTarget::File(file)) = &config.access_log {
+        appendable(&crate::control::resolve_beside(path, file), "log.access")?;
+    }
+    let sock = super::serve::upgrade_sock_path(path, &config.proxy.upgrade_sock);
+    if sock.as_os_str().len() > 100 {
+        return Err(format!(
+            "proxy.upgrade-sock: {} is too long for a Unix socket (100 bytes); set it shorter",
+            sock.display()
+        ));
+    }
     Ok((tokens, warnings))
 }
 
-/// Whether a file can be created in `dir` (created first if missing, as `serve` would).
+/// Whether `file` can be appended to: opened (never created) when it exists, else its
+/// directory can take it.
+fn appendable(file: &Path, key: &str) -> Result<(), String> {
+    match std::fs::OpenOptions::new().append(true).open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            writable(file.parent().unwrap_or(Path::new(".")), key)
+        }
+        Err(e) => Err(format!("{key}: cannot write {}: {e}", file.display())),
+    }
+}
+
+/// Whether a file can be created in `dir`, or, while it does not exist yet, in its nearest
+/// existing ancestor (where `serve` would create it). Nothing is left behind.
 fn writable(dir: &Path, key: &str) -> Result<(), String> {
-    let probe = dir.join(format!(".switchback-check-{}", std::process::id()));
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&probe, b""))
+    let existing = dir
+        .ancestors()
+        .find(|d| d.as_os_str().is_empty() || d.exists())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = existing.join(format!(".switchback-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| format!("{key}: cannot write in {}: {e}", dir.display()))
 }

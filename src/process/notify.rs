@@ -5,11 +5,35 @@
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// `READY=1` was sent (a reload before it must not announce readiness).
+static READY: AtomicBool = AtomicBool::new(false);
+/// `STOPPING=1` was sent (a reload after it must not announce readiness again).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Wraps a SIGHUP reload in `RELOADING=1` / `READY=1`, only between readiness and stopping.
+pub async fn around_reload<F: std::future::Future>(reload: F) -> F::Output {
+    let announce = READY.load(Ordering::SeqCst) && !STOPPING.load(Ordering::SeqCst);
+    if announce {
+        notify("RELOADING=1");
+    }
+    let out = reload.await;
+    if announce && !STOPPING.load(Ordering::SeqCst) {
+        notify("READY=1");
+    }
+    out
+}
 
 /// Sends `state` (`READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=…`) to systemd, if it is
 /// listening. Failures are logged, never fatal.
 pub fn notify(state: &str) {
+    match state {
+        "READY=1" => READY.store(true, Ordering::SeqCst),
+        "STOPPING=1" => STOPPING.store(true, Ordering::SeqCst),
+        _ => {}
+    }
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

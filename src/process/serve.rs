@@ -72,7 +72,7 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
 /// The upgrade socket: `[proxy] upgrade-sock`, relative to the config file's directory, made
 /// absolute so that the old and the new process name it the same way whatever their working
 /// directories (the SIGQUIT check compares it with what `/proc/net/unix` shows).
-fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
+pub(crate) fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
     let joined = config_path.parent().unwrap_or(Path::new(".")).join(sock);
     std::path::absolute(&joined).unwrap_or(joined)
 }

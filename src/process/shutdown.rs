@@ -132,7 +132,16 @@ impl ShutdownSignalWatch for Signals {
                     break ShutdownSignal::GracefulTerminate;
                 }
                 _ = quit.recv() => {
-                    if successor_waiting(&self.upgrade_sock) {
+                    // The new process logs that it waits a moment before its socket listens.
+                    let mut waiting = successor_waiting(&self.upgrade_sock);
+                    for _ in 0..20 {
+                        if waiting {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        waiting = successor_waiting(&self.upgrade_sock);
+                    }
+                    if waiting {
                         tracing::info!("SIGQUIT: handing the listeners over, then finishing in-flight requests");
                         break ShutdownSignal::GracefulUpgrade;
                     }
