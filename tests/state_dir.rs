@@ -23,6 +23,23 @@ fn config_text(
     )
 }
 
+/// Blue and green upstreams, and a proxy on a config at blue 90 / green 10 (plus `extra`)
+/// with its state directory beside it: (upstreams, state dir, config path, config text, proxy).
+async fn started(extra: &str) -> ((Upstream, Upstream), PathBuf, PathBuf, String, TestProxy) {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("switchback.toml");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config_text(addr, &state, blue.addr, green.addr, "blue = 90\ngreen = 10") + extra;
+    std::fs::write(&config, &text).unwrap();
+    let proxy = TestProxy::start_at(dir, config.clone(), addr).await;
+    ((blue, green), state, config, text, proxy)
+}
+
 async fn split_of(proxy: &TestProxy) -> serde_json::Value {
     proxy.status().await["split"].clone()
 }
@@ -155,18 +172,8 @@ async fn changes_live_in_the_state_dir_and_a_read_only_config_is_never_written()
 
 #[tokio::test]
 async fn a_file_edited_while_down_wins_and_check_names_an_unusable_state() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("switchback.toml");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = config_text(addr, &state, blue.addr, green.addr, "blue = 90\ngreen = 10")
-        + "\n[affinity]\nkey = [\"header:x-user-id\"]\n";
-    std::fs::write(&config, &text).unwrap();
-    let mut proxy = TestProxy::start_at(dir, config.clone(), addr).await;
+    let (_upstreams, state, config, text, mut proxy) =
+        started("\n[affinity]\nkey = [\"header:x-user-id\"]\n").await;
     ok(&proxy, "PUT", "/split", r#"{"blue": 60, "green": 40}"#).await;
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
@@ -248,17 +255,7 @@ async fn drop_proxy(proxy: &mut TestProxy) {
 
 #[tokio::test]
 async fn idle_pools_come_and_go_without_moving_traffic_and_a_bad_file_never_blocks_rollback() {
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("switchback.toml");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = config_text(addr, &state, blue.addr, green.addr, "blue = 90\ngreen = 10");
-    std::fs::write(&config, &text).unwrap();
-    let proxy = TestProxy::start_at(dir, config.clone(), addr).await;
+    let (_upstreams, _state, config, text, proxy) = started("").await;
     ok(&proxy, "POST", "/switch", r#"{"to": "green"}"#).await;
 
     // GitOps adds an idle pool; [split] untouched: green keeps all the traffic.

@@ -6,6 +6,7 @@ use crate::audit::{Action, Entry};
 use crate::config::model::{BasisPoints, Split, FULL};
 use crate::config::percent::checked_split;
 use crate::config::persist::{rewrite_split, stage, PersistError};
+use crate::config::Config;
 
 use super::{Control, ControlError, State};
 
@@ -143,17 +144,23 @@ impl Control {
                 }
             };
         }
-        self.publish(state, config);
-        tracing::info!(actor, version = state.version, split = %split, "change applied");
-        Ok(Applied {
-            version: state.version,
-            split,
-            before,
-        })
+        Ok(self.apply(state, actor, config, before))
     }
 }
 
 impl Control {
+    /// Publishes an accepted, persisted and logged change and says what is live now.
+    fn apply(&self, state: &mut State, actor: &str, config: Config, before: Split) -> Applied {
+        let split = config.split.clone();
+        self.publish(state, config);
+        tracing::info!(actor, version = state.version, split = %split, "change applied");
+        Applied {
+            version: state.version,
+            split,
+            before,
+        }
+    }
+
     /// [`Self::change_locked`] with a state directory: the config file is never written.
     /// Saved, then logged, then live; not logged means the saved state is put back.
     fn change_in_store(
@@ -181,13 +188,7 @@ impl Control {
             }
             return Err(e.into());
         }
-        self.publish(state, config);
-        tracing::info!(actor, version = state.version, split = %split, "change applied");
-        Ok(Applied {
-            version: state.version,
-            split,
-            before,
-        })
+        Ok(self.apply(state, actor, config, before))
     }
 }
 
