@@ -14,6 +14,7 @@ pub mod load;
 pub mod model;
 pub mod percent;
 pub mod persist;
+mod plans;
 mod pool_policy;
 pub mod problem;
 pub mod raw;

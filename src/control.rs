@@ -15,6 +15,7 @@ mod change;
 pub mod dns;
 mod recover;
 mod reload;
+pub mod rollout;
 pub mod state;
 mod sticky;
 
@@ -79,6 +80,9 @@ pub enum ControlError {
     /// the file could not be put back).
     #[error("the change was applied but could not be recorded: {0}")]
     AppliedUnrecorded(AuditError),
+    /// The change conflicts with a rollout in progress.
+    #[error("{0}")]
+    Conflict(String),
     /// This process handed its listeners to a new one (binary upgrade) and only finishes the
     /// requests in flight: changes go to the new process.
     #[error("this switchback handed over to a new process (binary upgrade); send changes to the new one")]
@@ -109,6 +113,8 @@ struct State {
     /// The config file's own `[split]` as last applied from it (with a state directory the
     /// live split may differ: it comes from the state).
     file_split: Split,
+    /// The active rollout and the recent ended ones.
+    rollouts: rollout::Book,
 }
 
 /// The control plane's single writer.
@@ -133,6 +139,8 @@ pub struct Status {
     pub previous: Option<Split>,
     /// Where accepted changes are kept.
     pub store: state::Store,
+    /// The rollout in progress.
+    pub rollout: Option<rollout::Rollout>,
 }
 
 impl Control {
@@ -175,6 +183,7 @@ impl Control {
         }
         let version = recovered.last_version + 1;
         let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
+        let (rollouts, rollout_note) = rollout::recover::recover(&history, &config);
         let mut entry = Entry::now(
             version,
             "serve",
@@ -194,12 +203,20 @@ impl Control {
             buckets,
             override_tokens,
             file_split,
+            rollouts,
         };
         // Saved before the start is logged: a log never shows a start that did not serve.
         store
             .save(&state::current(&state))
             .map_err(|e| StartError::State(e.to_string()))?;
         audit.append(&entry)?;
+        if let Some((action, record)) = rollout_note {
+            let split = &state.config.split;
+            let mut note = Entry::now(version, "serve", action, split, split);
+            note.message = record.message.clone();
+            note.rollout = Some(Box::new(record));
+            audit.append(&note)?;
+        }
         let health = Arc::new(HealthRegistry::default());
         let live = snapshot::live(Snapshot::build_with(
             state.config.clone(),
@@ -210,6 +227,12 @@ impl Control {
             state.override_tokens.clone(),
         ));
         metrics.set_live(version, &state.config.split);
+        let record = state.rollouts.newest(1).pop();
+        metrics.set_rollout(
+            record
+                .as_ref()
+                .map(|r| (r.state, r.step, r.weight.as_f64().unwrap_or(0.0))),
+        );
         Ok(Arc::new(Control {
             live,
             state: Mutex::new(state),
@@ -266,6 +289,7 @@ impl Control {
             snapshot: self.live.load_full(),
             previous: state.previous.clone(),
             store: self.store.clone(),
+            rollout: state.rollouts.active.as_ref().map(|a| a.record.clone()),
         }
     }
 

@@ -14,3 +14,4 @@ pub mod keys;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;
+pub mod tally;

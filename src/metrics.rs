@@ -47,9 +47,13 @@ pub struct Metrics {
     /// what it removed.
     known: Mutex<Known>,
     ops: ops::Ops,
+    /// The rollout analysis counters (kept whether or not metrics are on).
+    pub tallies: crate::data::tally::Tallies,
+    rollout: rollout::Gauges,
 }
 
 mod ops;
+mod rollout;
 
 /// Pools, and `(pool, backend)` pairs, that have series.
 type Known = (BTreeSet<String>, BTreeSet<(String, String)>);
@@ -211,6 +215,7 @@ impl Metrics {
         reg(Box::new(client_closed_vec));
         reg(Box::new(build_info));
         let ops = ops::Ops::register(&registry);
+        let rollout = rollout::Gauges::register(&registry);
         Metrics {
             registry,
             requests,
@@ -228,6 +233,8 @@ impl Metrics {
             client_closed,
             known: Mutex::default(),
             ops,
+            tallies: Default::default(),
+            rollout,
         }
     }
 

@@ -104,3 +104,32 @@ pub const OVERRIDE_HEADER: &str = "x-switchback-pool";
 pub const OVERRIDE_TOKEN_HEADER: &str = "x-switchback-override-token";
 /// The browser form of an override: a cookie `<pool>:<token>`.
 pub const OVERRIDE_COOKIE: &str = "switchback-override";
+
+/// `[plans.*] steps[].min-requests` when absent: target-pool requests a step needs.
+pub const STEP_MIN_REQUESTS: u64 = 100;
+/// `[plans.*] max-step-time` when absent: 30 min.
+pub const MAX_STEP_TIME: Duration = Duration::from_secs(30 * 60);
+/// `[plans.*.smoke] path` when absent.
+pub const SMOKE_PATH: &str = "/healthz";
+/// `[plans.*.smoke] expect-status` when absent.
+pub const SMOKE_EXPECT: (u16, u16) = (200, 299);
+/// `[plans.*.smoke] timeout` when absent: 2 s.
+pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `[plans.*.smoke] repeat` when absent.
+pub const SMOKE_REPEAT: u32 = 3;
+/// `[plans.*.analysis] tolerated-ratio` when absent.
+pub const TOLERATED_RATIO: f64 = 1.2;
+/// `[plans.*.analysis] detect-ratio` when absent.
+pub const DETECT_RATIO: f64 = 3.0;
+/// `[plans.*.analysis] alpha` when absent.
+pub const ALPHA: f64 = 0.001;
+/// `[plans.*.analysis] max-error-rate` when absent.
+pub const MAX_ERROR_RATE: f64 = 0.01;
+/// `[plans.*.analysis] latency-margin` when absent: 10 %.
+pub const LATENCY_MARGIN: f64 = 0.10;
+/// `[plans.*.analysis] hard-failure.error-rate` when absent.
+pub const HARD_FAILURE_RATE: f64 = 0.5;
+/// `[plans.*.analysis] hard-failure.min-requests` when absent.
+pub const HARD_FAILURE_MIN_REQUESTS: u64 = 10;
+/// `[plans.*.analysis] hard-failure.window` when absent: 10 s.
+pub const HARD_FAILURE_WINDOW: Duration = Duration::from_secs(10);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::plans::{AnalysisSettings, HardFailure, OnInconclusive, Plan, Smoke, Step};
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
 pub use super::sticky::{Affinity, KeySource, Overrides};
 
@@ -42,6 +43,8 @@ pub struct Config {
     /// `[state] dir` as written (relative to the config file's directory): accepted changes
     /// live there and the config file is only read. `None` writes changes back into the file.
     pub state_dir: Option<PathBuf>,
+    /// Rollout plans by name.
+    pub plans: BTreeMap<String, std::sync::Arc<Plan>>,
 }
 
 /// Where access-log lines go.

@@ -128,8 +128,17 @@ pub(super) fn pool_policy(path: &str, raw: &RawPool, problems: &mut Vec<Problem>
 fn health_check(path: &str, raw: &RawHealthCheck, problems: &mut Vec<Problem>) -> HealthCheck {
     let kind = match raw.kind.as_deref().unwrap_or(defaults::HEALTH_TYPE) {
         "http" => ProbeKind::Http {
-            path: probe_path(path, raw.path.as_deref(), problems),
-            expect: expect(path, raw.expect.as_ref(), problems),
+            path: probe_path(
+                &format!("{path}.path"),
+                raw.path.as_deref().unwrap_or(defaults::HEALTH_PATH),
+                problems,
+            ),
+            expect: status_range(
+                &format!("{path}.expect"),
+                raw.expect.as_ref(),
+                defaults::HEALTH_EXPECT,
+                problems,
+            ),
         },
         "tcp" => ProbeKind::Tcp,
         other => {
@@ -182,11 +191,11 @@ fn health_check(path: &str, raw: &RawHealthCheck, problems: &mut Vec<Problem>) -
     }
 }
 
-fn probe_path(path: &str, value: Option<&str>, problems: &mut Vec<Problem>) -> String {
-    let text = value.unwrap_or(defaults::HEALTH_PATH);
+/// A request path for a probe, at config key `key`.
+pub(super) fn probe_path(key: &str, text: &str, problems: &mut Vec<Problem>) -> String {
     if !text.starts_with('/') || http::uri::PathAndQuery::try_from(text).is_err() {
         problems.push(Problem::at(
-            format!("{path}.path"),
+            key,
             ProblemKind::Syntax(format!(
                 "{text:?} is not a request path such as \"/healthz\""
             )),
@@ -195,21 +204,25 @@ fn probe_path(path: &str, value: Option<&str>, problems: &mut Vec<Problem>) -> S
     text.to_string()
 }
 
-/// `expect = 200` or `expect = "200-399"`.
-fn expect(path: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) -> (u16, u16) {
-    let key = format!("{path}.expect");
+/// A status or range at config key `key`: `200` or `"200-399"`.
+pub(super) fn status_range(
+    key: &str,
+    value: Option<&toml::Value>,
+    default: (u16, u16),
+    problems: &mut Vec<Problem>,
+) -> (u16, u16) {
     let bad = |p: &mut Vec<Problem>, text: String| {
         p.push(Problem::at(
-            &key,
+            key,
             ProblemKind::Syntax(format!(
                 "{text} is not a status code or range such as \"200-399\" (100 to 599)"
             )),
         ));
-        defaults::HEALTH_EXPECT
+        default
     };
     let status = |n: i64| u16::try_from(n).ok().filter(|c| (100..=599).contains(c));
     match value {
-        None => defaults::HEALTH_EXPECT,
+        None => default,
         Some(toml::Value::Integer(n)) => match status(*n) {
             Some(code) => (code, code),
             None => bad(problems, n.to_string()),
@@ -228,8 +241,8 @@ fn expect(path: &str, value: Option<&toml::Value>, problems: &mut Vec<Problem>) 
             }
         }
         Some(other) => {
-            problems.push(wrong_type(&key, "a status code or a range string", other));
-            defaults::HEALTH_EXPECT
+            problems.push(wrong_type(key, "a status code or a range string", other));
+            default
         }
     }
 }

@@ -45,6 +45,88 @@ pub struct RawConfig {
     /// `[state]`: where accepted changes are kept.
     #[serde(default)]
     pub state: RawState,
+    /// `[plans.<name>]`: rollout plans.
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+}
+
+/// `[plans.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawPlan {
+    /// The steps, in order.
+    pub steps: Option<Vec<RawStep>>,
+    /// Longest a step may take to meet its conditions.
+    pub max_step_time: Option<String>,
+    /// `"pause"` or `"rollback"`.
+    pub on_inconclusive: Option<String>,
+    /// Probes of the target pool before any user request.
+    pub smoke: Option<RawSmoke>,
+    /// The canary analysis.
+    #[serde(default)]
+    pub analysis: RawAnalysis,
+}
+
+/// One element of `steps`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawStep {
+    /// The target pool's share, percent.
+    pub weight: Option<toml::Value>,
+    /// Least time in the step.
+    pub hold: Option<String>,
+    /// Least target-pool requests in the step.
+    pub min_requests: Option<i64>,
+    /// `"manual"`: wait for approval before entering the step.
+    pub gate: Option<String>,
+}
+
+/// `[plans.<name>.smoke]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawSmoke {
+    /// Path probed.
+    pub path: Option<String>,
+    /// Passing statuses: `200` or `"200-299"`.
+    pub expect_status: Option<toml::Value>,
+    /// A substring the body must hold.
+    pub expect_body: Option<String>,
+    /// Time one probe may take.
+    pub timeout: Option<String>,
+    /// Consecutive passes per backend.
+    pub repeat: Option<i64>,
+    /// Host header of the probes.
+    pub host: Option<String>,
+}
+
+/// `[plans.<name>.analysis]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawAnalysis {
+    /// Error-rate ratio the canary may have.
+    pub tolerated_ratio: Option<toml::Value>,
+    /// Error-rate ratio the test is built to detect.
+    pub detect_ratio: Option<toml::Value>,
+    /// False-rollback bound per test per step.
+    pub alpha: Option<toml::Value>,
+    /// Upper bound on the canary's error rate to advance.
+    pub max_error_rate: Option<toml::Value>,
+    /// `"10%"`: how much slower than the baseline's p99 is slow.
+    pub latency_margin: Option<String>,
+    /// Immediate rollback on a broken canary.
+    pub hard_failure: Option<RawHardFailure>,
+}
+
+/// `hard-failure = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawHardFailure {
+    /// Canary error rate that is a hard failure.
+    pub error_rate: Option<toml::Value>,
+    /// Least canary requests in the window.
+    pub min_requests: Option<i64>,
+    /// The window.
+    pub window: Option<String>,
 }
 
 /// `[state]`.

@@ -38,6 +38,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let affinity = super::sticky::affinity(raw.affinity.as_ref(), &mut problems);
     let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
     super::sticky::check_together(affinity.as_ref(), overrides.as_ref(), &mut problems);
+    let plans = super::plans::plans(&raw.plans, &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
     let shutdown = ShutdownSettings {
         grace: duration_key(
@@ -78,6 +79,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             affinity,
             overrides,
             state_dir: files.state_dir,
+            plans,
         }),
         _ => Err(problems),
     }
@@ -290,7 +292,7 @@ fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeM
     out
 }
 
-fn valid_pool_name(name: &str) -> bool {
+pub(super) fn valid_pool_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -18,6 +18,7 @@
 pub mod auth;
 mod drain;
 mod gate;
+mod rollouts;
 mod views;
 
 use std::collections::BTreeMap;
@@ -170,6 +171,9 @@ async fn handle(
 
 /// The methods a path answers, for `Allow` on a 405.
 fn allowed_methods(path: &str) -> &'static str {
+    if let Some(allowed) = rollouts::allowed(path) {
+        return allowed;
+    }
     match path {
         "/status" | "/history" | "/healthz" | "/metrics" => "GET",
         "/split" => "PUT",
@@ -187,12 +191,19 @@ fn endpoint_label(path: &str) -> &'static str {
         "/history" => "/history",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
+        "/rollouts" => "/rollouts",
+        "/rollouts/current" => "/rollouts/current",
+        p if rollouts::action_of(p).is_some() => "/rollouts/current/action",
         p if drain::parse(p).is_some() => "/backends/drain",
         _ => "other",
     }
 }
 
 async fn route(req: Request<Incoming>, control: &Control) -> Answer {
+    let req = match rollouts::route(req, control).await {
+        Ok(answer) => return answer,
+        Err(req) => req,
+    };
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/healthz") => Answer(StatusCode::OK, serde_json::json!({"status": "ok"})),
@@ -274,17 +285,9 @@ async fn write(req: Request<Incoming>, control: &Control) -> Answer {
         Err(answer) => return answer,
     };
     let path = req.uri().path().to_string();
-    let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return fail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {MAX_ADMIN_BODY} bytes"),
-            )
-        }
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
     };
     let request = match parse_request(&path, &body) {
         Ok(request) => request,
@@ -301,11 +304,27 @@ async fn write(req: Request<Incoming>, control: &Control) -> Answer {
     }
 }
 
+/// The body, up to [`MAX_ADMIN_BODY`] bytes.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
+    match Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {MAX_ADMIN_BODY} bytes"),
+        )),
+    }
+}
+
 fn status_of(error: &ControlError) -> StatusCode {
     match error {
         ControlError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ControlError::NoPrevious | ControlError::PendingEdit(_) => StatusCode::CONFLICT,
+        ControlError::NoPrevious | ControlError::PendingEdit(_) | ControlError::Conflict(_) => {
+            StatusCode::CONFLICT
+        }
         ControlError::Retired => StatusCode::SERVICE_UNAVAILABLE,
         ControlError::Persist(PersistError::Changed { .. }) => StatusCode::CONFLICT,
         ControlError::Persist(_) | ControlError::Audit(_) | ControlError::AppliedUnrecorded(_) => {

@@ -43,6 +43,24 @@ pub enum Action {
     Drain,
     /// `POST /backends/{pool}/{addr}/undrain`.
     Undrain,
+    /// A rollout started (the target goes to 0 % for its smoke checks).
+    RolloutStart,
+    /// A rollout entered its next step.
+    RolloutStep,
+    /// A rollout paused.
+    RolloutPause,
+    /// A rollout resumed.
+    RolloutResume,
+    /// A rollout waits at a manual gate.
+    RolloutWait,
+    /// A gate was approved and its step entered.
+    RolloutApprove,
+    /// A rollout ended with the target at 100 %.
+    RolloutPromoted,
+    /// A rollout rolled back (or, in a dry run, would have: then nothing moved).
+    RolloutRollback,
+    /// A rollout ended before any user request reached the target.
+    RolloutAbort,
 }
 
 impl Action {
@@ -59,6 +77,15 @@ impl Action {
             Action::PoolUp => "pool-up",
             Action::Drain => "drain",
             Action::Undrain => "undrain",
+            Action::RolloutStart => "rollout-start",
+            Action::RolloutStep => "rollout-step",
+            Action::RolloutPause => "rollout-pause",
+            Action::RolloutResume => "rollout-resume",
+            Action::RolloutWait => "rollout-wait",
+            Action::RolloutApprove => "rollout-approve",
+            Action::RolloutPromoted => "rollout-promoted",
+            Action::RolloutRollback => "rollout-rollback",
+            Action::RolloutAbort => "rollout-abort",
         }
     }
 }
@@ -92,6 +119,9 @@ pub struct Entry {
     pub outcome: Outcome,
     /// Why it was rejected, or notes such as "needs restart".
     pub message: String,
+    /// The rollout as this entry left it (rollout actions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Box<crate::control::rollout::Rollout>>,
 }
 
 impl Entry {
@@ -106,6 +136,7 @@ impl Entry {
             after: split_json(after),
             outcome: Outcome::Applied,
             message: String::new(),
+            rollout: None,
         }
     }
 }
@@ -119,7 +150,8 @@ pub fn split_json(split: &Split) -> BTreeMap<String, serde_json::Number> {
         .collect()
 }
 
-fn percent_number(bp: u32) -> serde_json::Number {
+/// Basis points as a JSON percent number: 1000 → `10`, 5 → `0.05`.
+pub fn percent_number(bp: u32) -> serde_json::Number {
     format_percent(bp)
         .parse()
         .expect("a formatted percentage is a JSON number")

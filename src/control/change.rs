@@ -22,7 +22,7 @@ pub enum Request {
 }
 
 impl Request {
-    fn action(&self) -> Action {
+    pub(super) fn action(&self) -> Action {
         match self {
             Request::Split(_) => Action::Split,
             Request::Switch(_) => Action::Switch,
@@ -107,10 +107,30 @@ impl Control {
                 current: state.version,
             });
         }
+        if let Some(answer) = self.rollout_claims(state, actor, request)? {
+            return Ok(answer);
+        }
         let before = state.config.split.clone();
         let split = target_split(state, request)?;
+        let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
+        let applied = self.commit_split(state, actor, entry, split)?;
+        let how = format!("{actor} ({})", request.action().name());
+        self.supersede_rollout(state, actor, &how);
+        Ok(applied)
+    }
+
+    /// Persists, records (`entry`, whose version is the next one) and publishes `split`.
+    /// Not recorded means not applied: the file or the state is put back.
+    pub(super) fn commit_split(
+        &self,
+        state: &mut State,
+        actor: &str,
+        entry: Entry,
+        split: Split,
+    ) -> Result<Applied, ControlError> {
+        let before = state.config.split.clone();
         if !self.store.writes_config() {
-            return self.change_in_store(state, actor, request, before, split);
+            return self.change_in_store(state, actor, entry, before, split);
         }
         let text =
             rewrite_split(&state.file_text, &split).map_err(|reason| PersistError::Edit {
@@ -119,7 +139,6 @@ impl Control {
             })?;
         stage(&self.config_path, text.as_bytes())?.commit(Some(&state.file_text))?;
         let old_text = std::mem::replace(&mut state.file_text, text.clone());
-        let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
         let config = state.config.with_split(split.clone());
         if let Err(e) = self.audit.append(&entry) {
             // Not logged means not applied: put the file back as it was. Only when that fails
@@ -167,7 +186,7 @@ impl Control {
         &self,
         state: &mut State,
         actor: &str,
-        request: &Request,
+        entry: Entry,
         before: Split,
         split: Split,
     ) -> Result<Applied, ControlError> {
@@ -178,7 +197,6 @@ impl Control {
             next.previous = Some(&before);
         }
         self.store.save(&next)?;
-        let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
         let config = state.config.with_split(split.clone());
         if let Err(e) = self.audit.append(&entry) {
             if let Err(restore) = self.store.save(&super::state::current(state)) {

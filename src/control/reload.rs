@@ -127,6 +127,9 @@ impl Control {
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "reload applied but not recorded");
         }
+        if state.config.split != before {
+            self.supersede_rollout(state, actor, "a config-file edit");
+        }
         tracing::info!(actor, version = state.version, "config reloaded");
         ReloadOutcome::Applied {
             version: state.version,

@@ -393,6 +393,9 @@ impl SwitchbackProxy {
     /// request) and the access log like any other.
     fn log_unavailable(&self, session: &Session, ctx: &RequestCtx, snapshot: &Snapshot, p: usize) {
         let pool = &snapshot.pools[p];
+        if ctx.override_pool.is_none() {
+            pool.tally.record(true, ctx.started.elapsed());
+        }
         match (&pool.metrics, ctx.override_pool) {
             (Some(m), Some(_)) => m.overrides[4].inc(),
             (Some(m), None) => {

@@ -51,6 +51,8 @@ pub struct PoolEntry {
     pub backends: Vec<BackendEntry>,
     /// Metric handles, resolved once; `None` when metrics are disabled.
     pub metrics: Option<PoolMetrics>,
+    /// The rollout analysis counters (shared by every version holding this pool).
+    pub tally: Arc<crate::data::tally::PoolTally>,
     /// Health checks, ejection, slow start and pool-down behaviour.
     pub policy: PoolPolicy,
     schedule: Schedule,
@@ -178,6 +180,7 @@ impl Snapshot {
                         })
                         .collect(),
                     metrics: on.then(|| metrics.pool(name)),
+                    tally: metrics.tallies.get(name),
                     policy: pool.policy.clone(),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
@@ -190,6 +193,8 @@ impl Snapshot {
             .collect();
         health.retain(&keep);
         metrics.retain(&keep);
+        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        metrics.tallies.retain(&names);
         let (names, owners) = table.owners();
         let index: Vec<u8> = names
             .iter()

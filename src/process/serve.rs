@@ -201,6 +201,7 @@ pub fn run(
         }
     }
     runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
+    runtime.spawn(crate::control::rollout::engine::run(control.clone()));
     runtime.spawn(crate::control::dns::refresh_periodically(control.clone()));
 
     let inflight = Arc::new(Inflight::default());

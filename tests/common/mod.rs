@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod load;
 pub mod metrics;
 pub mod raw;
 
@@ -54,7 +55,17 @@ pub struct Upstream {
     requests: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    faults: Arc<Faults>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Misbehaviour for every request but `/healthz`: every `fail_every`-th answers 500 (0: none);
+/// each waits `delay_ms` first.
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub fail_every: AtomicUsize,
+    pub delay_ms: AtomicUsize,
+    count: AtomicUsize,
 }
 
 impl Upstream {
@@ -70,7 +81,9 @@ impl Upstream {
         let requests = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let faults = Arc::new(Faults::default());
         let state = UpstreamState {
+            faults: faults.clone(),
             name: name.to_string(),
             connections: connections.clone(),
             requests: requests.clone(),
@@ -85,8 +98,19 @@ impl Upstream {
             requests,
             seen,
             healthy,
+            faults,
             task,
         }
+    }
+
+    /// From now on, every `n`-th request answers 500 (0: none).
+    pub fn fail_every(&self, n: usize) {
+        self.faults.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, every request waits `ms` before its answer.
+    pub fn delay(&self, ms: usize) {
+        self.faults.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// What `/healthz` answers from now on: 200 when `true`, 503 when `false`.
@@ -120,6 +144,7 @@ struct UpstreamState {
     requests: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    faults: Arc<Faults>,
 }
 
 async fn accept_loop(listener: TcpListener, state: UpstreamState) {
@@ -150,6 +175,7 @@ async fn handle(
         requests,
         seen,
         healthy,
+        faults,
         ..
     } = state;
     if req.uri().path() == "/healthz" {
@@ -194,6 +220,17 @@ async fn handle(
     });
     let path = parts.uri.path().to_string();
     let mut response = Response::builder().header("x-upstream", name.as_str());
+    let delay = faults.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    let every = faults.fail_every.load(Ordering::SeqCst);
+    if every > 0 && (faults.count.fetch_add(1, Ordering::SeqCst) + 1) % every == 0 {
+        response = response.status(500);
+        return Ok(response
+            .body(Full::new(Bytes::from("injected failure")).boxed())
+            .unwrap());
+    }
     let body: BoxBody = if path == "/echo" {
         Full::new(body).boxed()
     } else if let Some(ms) = path.strip_prefix("/slow/") {

@@ -53,6 +53,13 @@ pub(super) fn status(status: &Status) -> Value {
             "store": status.store.location().0,
             "path": status.store.location().1.display().to_string(),
         },
+        "rollout": status.rollout.as_ref().map(|r| json!({
+            "id": r.id,
+            "to": r.to,
+            "state": r.state,
+            "weight": r.weight,
+            "step": r.step,
+        })),
     })
 }
 

@@ -11,12 +11,17 @@ use crate::snapshot::{BackendEntry, PoolEntry, Snapshot};
 /// Counts a request that reached `backend`: a tester's override apart from the others, which
 /// also feed the pool's latency histogram; upstream errors either way.
 pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, e: Option<&Error>) {
-    let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) else {
-        return;
-    };
     let class = ctx
         .upstream_header
         .map_or(5, |(status, _)| usize::from(status / 100).clamp(1, 5) - 1);
+    if ctx.override_pool.is_none() {
+        // 5xx, or no upstream answer for an upstream reason (a client that left is not one).
+        let failed = class == 4 || (class == 5 && e.and_then(upstream_error_kind).is_some());
+        pool.tally.record(failed, ctx.started.elapsed());
+    }
+    let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) else {
+        return;
+    };
     if ctx.override_pool.is_some() {
         pm.overrides[class].inc();
     } else {

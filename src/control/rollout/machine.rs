@@ -1,0 +1,387 @@
+//! The rollout state machine, pure: a second's counts (or an operator's action) in, a
+//! [`Decision`] out; [`Active::apply`] then moves the record. Control logs each decision and
+//! moves the weight; the simulation in `sim_tests` drives the same code with seeded traffic.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::analysis::{Analysis, Verdict};
+use super::explain;
+use super::latency::Counted;
+use super::{Evidence, Phase, PoolEvidence, Reason, Rollout};
+use crate::config::model::{BasisPoints, OnInconclusive, Plan, FULL};
+
+/// One second, as the engine saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    /// Both pools' counts.
+    pub counted: Counted,
+    /// Whether the target pool has a backend that can take requests.
+    pub target_up: bool,
+    /// When.
+    pub now: Instant,
+}
+
+/// An operator's action on the current rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    /// Hold still.
+    Pause,
+    /// Go on from a pause.
+    Resume,
+    /// Skip to the next step, or (`full`) to 100 % at once.
+    Promote {
+        /// Straight to 100 %.
+        full: bool,
+    },
+    /// Let a waiting gate through.
+    Approve,
+    /// Back to `from` (`rolled-back`, or `aborted` during the smoke).
+    Abort,
+}
+
+/// What happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// Enter step k (the weight moves).
+    Enter(usize),
+    /// Enter gated step k on approval (the weight moves).
+    Approve(usize),
+    /// Wait for approval of step k.
+    Wait(usize),
+    /// 100 % to the target; ended.
+    Promote,
+    /// Target back to 0 %; ended `rolled-back`.
+    RollBack(Reason),
+    /// Target back to 0 %; ended `aborted` (no user request reached it).
+    Abort(Reason),
+    /// Hold still.
+    Pause(Reason),
+    /// Go on.
+    Resume,
+    /// A dry run's rollback: reported, nothing moves.
+    WouldRollBack(Reason),
+}
+
+/// A move and the sentence that explains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What happens.
+    pub kind: Move,
+    /// Why, with the numbers.
+    pub message: String,
+}
+
+/// A rollout in progress: its record plus what only the running process knows.
+#[derive(Debug, Clone)]
+pub struct Active {
+    /// What the API and the log show.
+    pub record: Rollout,
+    /// The plan as it was when the rollout started.
+    pub plan: Arc<Plan>,
+    /// The running analysis.
+    pub analysis: Analysis,
+    /// The target's share now.
+    pub weight: BasisPoints,
+    /// When the current step (or the resumed wait) began.
+    pub since: Instant,
+    /// The step a `waiting` rollout waits to enter.
+    pub waiting_for: Option<usize>,
+    /// The last second seen, for the evidence's latencies.
+    pub last: Option<Counted>,
+}
+
+/// What a new rollout is made of.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Its id.
+    pub id: u64,
+    /// The plan's name.
+    pub plan_name: String,
+    /// The plan.
+    pub plan: Arc<Plan>,
+    /// The baseline pool.
+    pub from: String,
+    /// The target pool.
+    pub to: String,
+    /// The split when it starts.
+    pub start: crate::config::model::Split,
+    /// Report rollbacks instead of making them.
+    pub dry_run: bool,
+    /// Free-form metadata.
+    pub release: Option<serde_json::Value>,
+}
+
+impl Active {
+    /// A rollout about to start (target at 0 %): in `smoke` when the plan has smoke checks,
+    /// else `running` before its first step, stamped `stamp`.
+    pub fn launch(launch: Launch, now: Instant, stamp: &str) -> Active {
+        let plan = launch.plan;
+        let steps = plan
+            .steps
+            .iter()
+            .map(|s| super::StepView {
+                weight: crate::audit::percent_number(s.weight),
+                hold_s: s.hold.as_secs_f64(),
+                min_requests: s.min_requests,
+                gate: s.gate,
+            })
+            .collect();
+        let (state, message) = match &plan.smoke {
+            Some(smoke) => (
+                Phase::Smoke,
+                format!(
+                    "started: smoke-checking every backend of {} ({} passes of GET {} each) before any user request",
+                    launch.to, smoke.repeat, smoke.path
+                ),
+            ),
+            None => (
+                Phase::Running,
+                format!("started: {} from {} by plan {:?}", launch.to, launch.from, launch.plan_name),
+            ),
+        };
+        Active {
+            record: Rollout {
+                id: launch.id,
+                plan: launch.plan_name,
+                from: launch.from,
+                to: launch.to,
+                state,
+                step: 0,
+                steps,
+                weight: crate::audit::percent_number(0),
+                started: stamp.to_string(),
+                updated: stamp.to_string(),
+                reason: None,
+                message,
+                evidence: None,
+                dry_run: launch.dry_run,
+                release: launch.release,
+                start_split: crate::audit::split_json(&launch.start),
+            },
+            analysis: Analysis::new(plan.analysis),
+            plan,
+            weight: 0,
+            since: now,
+            waiting_for: None,
+            last: None,
+        }
+    }
+
+    /// Takes in one second and says what to do, if anything.
+    pub fn tick(&mut self, obs: &Observation) -> Option<Decision> {
+        let phase = self.record.state;
+        if !matches!(phase, Phase::Running | Phase::Paused | Phase::Waiting) {
+            return None;
+        }
+        self.last = Some(obs.counted);
+        if self.weight > 0 && !obs.target_up {
+            let message = explain::no_backend(self);
+            return Some(self.decide(Move::RollBack(Reason::NoHealthyBackend), message));
+        }
+        let verdict = self.analysis.observe(obs.counted.second);
+        let degraded_pause =
+            phase == Phase::Paused && self.record.reason == Some(Reason::BaselineDegraded);
+        match verdict {
+            Verdict::BaselineDegraded if phase == Phase::Running => {
+                let message = explain::degraded(self);
+                return Some(self.decide(Move::Pause(Reason::BaselineDegraded), message));
+            }
+            Verdict::BaselineDegraded => return None,
+            Verdict::Clear if degraded_pause => {
+                let message = format!("{} recovered; resuming", self.record.from);
+                return Some(self.decide(Move::Resume, message));
+            }
+            Verdict::Clear => {}
+            regression => {
+                let reason = match regression {
+                    Verdict::ErrorRegression => Reason::ErrorRegression,
+                    Verdict::LatencyRegression => Reason::LatencyRegression,
+                    _ => Reason::HardFailure,
+                };
+                let message = explain::regression(self, reason);
+                if self.record.dry_run {
+                    self.analysis.forget(regression);
+                    return Some(self.decide(Move::WouldRollBack(reason), message));
+                }
+                return Some(self.decide(Move::RollBack(reason), message));
+            }
+        }
+        if phase != Phase::Running {
+            return None;
+        }
+        self.advance_or_wait(obs.now)
+    }
+
+    fn advance_or_wait(&self, now: Instant) -> Option<Decision> {
+        let k = self.record.step;
+        let step = &self.plan.steps[k];
+        let held = now.saturating_duration_since(self.since);
+        match self.analysis.not_ready(step, held) {
+            None => Some(self.next(k, false)),
+            Some(why) if held >= self.plan.max_step_time => {
+                let message = explain::inconclusive(self, &why);
+                let kind = match self.plan.on_inconclusive {
+                    OnInconclusive::Pause => Move::Pause(Reason::Inconclusive),
+                    OnInconclusive::Rollback => Move::RollBack(Reason::Inconclusive),
+                };
+                Some(self.decide(kind, message))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The move after step `k` is done: promote, wait at a gate, or enter the next step.
+    fn next(&self, k: usize, skip_gate: bool) -> Decision {
+        let steps = &self.plan.steps;
+        let kind = match steps.get(k + 1) {
+            None => Move::Promote,
+            Some(next) if next.gate && !skip_gate => Move::Wait(k + 1),
+            Some(_) => Move::Enter(k + 1),
+        };
+        let message = explain::moved(self, kind);
+        self.decide(kind, message)
+    }
+
+    /// The first move after the smoke passed (or at once without a smoke).
+    pub fn first_step(&self) -> Decision {
+        let kind = match self.plan.steps[0].gate {
+            true => Move::Wait(0),
+            false => Move::Enter(0),
+        };
+        let message = explain::moved(self, kind);
+        self.decide(kind, message)
+    }
+
+    /// What an operator's action does, or why it does not apply (a 409).
+    ///
+    /// # Errors
+    /// A sentence naming the state that refuses it.
+    pub fn operator(&self, action: Operator) -> Result<Decision, String> {
+        let phase = self.record.state;
+        let refuse = |what: &str| {
+            Err(format!(
+                "rollout {} is {}; {what}",
+                self.record.id,
+                phase.name()
+            ))
+        };
+        let kind = match (action, phase) {
+            (Operator::Pause, Phase::Running | Phase::Waiting) => Move::Pause(Reason::Manual),
+            (Operator::Pause, _) => {
+                return refuse("only a running or waiting rollout can be paused")
+            }
+            (Operator::Resume, Phase::Paused) => Move::Resume,
+            (Operator::Resume, _) => return refuse("only a paused rollout can be resumed"),
+            (Operator::Approve, Phase::Waiting) => {
+                Move::Approve(self.waiting_for.unwrap_or(self.record.step))
+            }
+            (Operator::Approve, _) => return refuse("no gate is waiting for approval"),
+            (Operator::Abort, Phase::Smoke) => Move::Abort(Reason::Manual),
+            (Operator::Abort, p) if p.is_active() => Move::RollBack(Reason::Manual),
+            (Operator::Promote { .. }, Phase::Smoke) => {
+                return refuse("it can be promoted once the smoke checks passed")
+            }
+            (Operator::Promote { full: true }, p) if p.is_active() => Move::Promote,
+            (Operator::Promote { .. }, Phase::Waiting) => {
+                Move::Enter(self.waiting_for.unwrap_or(self.record.step))
+            }
+            (Operator::Promote { .. }, p) if p.is_active() => {
+                return Ok(self.next(self.record.step, true))
+            }
+            _ => return refuse("it has ended"),
+        };
+        let message = explain::operator(self, kind);
+        Ok(self.decide(kind, message))
+    }
+
+    fn decide(&self, kind: Move, message: String) -> Decision {
+        Decision { kind, message }
+    }
+
+    /// Moves the record by `decision` at `now` (RFC 3339 `stamp`).
+    pub fn apply(&mut self, decision: &Decision, now: Instant, stamp: &str) {
+        let record = &mut self.record;
+        match decision.kind {
+            Move::Enter(k) | Move::Approve(k) => {
+                record.step = k;
+                self.weight = self.plan.steps[k].weight;
+                record.state = Phase::Running;
+                record.reason = None;
+                self.since = now;
+                self.waiting_for = None;
+                self.analysis.new_step();
+            }
+            Move::Wait(k) => {
+                record.state = Phase::Waiting;
+                record.reason = None;
+                self.waiting_for = Some(k);
+            }
+            Move::Promote => {
+                record.step = self.plan.steps.len() - 1;
+                self.weight = FULL;
+                record.state = Phase::Promoted;
+                record.reason = None;
+            }
+            Move::RollBack(reason) | Move::Abort(reason) => {
+                self.weight = 0;
+                record.state = match decision.kind {
+                    Move::Abort(_) => Phase::Aborted,
+                    _ => Phase::RolledBack,
+                };
+                record.reason = Some(reason);
+            }
+            Move::Pause(reason) => {
+                record.state = Phase::Paused;
+                record.reason = Some(reason);
+            }
+            Move::Resume => {
+                if matches!(record.reason, Some(Reason::Inconclusive | Reason::Restart)) {
+                    self.since = now;
+                }
+                record.state = match self.waiting_for {
+                    Some(_) => Phase::Waiting,
+                    None => Phase::Running,
+                };
+                record.reason = None;
+            }
+            Move::WouldRollBack(reason) => record.reason = Some(reason),
+        }
+        let evidence = self.evidence();
+        let record = &mut self.record;
+        record.weight = crate::audit::percent_number(self.weight);
+        record.message = decision.message.clone();
+        record.updated = stamp.to_string();
+        record.evidence = Some(evidence);
+    }
+
+    /// The numbers of the current step.
+    pub fn evidence(&self) -> Evidence {
+        let a = &self.analysis;
+        let p99 = self.last.map_or([None, None], |c| c.p99_ms);
+        let pool = |i: usize| PoolEvidence {
+            requests: a.step[i].requests,
+            errors: a.step[i].errors,
+            slow: a.step[i].slow,
+            p99_ms: p99[i].map(|v| (v * 100.0).round() / 100.0),
+        };
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        Evidence {
+            pools: [
+                (self.record.from.clone(), pool(0)),
+                (self.record.to.clone(), pool(1)),
+            ]
+            .into_iter()
+            .collect(),
+            error_ratio: round(a.error_evidence),
+            latency_ratio: round(a.latency_evidence),
+            threshold: round(a.threshold()),
+            slow_above_ms: self.last.and_then(|c| c.slow_above_ms).map(round),
+        }
+    }
+}
+
+/// Whether a move ends the rollout.
+pub fn ends(kind: Move) -> bool {
+    matches!(kind, Move::Promote | Move::RollBack(_) | Move::Abort(_))
+}

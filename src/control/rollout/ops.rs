@@ -1,0 +1,482 @@
+//! Control's side of rollouts: start one, act on it, take the engine's decisions. Every move is
+//! written to the deployment log (and, when the weight moves, persisted like any split change)
+//! before it is live; a move that cannot be recorded does not happen.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Instant, SystemTime};
+
+use super::machine::{ends, Active, Decision, Launch, Move, Observation, Operator};
+use super::{Phase, Reason, Rollout};
+use crate::audit::{Action, Entry};
+use crate::config::model::{format_percent, BasisPoints, Split, FULL};
+use crate::control::{Control, ControlError, State};
+
+/// Ended rollouts kept in memory for `GET /rollouts`.
+const KEPT: usize = 100;
+
+/// Every rollout control knows: the active one and the most recent ended ones.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// The rollout in progress.
+    pub active: Option<Active>,
+    /// Ended rollouts, oldest first.
+    pub ended: VecDeque<Rollout>,
+    /// The next rollout's id.
+    pub next_id: u64,
+}
+
+impl Book {
+    pub(super) fn end(&mut self, record: Rollout) {
+        self.ended.push_back(record);
+        while self.ended.len() > KEPT {
+            self.ended.pop_front();
+        }
+    }
+
+    /// Newest first: the active rollout, then the ended ones.
+    pub fn newest(&self, limit: usize) -> Vec<Rollout> {
+        let active = self.active.as_ref().map(|a| a.record.clone());
+        active
+            .into_iter()
+            .chain(self.ended.iter().rev().cloned())
+            .take(limit)
+            .collect()
+    }
+}
+
+/// The active rollout as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct EngineView {
+    /// Its id.
+    pub id: u64,
+    /// Its phase.
+    pub phase: Phase,
+    /// The baseline pool.
+    pub from: String,
+    /// The target pool.
+    pub to: String,
+    /// The plan's smoke checks.
+    pub smoke: Option<crate::config::model::Smoke>,
+    /// `latency-margin` as a fraction.
+    pub latency_margin: f64,
+}
+
+/// `POST /rollouts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRequest {
+    /// The target pool.
+    pub to: String,
+    /// The plan's name.
+    pub plan: String,
+    /// The baseline; default: the pool with the largest share.
+    pub from: Option<String>,
+    /// Report rollbacks instead of making them.
+    pub dry_run: bool,
+    /// Free-form metadata.
+    pub release: Option<serde_json::Value>,
+}
+
+/// Why a rollout request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// Not applicable now (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Asks for something that does not exist (400), or no rollout at all (404).
+    #[error("{0}")]
+    Invalid(String),
+    /// There has never been a rollout (404).
+    #[error("no rollout has been started")]
+    None,
+    /// Control refused the move.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// The target at `weight`, the rest shared by the other pools in proportion to their shares
+/// when the rollout started (all to `from` when they had none); rounding goes to `from`.
+pub fn split_at(
+    start: &BTreeMap<String, BasisPoints>,
+    from: &str,
+    to: &str,
+    weight: BasisPoints,
+) -> Split {
+    let rest = FULL - weight;
+    let others: u64 = start
+        .iter()
+        .filter(|(p, _)| *p != to)
+        .map(|(_, bp)| u64::from(*bp))
+        .sum();
+    let mut shares: BTreeMap<String, BasisPoints> = start
+        .iter()
+        .map(|(pool, bp)| {
+            let share = match (pool == to, others) {
+                (true, _) => weight,
+                (false, 0) => 0,
+                (false, _) => (u64::from(*bp) * u64::from(rest) / others) as BasisPoints,
+            };
+            (pool.clone(), share)
+        })
+        .collect();
+    let given: BasisPoints = shares.values().sum();
+    *shares.entry(from.to_string()).or_default() += FULL - given;
+    crate::config::percent::checked_split(shares).expect("shares sum to 100 %")
+}
+
+/// Now, RFC 3339 with milliseconds.
+pub(super) fn stamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn action_of(kind: Move) -> Action {
+    match kind {
+        Move::Enter(_) => Action::RolloutStep,
+        Move::Approve(_) => Action::RolloutApprove,
+        Move::Wait(_) => Action::RolloutWait,
+        Move::Promote => Action::RolloutPromoted,
+        Move::RollBack(_) | Move::WouldRollBack(_) => Action::RolloutRollback,
+        Move::Abort(_) => Action::RolloutAbort,
+        Move::Pause(_) => Action::RolloutPause,
+        Move::Resume => Action::RolloutResume,
+    }
+}
+
+impl Control {
+    /// Starts a rollout for `actor`: the target goes to 0 % (logged as `rollout-start`), then
+    /// the engine runs the smoke checks (or enters the first step at once without them).
+    ///
+    /// # Errors
+    /// [`RolloutError`]: 409 while one is active, 400 for an unknown pool or plan.
+    pub async fn rollout_start(
+        &self,
+        actor: &str,
+        req: StartRequest,
+    ) -> Result<Rollout, RolloutError> {
+        let mut state = self.state.lock().await;
+        if self.is_retired() {
+            return Err(ControlError::Retired.into());
+        }
+        self.reload_locked(&mut state, "file");
+        if let Some(active) = &state.rollouts.active {
+            return Err(RolloutError::Conflict(format!(
+                "rollout {} ({} → {}) is {}; wait for it to end, or abort it first",
+                active.record.id,
+                active.record.from,
+                active.record.to,
+                active.record.state.name()
+            )));
+        }
+        let active = self.new_rollout(&state, req)?;
+        let id = active.record.id;
+        state.rollouts.next_id = id + 1;
+        let split = split_at(
+            &active.start_bp(),
+            &active.record.from,
+            &active.record.to,
+            0,
+        );
+        let mut entry = Entry::now(
+            state.version + 1,
+            actor,
+            Action::RolloutStart,
+            &state.config.split,
+            &split,
+        );
+        entry.message = active.record.message.clone();
+        entry.rollout = Some(Box::new(active.record.clone()));
+        let moved = split != state.config.split;
+        if moved {
+            self.commit_split(&mut state, actor, entry, split)?;
+        } else {
+            entry.version = state.version;
+            self.audit.append(&entry).map_err(ControlError::from)?;
+        }
+        tracing::info!(actor, id, to = %active.record.to, plan = %active.record.plan, "rollout started");
+        let record = active.record.clone();
+        state.rollouts.active = Some(active);
+        if state
+            .rollouts
+            .active
+            .as_ref()
+            .is_some_and(|a| a.plan.smoke.is_none())
+        {
+            self.rollout_first_step(&mut state);
+        }
+        self.rollout_gauges(&state);
+        Ok(state
+            .rollouts
+            .active
+            .as_ref()
+            .map_or(record, |a| a.record.clone()))
+    }
+
+    fn new_rollout(&self, state: &State, req: StartRequest) -> Result<Active, RolloutError> {
+        let config = &state.config;
+        let known = || config.pools.keys().cloned().collect::<Vec<_>>().join(", ");
+        if !config.pools.contains_key(&req.to) {
+            return Err(RolloutError::Invalid(format!(
+                "no pool named {:?} (pools: {})",
+                req.to,
+                known()
+            )));
+        }
+        let Some(plan) = config.plans.get(&req.plan) else {
+            let plans: Vec<&str> = config.plans.keys().map(String::as_str).collect();
+            return Err(RolloutError::Invalid(match plans.is_empty() {
+                true => format!(
+                    "no plan named {:?}: the config file defines no [plans.<name>]",
+                    req.plan
+                ),
+                false => format!("no plan named {:?} (plans: {})", req.plan, plans.join(", ")),
+            }));
+        };
+        let shares = config.split.shares();
+        let from = match req.from {
+            Some(from) if !config.pools.contains_key(&from) => {
+                return Err(RolloutError::Invalid(format!(
+                    "no pool named {from:?} (pools: {})",
+                    known()
+                )))
+            }
+            Some(from) if from == req.to => {
+                return Err(RolloutError::Invalid(
+                    "from and to must be different pools".into(),
+                ))
+            }
+            Some(from) => from,
+            None => shares
+                .iter()
+                .filter(|(p, _)| **p != req.to)
+                .max_by_key(|(_, bp)| **bp)
+                .map(|(p, _)| p.clone())
+                .ok_or_else(|| RolloutError::Invalid("a rollout needs two pools".into()))?,
+        };
+        if config.split.share(&req.to) == FULL {
+            return Err(RolloutError::Invalid(format!(
+                "{} already has 100 % of the traffic",
+                req.to
+            )));
+        }
+        let launch = Launch {
+            id: state.rollouts.next_id.max(1),
+            plan_name: req.plan,
+            plan: plan.clone(),
+            from,
+            to: req.to,
+            start: config.split.clone(),
+            dry_run: req.dry_run,
+            release: req.release,
+        };
+        Ok(Active::launch(launch, Instant::now(), &stamp()))
+    }
+
+    fn rollout_first_step(&self, state: &mut State) {
+        let Some(active) = &state.rollouts.active else {
+            return;
+        };
+        let decision = active.first_step();
+        if let Err(e) = self.rollout_move(state, "rollout", &decision) {
+            tracing::error!(error = %e, "could not enter the rollout's first step; will retry");
+        }
+    }
+
+    /// The engine's report that the smoke checks of rollout `id` passed (`Ok`) or failed.
+    pub async fn rollout_smoke_done(&self, id: u64, result: Result<String, String>) {
+        let mut state = self.state.lock().await;
+        let Some(active) = &state.rollouts.active else {
+            return;
+        };
+        if active.record.id != id || active.record.state != Phase::Smoke || self.is_retired() {
+            return;
+        }
+        match result {
+            Ok(summary) => {
+                tracing::info!(id, "smoke checks passed: {summary}");
+                self.rollout_first_step(&mut state);
+            }
+            Err(message) => {
+                tracing::warn!(id, "smoke checks failed: {message}");
+                let decision = Decision {
+                    kind: Move::Abort(Reason::SmokeFailed),
+                    message,
+                };
+                if let Err(e) = self.rollout_move(&mut state, "rollout", &decision) {
+                    tracing::error!(error = %e, "could not record the failed smoke check");
+                }
+            }
+        }
+    }
+
+    /// One second of counts for rollout `id`; returns whether it moved.
+    pub async fn rollout_tick(&self, id: u64, obs: Observation) -> bool {
+        let mut state = self.state.lock().await;
+        if self.is_retired() {
+            return false;
+        }
+        let Some(active) = state.rollouts.active.as_mut().filter(|a| a.record.id == id) else {
+            return false;
+        };
+        if active.record.state == Phase::Smoke {
+            return false;
+        }
+        let decision = active.tick(&obs);
+        if let Some(m) = &state.rollouts.active {
+            self.metrics
+                .set_rollout_evidence(m.analysis.error_evidence, m.analysis.latency_evidence);
+        }
+        let Some(decision) = decision else {
+            return false;
+        };
+        if let Move::WouldRollBack(_) = decision.kind {
+            tracing::warn!(id, "{}", decision.message);
+        }
+        match self.rollout_move(&mut state, "rollout", &decision) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, decision = %decision.message, "could not record the rollout's decision; will retry");
+                false
+            }
+        }
+    }
+
+    /// An operator's action on the current rollout.
+    ///
+    /// # Errors
+    /// 409 when it does not apply; 404 with no rollout.
+    pub async fn rollout_act(
+        &self,
+        actor: &str,
+        action: Operator,
+    ) -> Result<Rollout, RolloutError> {
+        let mut state = self.state.lock().await;
+        if self.is_retired() {
+            return Err(ControlError::Retired.into());
+        }
+        self.reload_locked(&mut state, "file");
+        let Some(active) = &state.rollouts.active else {
+            return Err(match state.rollouts.ended.back() {
+                Some(last) => RolloutError::Conflict(format!(
+                    "rollout {} has ended ({}); no rollout is active",
+                    last.id,
+                    last.state.name()
+                )),
+                None => RolloutError::None,
+            });
+        };
+        let id = active.record.id;
+        let decision = active.operator(action).map_err(RolloutError::Conflict)?;
+        self.rollout_move(&mut state, actor, &decision)?;
+        let record = match &state.rollouts.active {
+            Some(a) => a.record.clone(),
+            None => state
+                .rollouts
+                .ended
+                .iter()
+                .rev()
+                .find(|r| r.id == id)
+                .cloned()
+                .expect("just ended"),
+        };
+        Ok(record)
+    }
+
+    /// The active rollout, else the most recent one.
+    pub async fn rollout_current(&self) -> Option<Rollout> {
+        let state = self.state.lock().await;
+        state.rollouts.newest(1).pop()
+    }
+
+    /// Up to `limit` rollouts, newest first.
+    pub async fn rollouts(&self, limit: usize) -> Vec<Rollout> {
+        self.state.lock().await.rollouts.newest(limit)
+    }
+
+    /// What the engine needs about the active rollout.
+    pub async fn rollout_engine_view(&self) -> Option<EngineView> {
+        let state = self.state.lock().await;
+        let a = state.rollouts.active.as_ref()?;
+        Some(EngineView {
+            id: a.record.id,
+            phase: a.record.state,
+            from: a.record.from.clone(),
+            to: a.record.to.clone(),
+            smoke: a.plan.smoke.clone(),
+            latency_margin: a.plan.analysis.latency_margin,
+        })
+    }
+
+    /// Logs `decision` for `actor`, moving the weight when it moves, and takes it in.
+    /// Caller holds the lock.
+    pub(in crate::control) fn rollout_move(
+        &self,
+        state: &mut State,
+        actor: &str,
+        decision: &Decision,
+    ) -> Result<(), ControlError> {
+        let Some(current) = &state.rollouts.active else {
+            return Ok(());
+        };
+        let mut next = current.clone();
+        next.apply(decision, Instant::now(), &stamp());
+        let split = split_at(
+            &next.start_bp(),
+            &next.record.from,
+            &next.record.to,
+            next.weight,
+        );
+        let mut entry = Entry::now(
+            state.version + 1,
+            actor,
+            action_of(decision.kind),
+            &state.config.split,
+            &split,
+        );
+        entry.message = decision.message.clone();
+        entry.rollout = Some(Box::new(next.record.clone()));
+        let weight_moves = !matches!(
+            decision.kind,
+            Move::Pause(_) | Move::Resume | Move::WouldRollBack(_) | Move::Wait(_)
+        );
+        if weight_moves && split != state.config.split {
+            self.commit_split(state, actor, entry, split)?;
+        } else {
+            entry.version = state.version;
+            entry.after = entry.before.clone();
+            self.audit.append(&entry)?;
+        }
+        tracing::info!(actor, id = next.record.id, state = next.record.state.name(), weight = %format_percent(next.weight), "rollout: {}", decision.message);
+        if ends(decision.kind) {
+            state.rollouts.active = None;
+            state.rollouts.end(next.record);
+        } else {
+            state.rollouts.active = Some(next);
+        }
+        self.rollout_gauges(state);
+        Ok(())
+    }
+
+    /// Publishes the rollout gauges for what `state` holds.
+    pub(in crate::control) fn rollout_gauges(&self, state: &State) {
+        let b = &state.rollouts;
+        let record = b.active.as_ref().map(|a| &a.record).or(b.ended.back());
+        self.metrics
+            .set_rollout(record.map(|r| (r.state, r.step, r.weight.as_f64().unwrap_or(0.0))));
+    }
+}
+
+impl Active {
+    /// The split at the start, in basis points.
+    pub fn start_bp(&self) -> BTreeMap<String, BasisPoints> {
+        self.record
+            .start_split
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.clone(),
+                    crate::config::percent::percent_from_f64(n.as_f64().unwrap_or(0.0))
+                        .unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Rollouts after a restart, from the deployment log: each entry of a rollout action carries the
+//! rollout as it left it, so the newest entry per id is that rollout's last state. An active one
+//! comes back `paused` (reason `restart`) at the weight it had: nothing moves until `resume`.
+//! Its analysis starts afresh.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::analysis::Analysis;
+use super::machine::Active;
+use super::ops::Book;
+use super::{Phase, Reason, Rollout};
+use crate::audit::{Action, Entry};
+use crate::config::model::{Plan, Step};
+use crate::config::percent::percent_from_f64;
+use crate::config::Config;
+
+/// The book the log describes (`history` oldest first), with an active rollout paused, and the
+/// entry that says so (to be logged after the start).
+pub(crate) fn recover(history: &[Entry], config: &Config) -> (Book, Option<(Action, Rollout)>) {
+    let mut last: BTreeMap<u64, Rollout> = BTreeMap::new();
+    for entry in history {
+        if let Some(rollout) = &entry.rollout {
+            last.insert(rollout.id, (**rollout).clone());
+        }
+    }
+    let mut book = Book {
+        next_id: last.keys().next_back().map_or(1, |id| id + 1),
+        ..Book::default()
+    };
+    let newest = last.keys().next_back().copied();
+    let mut note = None;
+    for (id, mut record) in last {
+        if !record.state.is_active() {
+            book.ended.push_back(record);
+        } else if Some(id) != newest || record.state == Phase::Smoke {
+            // Only the newest rollout can still be going; one caught in its smoke checks never
+            // reached a user, so it ends here rather than waiting for a resume.
+            record.state = Phase::Aborted;
+            record.reason = Some(Reason::Restart);
+            record.message =
+                "switchback restarted during the smoke checks; start the rollout again".into();
+            note = Some((Action::RolloutAbort, record.clone()));
+            book.ended.push_back(record);
+        } else {
+            let active = resume(record, config);
+            note = Some((Action::RolloutPause, active.record.clone()));
+            book.active = Some(active);
+        }
+    }
+    (book, note)
+}
+
+fn resume(mut record: Rollout, config: &Config) -> Active {
+    let weight = config.split.share(&record.to);
+    let plan = plan_for(&record, config);
+    record.state = Phase::Paused;
+    record.reason = Some(Reason::Restart);
+    record.weight = crate::audit::percent_number(weight);
+    record.message = format!(
+        "switchback restarted during this rollout; paused at {} % with its analysis started afresh; resume to go on",
+        crate::config::model::format_percent(weight)
+    );
+    let analysis = Analysis::new(plan.analysis);
+    Active {
+        record,
+        plan,
+        analysis,
+        weight,
+        since: Instant::now(),
+        waiting_for: None,
+        last: None,
+    }
+}
+
+/// The rollout's plan: the config's plan of that name when its steps are unchanged, else the
+/// steps the rollout recorded with that plan's (or the default) other settings.
+fn plan_for(record: &Rollout, config: &Config) -> Arc<Plan> {
+    let steps: Vec<Step> = record
+        .steps
+        .iter()
+        .map(|s| Step {
+            weight: percent_from_f64(s.weight.as_f64().unwrap_or(100.0)).unwrap_or(10_000),
+            hold: std::time::Duration::from_secs_f64(s.hold_s.max(0.0)),
+            min_requests: s.min_requests,
+            gate: s.gate,
+        })
+        .collect();
+    match config.plans.get(&record.plan) {
+        Some(plan) if plan.steps == steps => plan.clone(),
+        Some(plan) => Arc::new(Plan {
+            steps,
+            ..(**plan).clone()
+        }),
+        None => Arc::new(Plan {
+            steps,
+            max_step_time: crate::config::defaults::MAX_STEP_TIME,
+            on_inconclusive: crate::config::model::OnInconclusive::Pause,
+            smoke: None,
+            analysis: Default::default(),
+        }),
+    }
+}
