@@ -320,3 +320,53 @@ async fn a_paused_rollout_is_superseded_by_a_manual_split() {
     assert_eq!(ended["state"], "aborted");
     assert_eq!(ended["reason"], "superseded");
 }
+
+/// `switchback ctl --admin <url> <args>` → (exit success, stdout + stderr).
+fn ctl(bg: &BlueGreen, args: &[&str]) -> (bool, String) {
+    let admin = format!("http://{}", bg.proxy.admin);
+    let out = std::process::Command::new(common::binary())
+        .args(["ctl", "--admin", &admin])
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_rollout_starts_shows_steers_and_explains_a_rollout() {
+    let plan = "[plans.default]\nsteps = [{ weight = 10, hold = \"1m\" }, { weight = 100 }]\n";
+    let bg = blue_green("blue = 100\ngreen = 0", plan).await;
+    let (ok, out) = ctl(
+        &bg,
+        &["rollout", "start", "green", "--release-version", "2.4.1"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("rollout 1: blue → green by plan default"),
+        "{out}"
+    );
+    until_state(&bg, "running", Duration::from_secs(10)).await;
+    let (ok, out) = ctl(&bg, &["rollout", "status"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("running at 10 %, step 1 of 2"), "{out}");
+    assert!(ctl(&bg, &["rollout", "pause"])
+        .1
+        .contains("paused (manual) at 10 %"));
+    let (ok, out) = ctl(&bg, &["rollout", "approve"]);
+    assert!(!ok && out.contains("no gate is waiting"), "{out}");
+    assert!(ctl(&bg, &["rollout", "explain"])
+        .1
+        .contains("rollout 1 is paused: [manual] paused by an operator"));
+    let (ok, out) = ctl(&bg, &["rollout", "abort"]);
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&bg, &["rollout", "history"]);
+    assert!(ok && out.contains("rolled-back"), "{out}");
+    let (ok, out) = ctl(&bg, &["rollout", "status", "--watch"]);
+    assert!(
+        ok && out.contains("rolled-back (manual) at 0 %"),
+        "ended rollouts end the watch: {out}"
+    );
+    assert_eq!(current(&bg).await["release"]["version"], "2.4.1");
+}

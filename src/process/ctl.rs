@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 use crate::admin::auth::Tokens;
 
 mod client;
+mod rollout;
 use client::call;
+pub use rollout::RolloutCommand;
 
 /// Options shared by every `ctl` command.
 #[derive(Debug, clap::Args)]
@@ -72,6 +74,10 @@ pub enum CtlCommand {
         /// The backend, as written in the config (`host:port`).
         backend: String,
     },
+    /// Automated rollouts: start, status (--watch), pause, resume, promote, approve, abort,
+    /// history, explain.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// The deployment log, newest first.
     History {
         /// How many entries.
@@ -109,7 +115,33 @@ pub enum CtlError {
 /// # Errors
 /// [`CtlError`] with the server's message.
 pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
+    if let CtlCommand::Rollout(RolloutCommand::Status { watch: true }) = &args.command {
+        return watch(args);
+    }
+    once(args)
+}
+
+/// `ctl rollout status --watch`: prints the rollout every second until it ends.
+fn watch(args: &CtlArgs) -> Result<String, CtlError> {
+    loop {
+        let value = fetch(args)?;
+        let out = render(args, &value);
+        if !rollout::is_active(&value) {
+            return Ok(out);
+        }
+        println!("{out}\n");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn once(args: &CtlArgs) -> Result<String, CtlError> {
+    let value = fetch(args)?;
+    Ok(render(args, &value))
+}
+
+fn fetch(args: &CtlArgs) -> Result<Value, CtlError> {
     let (method, path, body) = match &args.command {
+        CtlCommand::Rollout(r) => r.request(),
         CtlCommand::Status => ("GET", "/status".to_string(), None),
         CtlCommand::History { limit } => ("GET", format!("/history?limit={limit}"), None),
         CtlCommand::Split { shares, .. } => ("PUT", "/split".into(), Some(split_body(shares)?)),
@@ -159,15 +191,21 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
                 humantime::format_duration(args.timeout)
             ),
         })??;
+    Ok(value)
+}
+
+fn render(args: &CtlArgs, value: &Value) -> String {
     if args.json {
-        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default());
+        return serde_json::to_string_pretty(value).unwrap_or_default();
     }
-    Ok(match &args.command {
+    let value = value.clone();
+    match &args.command {
         CtlCommand::Status => format_status(&value),
         CtlCommand::History { .. } => format_history(&value),
         CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => format_drain(&value),
+        CtlCommand::Rollout(r) => r.format(&value),
         _ => format_applied(&value),
-    })
+    }
 }
 
 fn split_body(shares: &[String]) -> Result<Value, CtlError> {

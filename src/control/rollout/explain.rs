@@ -91,7 +91,7 @@ pub(super) fn regression(active: &Active, reason: Reason) -> String {
         }
     };
     if active.record.dry_run {
-        format!("would roll back (dry run): {sentence}")
+        format!("would roll back: {sentence} (dry run: nothing moved)")
     } else {
         sentence
     }

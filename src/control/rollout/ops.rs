@@ -320,10 +320,10 @@ impl Control {
             return false;
         }
         let decision = active.tick(&obs);
-        if let Some(m) = &state.rollouts.active {
-            self.metrics
-                .set_rollout_evidence(m.analysis.error_evidence, m.analysis.latency_evidence);
-        }
+        active.record.evidence = Some(active.evidence());
+        let a = &active.analysis;
+        self.metrics
+            .set_rollout_evidence(a.error_evidence, a.latency_evidence);
         let Some(decision) = decision else {
             return false;
         };
