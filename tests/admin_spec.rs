@@ -34,17 +34,20 @@ fn spec_operations() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_spec_operation_is_answered_and_nothing_else_is() {
-    let bg = blue_green("blue = 90\ngreen = 10", "").await;
+    let plan = "[plans.default]\nsteps = [{ weight = 10, hold = \"1m\" }, { weight = 100 }]\n";
+    let bg = blue_green("blue = 90\ngreen = 10", plan).await;
     let ops = spec_operations();
-    assert_eq!(ops.len(), 9, "{ops:?}");
+    assert_eq!(ops.len(), 13, "{ops:?}");
     let backend = bg.blue.addr.to_string();
     for (method, template) in &ops {
         let path = template
             .replace("{pool}", "blue")
-            .replace("{backend}", &backend);
-        let body = match path.as_str() {
-            "/split" => r#"{"blue": 90, "green": 10}"#,
-            "/switch" => r#"{"to": "blue"}"#,
+            .replace("{backend}", &backend)
+            .replace("{action}", "pause");
+        let body = match (method.as_str(), path.as_str()) {
+            (_, "/split") => r#"{"blue": 90, "green": 10}"#,
+            (_, "/switch") => r#"{"to": "blue"}"#,
+            ("POST", "/rollouts") => r#"{"to": "green"}"#,
             _ => "",
         };
         let reply = bg.proxy.admin(method, &path, body).await;
@@ -60,11 +63,12 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
             }
             let reply = bg.proxy.admin(other, &path, "").await;
             assert_eq!(reply.status, 405, "{other} {path}: {}", reply.text());
-            assert_eq!(
-                reply.header("allow").as_deref(),
-                Some(method.as_str()),
-                "{path}"
-            );
+            let allowed: Vec<&str> = ops
+                .iter()
+                .filter(|(_, t)| t == template)
+                .map(|(m, _)| m.as_str())
+                .collect();
+            assert_eq!(reply.header("allow"), Some(allowed.join(", ")), "{path}");
         }
     }
     for path in [

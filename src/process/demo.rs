@@ -1,17 +1,15 @@
 //! `switchback demo`: two built-in upstreams (blue and green) and the proxy at 50/50, all on
 //! loopback, with a list of commands to try.
 //!
-//! The demo config goes through the same parser and validator as a real file.
+//! The demo config goes through the same parser and validator as a real file. It has a short
+//! rollout plan, the demo sends its own steady traffic (about 100 requests a second) so that a
+//! rollout has something to judge, and green can be told to fail a share of its requests
+//! (`/_demo/fail?percent=N`, asked of green directly) to watch a rollout roll back by itself.
 
-use std::convert::Infallible;
+mod traffic;
+mod upstreams;
+
 use std::net::{SocketAddr, TcpListener};
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 use crate::config;
 use crate::serve::{self, ServeError};
@@ -70,7 +68,13 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
          [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
          [pools.blue]\nbackends = [\"{blue_addr}\"]\n\n\
          [pools.green]\nbackends = [\"{green_addr}\"]\n\n\
-         [split]\nblue = 50\ngreen = 50\n",
+         [split]\nblue = 50\ngreen = 50\n\n\
+         # A short rollout plan for the tour: 10 %, 50 %, 100 %, 5 s each.\n\
+         [plans.default]\nsteps = [\n  \
+         {{ weight = 10, hold = \"5s\", min-requests = 50 }},\n  \
+         {{ weight = 50, hold = \"5s\", min-requests = 50 }},\n  \
+         {{ weight = 100, hold = \"5s\", min-requests = 50 }},\n]\n\
+         [plans.default.analysis]\nmax-error-rate = 0.05\n",
         ports.proxy, ports.admin
     );
     config::parse(&text).map_err(DemoError::Config)?;
@@ -89,9 +93,10 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
         .build()
         .map_err(DemoError::Io)?;
     for (colour, listener) in [("blue", blue), ("green", green)] {
-        runtime.spawn(serve_colour(colour, listener));
+        runtime.spawn(upstreams::serve_colour(colour, listener));
     }
-    print_tour(ports, &path);
+    runtime.spawn(traffic::steady(proxy_addr));
+    print_tour(ports, &path, green_addr);
     serve::run(&path, None, false)?;
     runtime.shutdown_background();
     Ok(())
@@ -120,37 +125,7 @@ fn local(listener: &TcpListener) -> SocketAddr {
         .expect("a bound listener has an address")
 }
 
-/// Serves `colour` on `listener`: every request is answered `"<colour> <path>\n"`.
-async fn serve_colour(colour: &'static str, listener: TcpListener) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => return tracing::error!(colour, error = %e, "demo upstream failed"),
-    };
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| async move {
-                let body = format!("{colour} {}\n", req.uri().path());
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "text/plain")
-                        .header("x-demo-colour", colour)
-                        .body(Full::new(Bytes::from(body)))
-                        .expect("static response is valid"),
-                )
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "demo connection ended");
-            }
-        });
-    }
-}
-
-fn print_tour(ports: DemoPorts, config: &std::path::Path) {
+fn print_tour(ports: DemoPorts, config: &std::path::Path, green: SocketAddr) {
     let url = format!("http://127.0.0.1:{}", ports.proxy);
     let ctl = format!("switchback ctl --admin http://127.0.0.1:{}", ports.admin);
     println!(
@@ -165,6 +140,15 @@ fn print_tour(ports: DemoPorts, config: &std::path::Path) {
          {ctl} split blue=90 green=10\n  \
          {ctl} history               # the deployment log, newest first\n  \
          edit the [split] in the config file and save: it is live within a second\n\n\
+         Automated rollouts (the demo sends ~100 requests/s of its own):\n  \
+         {ctl} switch blue\n  \
+         {ctl} rollout start green   # 10 % -> 50 % -> 100 %, 5 s each, judged against blue\n  \
+         {ctl} rollout status --watch   # promoted after about 15 s\n  \
+         {ctl} switch blue\n  \
+         curl -s 'http://{green}/_demo/fail?percent=20'   # green now fails 1 request in 5\n  \
+         {ctl} rollout start green\n  \
+         {ctl} rollout status --watch   # rolled back by itself, with the counts\n  \
+         curl -s 'http://{green}/_demo/fail?percent=0'    # green healthy again\n\n\
          Stop with Ctrl-C.\n",
         config.display()
     );
