@@ -132,8 +132,15 @@ pub fn summary(path: &Path, config: &Config) -> String {
         Store::Dir(file) => format!("; state {}", file.display()),
         Store::ConfigFile(_) => String::new(),
     };
+    let plans = match config.plans.len() {
+        0 => String::new(),
+        _ => format!(
+            "; rollout plans {}",
+            config.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
     format!(
-        "ok: {} pool{}, {backends} backend{} ({}); split {}; listen {}{state}",
+        "ok: {} pool{}, {backends} backend{} ({}); split {}; listen {}{state}{plans}",
         config.pools.len(),
         plural(config.pools.len()),
         plural(backends),

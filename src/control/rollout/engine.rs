@@ -25,7 +25,7 @@ struct Following {
 /// Runs until the runtime stops.
 pub async fn run(control: Arc<Control>) {
     let mut following: Option<Following> = None;
-    let mut smoked: Option<u64> = None;
+    let mut smoked: Option<(u64, Result<String, String>)> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,15 +38,18 @@ pub async fn run(control: Arc<Control>) {
         let readings =
             [&view.from, &view.to].map(|pool| control.metrics().tallies.get(pool).read());
         if view.phase == Phase::Smoke {
-            if smoked != Some(view.id) {
-                smoked = Some(view.id);
-                let result = match &view.smoke {
+            // The result is kept: if control could not take it in (say, the log was not
+            // writable), it is handed over again next second rather than probing again.
+            let result = match smoked.take() {
+                Some((id, result)) if id == view.id => result,
+                _ => match &view.smoke {
                     Some(smoke) => super::smoke::run(&snapshot, &view.to, smoke).await,
                     None => Ok("no smoke checks in the plan".into()),
-                };
-                control.rollout_smoke_done(view.id, result).await;
-                tick.reset();
-            }
+                },
+            };
+            control.rollout_smoke_done(view.id, result.clone()).await;
+            smoked = Some((view.id, result));
+            tick.reset();
             continue;
         }
         let state = match following.take() {

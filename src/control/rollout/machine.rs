@@ -175,6 +175,11 @@ impl Active {
             return None;
         }
         self.last = Some(obs.counted);
+        if phase == Phase::Running && self.weight == 0 && self.waiting_for.is_none() {
+            // The first step could not be entered when the rollout started (or its smoke
+            // passed): enter it now.
+            return Some(self.first_step());
+        }
         if self.weight > 0 && !obs.target_up {
             let message = explain::no_backend(self);
             return Some(self.decide(Move::RollBack(Reason::NoHealthyBackend), message));

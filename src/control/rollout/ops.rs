@@ -327,6 +327,11 @@ impl Control {
         let Some(decision) = decision else {
             return false;
         };
+        if self.store.writes_config() {
+            // An edit the watcher has not applied yet goes first, so this write never buries
+            // it (it may end the rollout, when it moves the split).
+            self.reload_locked(&mut state, "file");
+        }
         if let Move::WouldRollBack(_) = decision.kind {
             tracing::warn!(id, "{}", decision.message);
         }
