@@ -63,10 +63,12 @@ impl Control {
         // so this write never buries it; a rejected one blocks writes until it is fixed.
         self.reload_locked(&mut state, "file");
         // A rejected edit blocks writes only where a write could bury it: in the config file.
+        // ... except a rollback during a rollout: instant switchback is never blocked.
+        let rollout_rollback = request == Request::Rollback && state.rollouts.active.is_some();
         let pending = state
             .rejected_reason
             .as_ref()
-            .filter(|_| self.store.writes_config());
+            .filter(|_| self.store.writes_config() && !rollout_rollback);
         let result = match pending {
             Some(reason) => Err(ControlError::PendingEdit(reason.clone())),
             None => self.change_locked(&mut state, actor, &request, if_match),

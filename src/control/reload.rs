@@ -127,7 +127,7 @@ impl Control {
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "reload applied but not recorded");
         }
-        if state.config.split != before {
+        if positive(&state.config.split) != positive(&before) {
             self.supersede_rollout(state, actor, "a config-file edit");
         }
         tracing::info!(actor, version = state.version, "config reloaded");

@@ -21,7 +21,9 @@ pub mod analysis;
 mod claims;
 pub mod engine;
 mod explain;
+mod feed;
 pub mod latency;
+mod launch;
 pub mod machine;
 mod ops;
 pub(super) mod recover;
@@ -31,8 +33,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use feed::EngineView;
+pub use launch::Launch;
 pub use machine::{Active, Move, Observation, Operator};
-pub use ops::{split_at, Book, EngineView, RolloutError, StartRequest};
+pub use ops::{split_at, Book, RolloutError, StartRequest};
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +194,9 @@ pub struct Rollout {
     pub release: Option<serde_json::Value>,
     /// The split when it started (pool → percent): `POST /rollback` restores it.
     pub start_split: BTreeMap<String, serde_json::Number>,
+    /// RFC 3339: when the step in force began (or its clock restarted).
+    #[serde(default)]
+    pub step_started: Option<String>,
 }
 
 #[cfg(test)]

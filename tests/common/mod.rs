@@ -377,8 +377,18 @@ impl TestProxy {
 
     /// Kills the proxy and starts it again on the same (possibly rewritten) config file.
     pub async fn restart(&mut self) {
+        self.kill();
+        self.relaunch().await;
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the proxy again (after [`TestProxy::kill`]) on the same config file.
+    pub async fn relaunch(&mut self) {
         let (child, admin, stderr_path) = launch(&self.config_path, self.addr, self.dir.path())
             .await
             .expect("restart");

@@ -82,6 +82,8 @@ const DEGRADED_JUMP: f64 = 5.0;
 const LEVEL_FLOOR: f64 = 0.002;
 /// Fewest baseline errors in the window that can make it degraded.
 const DEGRADED_MIN_ERRORS: u64 = 5;
+/// Seconds of baseline history (beyond the window) before a jump over its level counts.
+const LEVEL_MIN_SECONDS: usize = 60;
 /// The baseline's recent level is measured over this many seconds (30 min).
 const LEVEL_SECONDS: usize = 30 * 60;
 /// Advancing needs both evidences below ln(10).
@@ -175,14 +177,22 @@ impl Analysis {
             self.window_sum.baseline.subtract(old.baseline);
             self.window_sum.canary.subtract(old.canary);
         }
-        if self.baseline_degraded() {
-            return Verdict::BaselineDegraded;
+        // A hard failure stands even while the baseline is above its usual level (as long as it
+        // is under 5 %): checked first.
+        if self.hard_failure() {
+            return Verdict::HardFailure;
         }
+        let degraded = self.baseline_degraded();
+        // Every second joins the baseline's level, outages included, so a baseline that stays at
+        // a new level becomes its level (and stops counting as degraded, unless over 5 %).
         self.level.push_back(second.baseline);
         self.level_sum.add(second.baseline);
         if self.level.len() > LEVEL_SECONDS {
             let old = self.level.pop_front().expect("longer than 1");
             self.level_sum.subtract(old);
+        }
+        if degraded {
+            return Verdict::BaselineDegraded;
         }
         self.step[0].add(second.baseline);
         self.step[1].add(second.canary);
@@ -196,9 +206,7 @@ impl Analysis {
             self.latency_evidence += c.slow as f64 * per_canary + b.slow as f64 * per_baseline;
         }
         let threshold = self.threshold();
-        if self.hard_failure() {
-            Verdict::HardFailure
-        } else if self.error_evidence >= threshold {
+        if self.error_evidence >= threshold {
             Verdict::ErrorRegression
         } else if self.latency_evidence >= threshold {
             Verdict::LatencyRegression
@@ -211,7 +219,10 @@ impl Analysis {
         let b = self.window_sum.baseline;
         let rate = b.error_rate();
         let level = self.baseline_level().max(LEVEL_FLOOR);
-        b.errors >= DEGRADED_MIN_ERRORS && (rate > DEGRADED_RATE || rate > DEGRADED_JUMP * level)
+        // The jump rule needs a level to jump from: a minute of history beyond the window.
+        let known = self.level.len() >= self.window.len() + LEVEL_MIN_SECONDS;
+        b.errors >= DEGRADED_MIN_ERRORS
+            && (rate > DEGRADED_RATE || (known && rate > DEGRADED_JUMP * level))
     }
 
     fn hard_failure(&self) -> bool {

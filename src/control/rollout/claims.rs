@@ -6,6 +6,7 @@ use super::machine::{Decision, Move};
 use super::ops::split_at;
 use super::{Phase, Reason};
 use crate::audit::{Action, Entry};
+use crate::config::model::Split;
 use crate::control::{Applied, Control, ControlError, Request, State};
 
 impl Control {
@@ -26,6 +27,7 @@ impl Control {
         let r = &active.record;
         match request {
             Request::Rollback => {
+                let active_start = active.start_bp();
                 let start = active.start_bp();
                 let split = crate::config::percent::checked_split(start)
                     .unwrap_or_else(|_| split_at(&active.start_bp(), &r.from, &r.to, 0));
@@ -50,11 +52,18 @@ impl Control {
                 );
                 entry.message = decision.message.clone();
                 entry.rollout = Some(Box::new(next.record.clone()));
-                let applied = self.commit_split(state, actor, entry, split)?;
-                state.rollouts.active = None;
-                state.rollouts.end(next.record);
+                let before = state.config.split.clone();
+                if let Err(e) = self.commit_split(state, actor, entry.clone(), split.clone()) {
+                    self.roll_back_live(state, entry, split.clone(), &e);
+                }
+                let start = crate::config::percent::checked_split(active_start).ok();
+                self.end_rollout(state, next.record, start);
                 self.rollout_gauges(state);
-                Ok(Some(applied))
+                Ok(Some(Applied {
+                    version: state.version,
+                    split: state.config.split.clone(),
+                    before,
+                }))
             }
             _ if r.state == Phase::Paused => Ok(None),
             _ => Err(ControlError::Conflict(format!(
@@ -98,5 +107,66 @@ impl Control {
         state.rollouts.active = None;
         state.rollouts.end(next.record);
         self.rollout_gauges(state);
+    }
+
+    /// A rollback (automatic, abort or `POST /rollback`) whose split could not be persisted or
+    /// recorded (`error`): instant switchback is never blocked, so it goes live anyway, and the
+    /// log says what is behind. Caller holds the lock.
+    pub(in crate::control) fn roll_back_live(
+        &self,
+        state: &mut State,
+        mut entry: Entry,
+        split: Split,
+        error: &ControlError,
+    ) {
+        if !matches!(error, ControlError::AppliedUnrecorded(_)) {
+            let persisted = self.rewrite_pending_edit(state, &split);
+            let config = state.config.with_split(split);
+            self.publish(state, config);
+            if persisted {
+                // The file holds an operator's rejected edit: the split went into it, the edit
+                // stays as it was (and stays rejected until fixed).
+                tracing::warn!(error = %error, "rollback written into the config file beside a rejected edit");
+                entry.version = state.version;
+                entry.message = format!(
+                    "{} (written beside the rejected edit in the config file)",
+                    entry.message
+                );
+                if let Err(e) = self.audit.append(&entry) {
+                    tracing::error!(error = %e, "a live rollback is missing from the deployment log");
+                }
+                return;
+            }
+        }
+        tracing::error!(error = %error, "rollback not persisted; applied live anyway");
+        entry.version = state.version;
+        entry.message = format!("{} (live, but not persisted: {error})", entry.message);
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "a live rollback is missing from the deployment log");
+        }
+    }
+
+    /// Writes `split` into the config file as it is on disk (an operator's edit that was
+    /// rejected), keeping everything else of that edit; `true` when it worked. A config file
+    /// that cannot take it (not TOML, or a state directory) is left alone.
+    fn rewrite_pending_edit(&self, state: &mut State, split: &Split) -> bool {
+        if !self.store.writes_config() {
+            return false;
+        }
+        let Ok(disk) = std::fs::read_to_string(&self.config_path) else {
+            return false;
+        };
+        let Ok(text) = crate::config::persist::rewrite_split(&disk, split) else {
+            return false;
+        };
+        let written = crate::config::persist::stage(&self.config_path, text.as_bytes())
+            .and_then(|staged| staged.commit(Some(&disk)));
+        if written.is_err() {
+            return false;
+        }
+        if state.rejected_text.as_deref() == Some(disk.as_str()) {
+            state.rejected_text = Some(text); // the same rejected edit: not logged again
+        }
+        true
     }
 }

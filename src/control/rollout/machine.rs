@@ -89,85 +89,11 @@ pub struct Active {
     pub waiting_for: Option<usize>,
     /// The last second seen, for the evidence's latencies.
     pub last: Option<Counted>,
-}
-
-/// What a new rollout is made of.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    /// Its id.
-    pub id: u64,
-    /// The plan's name.
-    pub plan_name: String,
-    /// The plan.
-    pub plan: Arc<Plan>,
-    /// The baseline pool.
-    pub from: String,
-    /// The target pool.
-    pub to: String,
-    /// The split when it starts.
-    pub start: crate::config::model::Split,
-    /// Report rollbacks instead of making them.
-    pub dry_run: bool,
-    /// Free-form metadata.
-    pub release: Option<serde_json::Value>,
+    /// A dry run has reported the target's lost backends in this step.
+    pub reported_down: bool,
 }
 
 impl Active {
-    /// A rollout about to start (target at 0 %): in `smoke` when the plan has smoke checks,
-    /// else `running` before its first step, stamped `stamp`.
-    pub fn launch(launch: Launch, now: Instant, stamp: &str) -> Active {
-        let plan = launch.plan;
-        let steps = plan
-            .steps
-            .iter()
-            .map(|s| super::StepView {
-                weight: crate::audit::percent_number(s.weight),
-                hold_s: s.hold.as_secs_f64(),
-                min_requests: s.min_requests,
-                gate: s.gate,
-            })
-            .collect();
-        let (state, message) = match &plan.smoke {
-            Some(smoke) => (
-                Phase::Smoke,
-                format!(
-                    "started: smoke-checking every backend of {} ({} passes of GET {} each) before any user request",
-                    launch.to, smoke.repeat, smoke.path
-                ),
-            ),
-            None => (
-                Phase::Running,
-                format!("started: {} from {} by plan {:?}", launch.to, launch.from, launch.plan_name),
-            ),
-        };
-        Active {
-            record: Rollout {
-                id: launch.id,
-                plan: launch.plan_name,
-                from: launch.from,
-                to: launch.to,
-                state,
-                step: 0,
-                steps,
-                weight: crate::audit::percent_number(0),
-                started: stamp.to_string(),
-                updated: stamp.to_string(),
-                reason: None,
-                message,
-                evidence: None,
-                dry_run: launch.dry_run,
-                release: launch.release,
-                start_split: crate::audit::split_json(&launch.start),
-            },
-            analysis: Analysis::new(plan.analysis),
-            plan,
-            weight: 0,
-            since: now,
-            waiting_for: None,
-            last: None,
-        }
-    }
-
     /// Takes in one second and says what to do, if anything.
     pub fn tick(&mut self, obs: &Observation) -> Option<Decision> {
         let phase = self.record.state;
@@ -182,7 +108,14 @@ impl Active {
         }
         if self.weight > 0 && !obs.target_up {
             let message = explain::no_backend(self);
-            return Some(self.decide(Move::RollBack(Reason::NoHealthyBackend), message));
+            if !self.record.dry_run {
+                return Some(self.decide(Move::RollBack(Reason::NoHealthyBackend), message));
+            }
+            if !self.reported_down {
+                self.reported_down = true;
+                let message = format!("would roll back: {message} (dry run: nothing moved)");
+                return Some(self.decide(Move::WouldRollBack(Reason::NoHealthyBackend), message));
+            }
         }
         let verdict = self.analysis.observe(obs.counted.second);
         let degraded_pause =
@@ -226,9 +159,15 @@ impl Active {
             None => Some(self.next(k, false)),
             Some(why) if held >= self.plan.max_step_time => {
                 let message = explain::inconclusive(self, &why);
-                let kind = match self.plan.on_inconclusive {
-                    OnInconclusive::Pause => Move::Pause(Reason::Inconclusive),
-                    OnInconclusive::Rollback => Move::RollBack(Reason::Inconclusive),
+                let (kind, message) = match (self.plan.on_inconclusive, self.record.dry_run) {
+                    (OnInconclusive::Rollback, false) => {
+                        (Move::RollBack(Reason::Inconclusive), message)
+                    }
+                    (OnInconclusive::Rollback, true) => (
+                        Move::Pause(Reason::Inconclusive),
+                        format!("would roll back: {message}; paused instead (dry run)"),
+                    ),
+                    (OnInconclusive::Pause, _) => (Move::Pause(Reason::Inconclusive), message),
                 };
                 Some(self.decide(kind, message))
             }
@@ -283,6 +222,9 @@ impl Active {
             }
             (Operator::Approve, _) => return refuse("no gate is waiting for approval"),
             (Operator::Abort, Phase::Smoke) => Move::Abort(Reason::Manual),
+            (Operator::Abort, p) if p.is_active() && self.weight == 0 => {
+                Move::Abort(Reason::Manual)
+            }
             (Operator::Abort, p) if p.is_active() => Move::RollBack(Reason::Manual),
             (Operator::Promote { .. }, Phase::Smoke) => {
                 return refuse("it can be promoted once the smoke checks passed")
@@ -313,7 +255,9 @@ impl Active {
                 self.weight = self.plan.steps[k].weight;
                 record.state = Phase::Running;
                 record.reason = None;
+                record.step_started = Some(stamp.to_string());
                 self.since = now;
+                self.reported_down = false;
                 self.waiting_for = None;
                 self.analysis.new_step();
             }
@@ -341,8 +285,13 @@ impl Active {
                 record.reason = Some(reason);
             }
             Move::Resume => {
-                if matches!(record.reason, Some(Reason::Inconclusive | Reason::Restart)) {
+                // After a wait that was no fault of the canary's, the step's clock starts again.
+                if matches!(
+                    record.reason,
+                    Some(Reason::Inconclusive | Reason::Restart | Reason::BaselineDegraded)
+                ) {
                     self.since = now;
+                    record.step_started = Some(stamp.to_string());
                 }
                 record.state = match self.waiting_for {
                     Some(_) => Phase::Waiting,
@@ -390,3 +339,6 @@ impl Active {
 pub fn ends(kind: Move) -> bool {
     matches!(kind, Move::Promote | Move::RollBack(_) | Move::Abort(_))
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Instant, SystemTime};
 
-use super::machine::{ends, Active, Decision, Launch, Move, Observation, Operator};
-use super::{Phase, Reason, Rollout};
-use crate::audit::{Action, Entry};
+use super::launch::Launch;
+use super::machine::{ends, Active, Decision, Move, Operator};
+use super::Rollout;
+use crate::audit::{Action, Entry, Outcome};
 use crate::config::model::{format_percent, BasisPoints, Split, FULL};
 use crate::control::{Control, ControlError, State};
 
@@ -43,24 +44,6 @@ impl Book {
             .collect()
     }
 }
-
-/// The active rollout as the engine needs it.
-#[derive(Debug, Clone)]
-pub struct EngineView {
-    /// Its id.
-    pub id: u64,
-    /// Its phase.
-    pub phase: Phase,
-    /// The baseline pool.
-    pub from: String,
-    /// The target pool.
-    pub to: String,
-    /// The plan's smoke checks.
-    pub smoke: Option<crate::config::model::Smoke>,
-    /// `latency-margin` as a fraction.
-    pub latency_margin: f64,
-}
-
 /// `POST /rollouts`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartRequest {
@@ -269,81 +252,6 @@ impl Control {
         };
         Ok(Active::launch(launch, Instant::now(), &stamp()))
     }
-
-    fn rollout_first_step(&self, state: &mut State) {
-        let Some(active) = &state.rollouts.active else {
-            return;
-        };
-        let decision = active.first_step();
-        if let Err(e) = self.rollout_move(state, "rollout", &decision) {
-            tracing::error!(error = %e, "could not enter the rollout's first step; will retry");
-        }
-    }
-
-    /// The engine's report that the smoke checks of rollout `id` passed (`Ok`) or failed.
-    pub async fn rollout_smoke_done(&self, id: u64, result: Result<String, String>) {
-        let mut state = self.state.lock().await;
-        let Some(active) = &state.rollouts.active else {
-            return;
-        };
-        if active.record.id != id || active.record.state != Phase::Smoke || self.is_retired() {
-            return;
-        }
-        match result {
-            Ok(summary) => {
-                tracing::info!(id, "smoke checks passed: {summary}");
-                self.rollout_first_step(&mut state);
-            }
-            Err(message) => {
-                tracing::warn!(id, "smoke checks failed: {message}");
-                let decision = Decision {
-                    kind: Move::Abort(Reason::SmokeFailed),
-                    message,
-                };
-                if let Err(e) = self.rollout_move(&mut state, "rollout", &decision) {
-                    tracing::error!(error = %e, "could not record the failed smoke check");
-                }
-            }
-        }
-    }
-
-    /// One second of counts for rollout `id`; returns whether it moved.
-    pub async fn rollout_tick(&self, id: u64, obs: Observation) -> bool {
-        let mut state = self.state.lock().await;
-        if self.is_retired() {
-            return false;
-        }
-        let Some(active) = state.rollouts.active.as_mut().filter(|a| a.record.id == id) else {
-            return false;
-        };
-        if active.record.state == Phase::Smoke {
-            return false;
-        }
-        let decision = active.tick(&obs);
-        active.record.evidence = Some(active.evidence());
-        let a = &active.analysis;
-        self.metrics
-            .set_rollout_evidence(a.error_evidence, a.latency_evidence);
-        let Some(decision) = decision else {
-            return false;
-        };
-        if self.store.writes_config() {
-            // An edit the watcher has not applied yet goes first, so this write never buries
-            // it (it may end the rollout, when it moves the split).
-            self.reload_locked(&mut state, "file");
-        }
-        if let Move::WouldRollBack(_) = decision.kind {
-            tracing::warn!(id, "{}", decision.message);
-        }
-        match self.rollout_move(&mut state, "rollout", &decision) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, decision = %decision.message, "could not record the rollout's decision; will retry");
-                false
-            }
-        }
-    }
-
     /// An operator's action on the current rollout.
     ///
     /// # Errors
@@ -395,21 +303,6 @@ impl Control {
     pub async fn rollouts(&self, limit: usize) -> Vec<Rollout> {
         self.state.lock().await.rollouts.newest(limit)
     }
-
-    /// What the engine needs about the active rollout.
-    pub async fn rollout_engine_view(&self) -> Option<EngineView> {
-        let state = self.state.lock().await;
-        let a = state.rollouts.active.as_ref()?;
-        Some(EngineView {
-            id: a.record.id,
-            phase: a.record.state,
-            from: a.record.from.clone(),
-            to: a.record.to.clone(),
-            smoke: a.plan.smoke.clone(),
-            latency_margin: a.plan.analysis.latency_margin,
-        })
-    }
-
     /// Logs `decision` for `actor`, moving the weight when it moves, and takes it in.
     /// Caller holds the lock.
     pub(in crate::control) fn rollout_move(
@@ -442,22 +335,46 @@ impl Control {
             decision.kind,
             Move::Pause(_) | Move::Resume | Move::WouldRollBack(_) | Move::Wait(_)
         );
+        let backwards = matches!(decision.kind, Move::RollBack(_) | Move::Abort(_));
         if weight_moves && split != state.config.split {
-            self.commit_split(state, actor, entry, split)?;
+            if let Err(e) = self.commit_split(state, actor, entry.clone(), split.clone()) {
+                if !backwards {
+                    return Err(e);
+                }
+                self.roll_back_live(state, entry, split, &e);
+            }
         } else {
             entry.version = state.version;
             entry.after = entry.before.clone();
+            if let Move::WouldRollBack(_) = decision.kind {
+                entry.outcome = Outcome::Rejected; // a dry run: the rollback was not made
+            }
             self.audit.append(&entry)?;
         }
         tracing::info!(actor, id = next.record.id, state = next.record.state.name(), weight = %format_percent(next.weight), "rollout: {}", decision.message);
         if ends(decision.kind) {
-            state.rollouts.active = None;
-            state.rollouts.end(next.record);
+            let start = crate::config::percent::checked_split(next.start_bp()).ok();
+            self.end_rollout(state, next.record, start);
         } else {
             state.rollouts.active = Some(next);
         }
         self.rollout_gauges(state);
         Ok(())
+    }
+    /// Ends the active rollout with `record`; `POST /rollback` then returns to `start` (the
+    /// split before the rollout), never to one of its steps. Caller holds the lock.
+    pub(in crate::control) fn end_rollout(
+        &self,
+        state: &mut State,
+        record: Rollout,
+        start: Option<Split>,
+    ) {
+        state.rollouts.active = None;
+        state.rollouts.end(record);
+        if let Some(start) = start {
+            state.previous = Some(start);
+            self.save_state(state);
+        }
     }
 
     /// Publishes the rollout gauges for what `state` holds.

@@ -34,27 +34,78 @@ pub(crate) fn recover(history: &[Entry], config: &Config) -> (Book, Option<(Acti
     for (id, mut record) in last {
         if !record.state.is_active() {
             book.ended.push_back(record);
-        } else if Some(id) != newest || record.state == Phase::Smoke {
-            // Only the newest rollout can still be going; one caught in its smoke checks never
-            // reached a user, so it ends here rather than waiting for a resume.
-            record.state = Phase::Aborted;
-            record.reason = Some(Reason::Restart);
-            record.message =
-                "switchback restarted during the smoke checks; start the rollout again".into();
-            note = Some((Action::RolloutAbort, record.clone()));
-            book.ended.push_back(record);
+            continue;
+        }
+        // Only the newest rollout can still be going; one caught in its smoke checks never
+        // reached a user, so it ends here rather than waiting for a resume; one whose pools,
+        // weight or steps no longer match what is live ends too (resuming it would move a split
+        // someone else set).
+        let ending = if Some(id) != newest {
+            Some((
+                Reason::Restart,
+                "a newer rollout was started after it".to_string(),
+            ))
+        } else if record.state == Phase::Smoke {
+            Some((
+                Reason::Restart,
+                "switchback restarted during the smoke checks; start the rollout again".into(),
+            ))
         } else {
-            let active = resume(record, config);
-            note = Some((Action::RolloutPause, active.record.clone()));
-            book.active = Some(active);
+            mismatch(&record, config).map(|why| (Reason::Superseded, why))
+        };
+        match ending {
+            Some((reason, message)) => {
+                record.state = Phase::Aborted;
+                record.reason = Some(reason);
+                record.message = message;
+                note = Some((Action::RolloutAbort, record.clone()));
+                book.ended.push_back(record);
+            }
+            None => {
+                let active = resume(record, config);
+                note = Some((Action::RolloutPause, active.record.clone()));
+                book.active = Some(active);
+            }
         }
     }
     (book, note)
 }
 
+/// Why a recorded rollout cannot go on with what is live, if it cannot.
+fn mismatch(record: &Rollout, config: &Config) -> Option<String> {
+    for pool in [&record.from, &record.to] {
+        if !config.pools.contains_key(pool) {
+            return Some(format!("pool {pool} is no longer configured"));
+        }
+    }
+    let weights: Option<Vec<u32>> = record
+        .steps
+        .iter()
+        .map(|s| s.weight.as_f64().and_then(|w| percent_from_f64(w).ok()))
+        .collect();
+    match weights {
+        Some(w) if !w.is_empty() && record.step < w.len() && w.last() == Some(&10_000) => {}
+        _ => return Some("its record in the deployment log is not usable".into()),
+    }
+    let recorded = record
+        .weight
+        .as_f64()
+        .and_then(|w| percent_from_f64(w).ok());
+    let live = config.split.share(&record.to);
+    (recorded != Some(live)).then(|| {
+        format!(
+            "the split changed while switchback was down ({} now has {} %, the rollout left it at {} %)",
+            record.to,
+            crate::config::model::format_percent(live),
+            record.weight
+        )
+    })
+}
+
 fn resume(mut record: Rollout, config: &Config) -> Active {
     let weight = config.split.share(&record.to);
     let plan = plan_for(&record, config);
+    let was = record.state;
     record.state = Phase::Paused;
     record.reason = Some(Reason::Restart);
     record.weight = crate::audit::percent_number(weight);
@@ -63,14 +114,20 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
         crate::config::model::format_percent(weight)
     );
     let analysis = Analysis::new(plan.analysis);
+    // A rollout waiting at a gate waits again after the resume (weight 0: the gate of step 0).
+    let waiting_for = (was == Phase::Waiting).then(|| match weight {
+        0 => 0,
+        _ => (record.step + 1).min(plan.steps.len() - 1),
+    });
     Active {
         record,
         plan,
         analysis,
         weight,
         since: Instant::now(),
-        waiting_for: None,
+        waiting_for,
         last: None,
+        reported_down: false,
     }
 }
 

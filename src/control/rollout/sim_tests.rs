@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 
 use super::analysis::{Counts, Second};
 use super::latency::Counted;
-use super::machine::{ends, Active, Launch, Observation};
+use super::launch::Launch;
+use super::machine::{ends, Active, Observation};
 use super::{Phase, Reason};
 use crate::config::model::{AnalysisSettings, OnInconclusive, Plan, Step};
 

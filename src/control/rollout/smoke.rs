@@ -22,6 +22,9 @@ pub async fn run(snapshot: &Snapshot, pool: &str, smoke: &Smoke) -> Result<Strin
     let Some(entry) = snapshot.pools.iter().find(|p| p.name == pool) else {
         return Err(format!("pool {pool} is no longer configured"));
     };
+    if entry.backends.is_empty() {
+        return Err(format!("pool {pool} has no backends to check"));
+    }
     let connector = Connector::new(None);
     let mut slowest = Duration::ZERO;
     for backend in &entry.backends {

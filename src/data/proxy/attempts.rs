@@ -32,6 +32,13 @@ pub(super) fn plan_retry(ctx: &mut RequestCtx) {
             None => snapshot.route_retry(ctx.key, failed),
         };
         ctx.retry_to = retry.map(|r| (r.pool_index, r.backend_index));
+        if ctx.override_pool.is_none() && ctx.retry_to.is_some_and(|(p, _)| p != failed.0) {
+            // The answer will be counted for the other pool: the failed attempt counts here,
+            // so that a canary's connect failures are never hidden by a retry on the baseline.
+            snapshot.pools[failed.0]
+                .tally
+                .record(true, ctx.started.elapsed());
+        }
         if let (Some(_), Some(m)) = (ctx.retry_to, &snapshot.pools[failed.0].metrics) {
             m.retries.inc();
         }

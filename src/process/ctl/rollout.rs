@@ -140,7 +140,11 @@ fn pool_line(name: &str, p: &Value) -> String {
 fn status(v: &Value) -> String {
     let steps = v["steps"].as_array().map_or(0, Vec::len);
     let step = v["step"].as_u64().unwrap_or(0) + 1;
-    let since = v["updated"].as_str().and_then(seconds_since).unwrap_or(0);
+    let since = v["step_started"]
+        .as_str()
+        .or(v["updated"].as_str())
+        .and_then(seconds_since)
+        .unwrap_or(0);
     let reason = v["reason"]
         .as_str()
         .map(|r| format!(" ({r})"))
@@ -151,7 +155,7 @@ fn status(v: &Value) -> String {
         ""
     };
     let mut out = format!(
-        "rollout {}: {} → {} by plan {}{dry}\n{}{reason} at {} %, step {step} of {steps}, {since} s since the last change\n",
+        "rollout {}: {} → {} by plan {}{dry}\n{}{reason} at {} %, step {step} of {steps}, {since} s in step\n",
         v["id"],
         v["from"].as_str().unwrap_or("?"),
         v["to"].as_str().unwrap_or("?"),

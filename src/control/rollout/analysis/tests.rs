@@ -96,6 +96,33 @@ fn a_baseline_jumping_to_five_times_its_level_is_degraded_even_under_five_percen
 }
 
 #[test]
+fn a_baseline_steady_at_a_higher_level_is_learned_not_held_forever() {
+    let mut a = Analysis::new(AnalysisSettings::default());
+    let mut held = 0;
+    for _ in 0..600 {
+        if a.observe(second(counts(1000, 12), counts(100, 1))) == Verdict::BaselineDegraded {
+            held += 1;
+        }
+    }
+    assert_eq!(
+        held, 0,
+        "1.2 % from the start is the baseline's level, not an outage"
+    );
+}
+
+#[test]
+fn a_broken_canary_is_caught_even_while_the_baseline_jumped_under_five_percent() {
+    let mut a = Analysis::new(AnalysisSettings::default());
+    for _ in 0..120 {
+        a.observe(second(counts(1000, 1), counts(100, 0)));
+    }
+    let verdicts: Vec<Verdict> = (0..10)
+        .map(|_| a.observe(second(counts(1000, 30), counts(100, 100))))
+        .collect();
+    assert!(verdicts.contains(&Verdict::HardFailure), "{verdicts:?}");
+}
+
+#[test]
 fn the_step_boundary_floors_the_evidence_at_zero() {
     let mut a = Analysis::new(AnalysisSettings::default());
     a.observe(second(counts(900, 9), counts(100, 0)));
