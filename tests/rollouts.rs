@@ -107,6 +107,22 @@ async fn a_healthy_canary_is_promoted_step_by_step_within_two_seconds_of_its_hol
         "one entry per step"
     );
     assert!(load.by("green") > 150, "{:?}", load.seen);
+    let samples = common::metrics::scrape(&bg.proxy).await;
+    let value = |name, labels: &[(&str, &str)]| common::metrics::value(&samples, name, labels);
+    assert_eq!(
+        value("switchback_rollout_state", &[("state", "promoted")]),
+        1.0
+    );
+    assert_eq!(
+        value("switchback_rollout_state", &[("state", "running")]),
+        0.0
+    );
+    assert_eq!(value("switchback_rollout_weight", &[]), 100.0);
+    assert_eq!(value("switchback_rollout_step", &[]), 2.0);
+    assert_eq!(
+        value("switchback_rollout_evidence", &[("test", "error")]),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
