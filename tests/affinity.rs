@@ -209,7 +209,8 @@ async fn a_keyless_client_gets_a_cookie_and_sticks_and_no_cookie_is_minted_when_
     let (_blue, _green, pools) = blue_green_pools("blue = 50\ngreen = 50").await;
     let proxy = TestProxy::start("", &format!("[affinity]\n\n{pools}")).await;
     let mut seen_pools = std::collections::BTreeSet::new();
-    for _ in 0..8 {
+    // 24 minted users all on one pool at 50/50: 2 × 2⁻²⁴, never.
+    for _ in 0..24 {
         let mut client = Client::connect(proxy.addr).await;
         let first = client.get("/").await;
         let set_cookie = first.header("set-cookie").expect("a minted cookie");
@@ -225,7 +226,7 @@ async fn a_keyless_client_gets_a_cookie_and_sticks_and_no_cookie_is_minted_when_
         );
         let pool = first.header("x-upstream").unwrap();
         seen_pools.insert(pool.clone());
-        for _ in 0..20 {
+        for _ in 0..8 {
             let mut req = request("GET", "/", Full::new(Bytes::new()).boxed());
             req.headers_mut()
                 .insert("cookie", format!("theme=dark; {pair}").parse().unwrap());
