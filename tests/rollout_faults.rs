@@ -183,6 +183,23 @@ async fn a_dry_run_logs_what_it_would_roll_back_and_rolls_nothing_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(entry["before"], entry["after"], "nothing moved: {entry}");
+    assert_eq!(entry["outcome"], "rejected", "{entry}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reports = bg
+        .proxy
+        .history()
+        .await
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("would roll back: "))
+        })
+        .count();
+    assert!(
+        reports <= 2,
+        "each reason once per step, not every second: {reports}"
+    );
     let now = current(&bg).await;
     assert_ne!(now["state"], "rolled-back", "{now}");
     assert!(bg.proxy.stderr().contains("would roll back"));

@@ -113,3 +113,33 @@ async fn a_rollout_whose_split_was_changed_while_down_ends_superseded_instead_of
         serde_json::json!({"blue": 100, "green": 0})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_automatic_rollback_and_a_restart_rollback_never_returns_to_the_canary() {
+    let plan = "[plans.quick]\nsteps = [{ weight = 10, hold = \"2s\", min-requests = 50 }, { weight = 100 }]\n";
+    let mut bg = blue_green("blue = 100\ngreen = 0", plan).await;
+    bg.green.fail_every(2);
+    let load = common::load::Load::start(bg.proxy.addr, 250);
+    let reply = bg
+        .proxy
+        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "quick"}"#)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let began = Instant::now();
+    while current(&bg).await["state"] != "rolled-back" {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "{}",
+            current(&bg).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(load);
+    bg.proxy.restart().await;
+    let reply = bg.proxy.admin("POST", "/rollback", "").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        bg.proxy.status().await["split"],
+        serde_json::json!({"blue": 100, "green": 0})
+    );
+}

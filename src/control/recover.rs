@@ -28,10 +28,12 @@ pub(super) fn recover(history: &[Entry], current: &Split) -> Recovered {
         .clone()
         .find(|e| e.before != e.after)
         .and_then(|e| {
-            if e.after == split_json(current) {
-                to_split(&e.before)
-            } else {
-                to_split(&e.after)
+            let ended = e.rollout.as_ref().filter(|r| !r.state.is_active());
+            match ended {
+                // A rollout ended here: rollback returns to the split before it, never a step.
+                Some(rollout) if e.after == split_json(current) => to_split(&rollout.start_split),
+                _ if e.after == split_json(current) => to_split(&e.before),
+                _ => to_split(&e.after),
             }
         })
         .filter(|p| p.shares().keys().eq(current.shares().keys()));

@@ -205,7 +205,7 @@ impl ProxyHttp for SwitchbackProxy {
         attempts::record_outcome(ctx, false);
         // Nothing reached the upstream: safe to retry once, on another backend if there is one.
         if ctx.attempts < MAX_ATTEMPTS {
-            attempts::plan_retry(ctx);
+            attempts::plan_retry(ctx, true);
         }
         e.set_retry(ctx.retry_to.is_some());
         e
@@ -231,7 +231,7 @@ impl ProxyHttp for SwitchbackProxy {
             e.retry.decide_reuse(client_reused);
         }
         if e.retry() {
-            attempts::plan_retry(ctx);
+            attempts::plan_retry(ctx, false);
         }
         e
     }

@@ -179,10 +179,8 @@ impl Analysis {
         }
         // A hard failure stands even while the baseline is above its usual level (as long as it
         // is under 5 %): checked first.
-        if self.hard_failure() {
-            return Verdict::HardFailure;
-        }
-        let degraded = self.baseline_degraded();
+        let hard = self.hard_failure();
+        let degraded = !hard && self.baseline_degraded();
         // Every second joins the baseline's level, outages included, so a baseline that stays at
         // a new level becomes its level (and stops counting as degraded, unless over 5 %).
         self.level.push_back(second.baseline);
@@ -197,6 +195,9 @@ impl Analysis {
         self.step[0].add(second.baseline);
         self.step[1].add(second.canary);
         self.canary_total.add(second.canary);
+        if hard {
+            return Verdict::HardFailure;
+        }
         let (b, c) = (second.baseline, second.canary);
         if let Some(s) = share(c.requests, b.requests) {
             let settings = &self.settings;

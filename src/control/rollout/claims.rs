@@ -7,6 +7,7 @@ use super::ops::split_at;
 use super::{Phase, Reason};
 use crate::audit::{Action, Entry};
 use crate::config::model::Split;
+use crate::config::persist::PersistError;
 use crate::control::{Applied, Control, ControlError, Request, State};
 
 impl Control {
@@ -104,8 +105,8 @@ impl Control {
             tracing::error!(error = %e, "could not record the superseded rollout");
         }
         tracing::warn!(id = next.record.id, "{}", decision.message);
-        state.rollouts.active = None;
-        state.rollouts.end(next.record);
+        let start = crate::config::percent::checked_split(next.start_bp()).ok();
+        self.end_rollout(state, next.record, start);
         self.rollout_gauges(state);
     }
 
@@ -120,27 +121,52 @@ impl Control {
         error: &ControlError,
     ) {
         if !matches!(error, ControlError::AppliedUnrecorded(_)) {
-            let persisted = self.rewrite_pending_edit(state, &split);
+            // Only a file holding someone's edit gets the split beside it (after a failed log
+            // write the file was put back: it is not touched again).
+            let beside_an_edit = matches!(
+                error,
+                ControlError::PendingEdit(_) | ControlError::Persist(PersistError::Changed { .. })
+            );
+            let persisted = beside_an_edit && self.rewrite_pending_edit(state, &split);
             let config = state.config.with_split(split);
             self.publish(state, config);
             if persisted {
-                // The file holds an operator's rejected edit: the split went into it, the edit
-                // stays as it was (and stays rejected until fixed).
+                // The file holds an operator's rejected edit: the split went into it, the rest of
+                // the edit stays as it was; the file is then read again like any edit.
                 tracing::warn!(error = %error, "rollback written into the config file beside a rejected edit");
                 entry.version = state.version;
                 entry.message = format!(
-                    "{} (written beside the rejected edit in the config file)",
+                    "{} (written into the config file beside an edit that was rejected)",
                     entry.message
                 );
                 if let Err(e) = self.audit.append(&entry) {
                     tracing::error!(error = %e, "a live rollback is missing from the deployment log");
                 }
+                self.reload_locked(state, "file");
                 return;
             }
+            // Not in the file: the file's last good text is taken as saying the rollback's split,
+            // so that going back to it is a change (applied and logged), never a silent
+            // return of the canary's split.
+            if self.store.writes_config() {
+                if let Ok(text) =
+                    crate::config::persist::rewrite_split(&state.file_text, &state.config.split)
+                {
+                    state.file_text = text;
+                }
+            }
         }
-        tracing::error!(error = %error, "rollback not persisted; applied live anyway");
         entry.version = state.version;
-        entry.message = format!("{} (live, but not persisted: {error})", entry.message);
+        entry.message = match error {
+            ControlError::AppliedUnrecorded(_) => {
+                tracing::error!(error = %error, "rollback applied; recording it failed once");
+                format!("{} (recorded late: {error})", entry.message)
+            }
+            _ => {
+                tracing::error!(error = %error, "rollback not persisted; applied live anyway");
+                format!("{} (live, but not persisted: {error})", entry.message)
+            }
+        };
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "a live rollback is missing from the deployment log");
         }
@@ -164,9 +190,8 @@ impl Control {
         if written.is_err() {
             return false;
         }
-        if state.rejected_text.as_deref() == Some(disk.as_str()) {
-            state.rejected_text = Some(text); // the same rejected edit: not logged again
-        }
+        // The file is looked at afresh (the rollback may even have made it valid).
+        state.rejected_text = None;
         true
     }
 }

@@ -81,7 +81,7 @@ impl Active {
             since: now,
             waiting_for: None,
             last: None,
-            reported_down: false,
+            reported: Vec::new(),
         }
     }
 }

@@ -89,8 +89,8 @@ pub struct Active {
     pub waiting_for: Option<usize>,
     /// The last second seen, for the evidence's latencies.
     pub last: Option<Counted>,
-    /// A dry run has reported the target's lost backends in this step.
-    pub reported_down: bool,
+    /// What a dry run has reported in this step (each reason once).
+    pub reported: Vec<Reason>,
 }
 
 impl Active {
@@ -111,8 +111,8 @@ impl Active {
             if !self.record.dry_run {
                 return Some(self.decide(Move::RollBack(Reason::NoHealthyBackend), message));
             }
-            if !self.reported_down {
-                self.reported_down = true;
+            if !self.reported.contains(&Reason::NoHealthyBackend) {
+                self.reported.push(Reason::NoHealthyBackend);
                 let message = format!("would roll back: {message} (dry run: nothing moved)");
                 return Some(self.decide(Move::WouldRollBack(Reason::NoHealthyBackend), message));
             }
@@ -138,11 +138,15 @@ impl Active {
                     _ => Reason::HardFailure,
                 };
                 let message = explain::regression(self, reason);
-                if self.record.dry_run {
-                    self.analysis.forget(regression);
+                if !self.record.dry_run {
+                    return Some(self.decide(Move::RollBack(reason), message));
+                }
+                // A dry run reports each reason once per step, then carries on.
+                self.analysis.forget(regression);
+                if !self.reported.contains(&reason) {
+                    self.reported.push(reason);
                     return Some(self.decide(Move::WouldRollBack(reason), message));
                 }
-                return Some(self.decide(Move::RollBack(reason), message));
             }
         }
         if phase != Phase::Running {
@@ -257,7 +261,7 @@ impl Active {
                 record.reason = None;
                 record.step_started = Some(stamp.to_string());
                 self.since = now;
-                self.reported_down = false;
+                self.reported.clear();
                 self.waiting_for = None;
                 self.analysis.new_step();
             }

@@ -371,7 +371,8 @@ impl Control {
     ) {
         state.rollouts.active = None;
         state.rollouts.end(record);
-        if let Some(start) = start {
+        let fits = |s: &Split| s.shares().keys().eq(state.config.pools.keys());
+        if let Some(start) = start.filter(fits) {
             state.previous = Some(start);
             self.save_state(state);
         }

@@ -127,7 +127,7 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
         since: Instant::now(),
         waiting_for,
         last: None,
-        reported_down: false,
+        reported: Vec::new(),
     }
 }
 

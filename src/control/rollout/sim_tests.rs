@@ -183,6 +183,15 @@ fn a_canary_at_ten_times_the_baseline_error_rate_is_never_promoted() {
             results.iter().all(|r| r.0 != Phase::Promoted),
             "{rate} req/s: {results:?}"
         );
+        // Not only held back by max-error-rate: the sequential test rolls it back.
+        let caught = results
+            .iter()
+            .filter(|r| r.0 == Phase::RolledBack && r.1 == Some(Reason::ErrorRegression))
+            .count();
+        assert!(
+            caught >= 95,
+            "{rate} req/s: {caught}/100 rolled back for errors"
+        );
     }
 }
 
@@ -196,10 +205,10 @@ fn a_shared_outage_never_rolls_the_canary_back() {
     for rate in RATES {
         for seed in 0..RUNS {
             let (phase, reason, _) = run(seed, rate, case, 600);
-            assert_ne!(
-                phase,
-                Phase::RolledBack,
-                "{rate} req/s seed {seed}: {reason:?}"
+            assert_eq!(
+                (phase, reason),
+                (Phase::Paused, Some(Reason::BaselineDegraded)),
+                "{rate} req/s seed {seed}: held, neither rolled back nor promoted"
             );
         }
     }

@@ -25,14 +25,19 @@ pub(super) fn record_outcome(ctx: &RequestCtx, ok: bool) {
 
 /// Chooses the backend for the retry after the last attempt failed: another of the same
 /// pool, else another pool with a share. `None` leaves `upstream_peer` to route afresh.
-pub(super) fn plan_retry(ctx: &mut RequestCtx) {
+/// `connect_failed`: the attempt could not connect (not a reused connection found dead), so it
+/// counts as a failure of its pool in the rollout analysis when the retry goes elsewhere.
+pub(super) fn plan_retry(ctx: &mut RequestCtx, connect_failed: bool) {
     if let (Some(snapshot), Some(failed)) = (&ctx.snapshot, ctx.route) {
         let retry = match ctx.override_pool {
             Some(_) => snapshot.route_in_pool(failed.0, Some(failed.1)),
             None => snapshot.route_retry(ctx.key, failed),
         };
         ctx.retry_to = retry.map(|r| (r.pool_index, r.backend_index));
-        if ctx.override_pool.is_none() && ctx.retry_to.is_some_and(|(p, _)| p != failed.0) {
+        if connect_failed
+            && ctx.override_pool.is_none()
+            && ctx.retry_to.is_some_and(|(p, _)| p != failed.0)
+        {
             // The answer will be counted for the other pool: the failed attempt counts here,
             // so that a canary's connect failures are never hidden by a retry on the baseline.
             snapshot.pools[failed.0]

@@ -96,17 +96,24 @@ fn a_baseline_jumping_to_five_times_its_level_is_degraded_even_under_five_percen
 }
 
 #[test]
-fn a_baseline_steady_at_a_higher_level_is_learned_not_held_forever() {
+fn a_baseline_that_jumps_then_settles_is_held_then_learned() {
     let mut a = Analysis::new(AnalysisSettings::default());
-    let mut held = 0;
-    for _ in 0..600 {
-        if a.observe(second(counts(1000, 12), counts(100, 1))) == Verdict::BaselineDegraded {
-            held += 1;
-        }
+    for _ in 0..120 {
+        assert_eq!(
+            a.observe(second(counts(1000, 1), counts(100, 0))),
+            Verdict::Clear
+        );
     }
-    assert_eq!(
-        held, 0,
-        "1.2 % from the start is the baseline's level, not an outage"
+    let verdicts: Vec<Verdict> = (0..600)
+        .map(|_| a.observe(second(counts(1000, 30), counts(100, 3))))
+        .collect();
+    assert!(
+        verdicts[..10].contains(&Verdict::BaselineDegraded),
+        "the jump to 3 % holds"
+    );
+    assert!(
+        verdicts[100..].iter().all(|v| *v == Verdict::Clear),
+        "3 % for minutes becomes the baseline's level"
     );
 }
 
