@@ -40,8 +40,11 @@ async fn every_runbook_block_does_what_it_says() {
     let tokens = tempfile::tempdir().unwrap();
     let token_file = tokens.path().join("admin.tokens");
     std::fs::write(&token_file, "ops:first-token\n").unwrap();
+    let plan = "[plans.default]\nsteps = [{ weight = 50, hold = \"1s\", min-requests = 20 }, \
+                { weight = 100, hold = \"1s\", min-requests = 20 }]\n\
+                [plans.default.analysis]\nmax-error-rate = 0.2\n";
     let rest = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken-file = \"{}\"\n\n{}",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken-file = \"{}\"\n\n{plan}\n{}",
         token_file.display(),
         pools_toml(
             &[
@@ -54,7 +57,7 @@ async fn every_runbook_block_does_what_it_says() {
     let mut proxy = TestProxy::start("pool-header = \"x-switchback-pool\"", &rest).await;
     let new_pid_file = tokens.path().join("new.pid");
     let blocks = blocks();
-    assert_eq!(blocks.len(), 8, "one block per section");
+    assert_eq!(blocks.len(), 9, "one block per section");
     for (heading, script) in &blocks {
         let mut bash = tokio::process::Command::new("bash")
             .args(["-e", "-o", "pipefail", "-c", script])
