@@ -22,8 +22,22 @@ struct Following {
     latency: Latency,
 }
 
-/// Runs until the runtime stops.
+/// Runs until the runtime stops. A panic in the engine (a bug) is logged and the engine starts
+/// again a second later, following the rollout afresh: automation never stops silently.
 pub async fn run(control: Arc<Control>) {
+    loop {
+        let task = tokio::spawn(follow(control.clone()));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                tracing::error!("the rollout engine panicked (a bug); restarting it in 1 s");
+                tokio::time::sleep(TICK).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn follow(control: Arc<Control>) {
     let mut following: Option<Following> = None;
     let mut smoked: Option<(u64, Result<String, String>)> = None;
     let mut tick = tokio::time::interval(TICK);
