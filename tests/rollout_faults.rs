@@ -6,20 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::blue_green;
 use common::load::Load;
-use common::{blue_green, BlueGreen};
-use serde_json::Value;
+use common::rollout::{current, start, until_ended, QUICK};
 
-const PLAN: &str = r#"
-[plans.quick]
-steps = [
-  { weight = 10, hold = "2s", min-requests = 50 },
-  { weight = 50, hold = "2s", min-requests = 50 },
-  { weight = 100, hold = "2s", min-requests = 50 },
-]
-[plans.quick.analysis]
-max-error-rate = 0.2
-
+const SMOKED: &str = r#"
 [plans.smoked]
 steps = [{ weight = 10, hold = "1s", min-requests = 10 }, { weight = 100, min-requests = 10 }]
 [plans.smoked.analysis]
@@ -29,34 +20,6 @@ path = "/healthz"
 repeat = 2
 timeout = "1s"
 "#;
-
-async fn current(bg: &BlueGreen) -> Value {
-    let reply = bg.proxy.admin("GET", "/rollouts/current", "").await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
-async fn start(bg: &BlueGreen, body: &str) {
-    let reply = bg.proxy.admin("POST", "/rollouts", body).await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-}
-
-/// Polls until the rollout has ended (any end state), returning it.
-async fn until_ended(bg: &BlueGreen, within: Duration) -> Value {
-    let began = Instant::now();
-    loop {
-        let now = current(bg).await;
-        if ["promoted", "rolled-back", "aborted"].contains(&now["state"].as_str().unwrap()) {
-            return now;
-        }
-        assert!(
-            began.elapsed() < within,
-            "rollout never ended: {now}\n{}",
-            bg.proxy.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Waits for the first answer from green, returning when it came.
 async fn first_green(load: &Load, within: Duration) -> Instant {
@@ -70,7 +33,7 @@ async fn first_green(load: &Load, within: Duration) -> Instant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_failing_one_request_in_five_is_rolled_back_within_ten_seconds_with_its_counts() {
-    let bg = blue_green("blue = 100\ngreen = 0", PLAN).await;
+    let bg = blue_green("blue = 100\ngreen = 0", &format!("{QUICK}{SMOKED}")).await;
     bg.green.fail_every(5);
     let load = Load::start(bg.proxy.addr, 250);
     start(&bg, r#"{"to": "green", "plan": "quick"}"#).await;
@@ -112,7 +75,7 @@ async fn a_canary_failing_one_request_in_five_is_rolled_back_within_ten_seconds_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_200ms_slower_than_its_baseline_is_rolled_back_for_latency() {
-    let bg = blue_green("blue = 100\ngreen = 0", PLAN).await;
+    let bg = blue_green("blue = 100\ngreen = 0", &format!("{QUICK}{SMOKED}")).await;
     bg.green.delay(200);
     let _load = Load::start(bg.proxy.addr, 250);
     start(&bg, r#"{"to": "green", "plan": "quick"}"#).await;
@@ -135,7 +98,7 @@ async fn a_canary_200ms_slower_than_its_baseline_is_rolled_back_for_latency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_smoke_check_aborts_before_any_user_request_reaches_green() {
-    let bg = blue_green("blue = 100\ngreen = 0", PLAN).await;
+    let bg = blue_green("blue = 100\ngreen = 0", &format!("{QUICK}{SMOKED}")).await;
     bg.green.set_healthy(false);
     let load = Load::start(bg.proxy.addr, 100);
     start(&bg, r#"{"to": "green", "plan": "smoked"}"#).await;
@@ -153,7 +116,7 @@ async fn a_failing_smoke_check_aborts_before_any_user_request_reaches_green() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passing_smoke_check_lets_the_rollout_go_on() {
-    let bg = blue_green("blue = 100\ngreen = 0", PLAN).await;
+    let bg = blue_green("blue = 100\ngreen = 0", &format!("{QUICK}{SMOKED}")).await;
     let _load = Load::start(bg.proxy.addr, 100);
     start(&bg, r#"{"to": "green", "plan": "smoked"}"#).await;
     let ended = until_ended(&bg, Duration::from_secs(20)).await;
@@ -162,7 +125,7 @@ async fn a_passing_smoke_check_lets_the_rollout_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_logs_what_it_would_roll_back_and_rolls_nothing_back() {
-    let bg = blue_green("blue = 100\ngreen = 0", PLAN).await;
+    let bg = blue_green("blue = 100\ngreen = 0", &format!("{QUICK}{SMOKED}")).await;
     bg.green.fail_every(5);
     let _load = Load::start(bg.proxy.addr, 250);
     start(&bg, r#"{"to": "green", "plan": "quick", "dry_run": true}"#).await;

@@ -6,21 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::rollout::{current, start, until};
 use common::{blue_green, BlueGreen};
-use serde_json::Value;
 
 const WAIT: &str = "[plans.wait]\nsteps = [{ weight = 10, hold = \"1m\" }, { weight = 100 }]\n";
 
-async fn current(bg: &BlueGreen) -> Value {
-    serde_json::from_slice(&bg.proxy.admin("GET", "/rollouts/current", "").await.body).unwrap()
-}
-
 async fn started_at_ten(bg: &BlueGreen) {
-    let reply = bg
-        .proxy
-        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "wait"}"#)
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start(bg, r#"{"to": "green", "plan": "wait"}"#).await;
     let began = Instant::now();
     while bg.proxy.status().await["split"]["green"] != 10 {
         assert!(
@@ -120,20 +112,8 @@ async fn after_an_automatic_rollback_and_a_restart_rollback_never_returns_to_the
     let mut bg = blue_green("blue = 100\ngreen = 0", plan).await;
     bg.green.fail_every(2);
     let load = common::load::Load::start(bg.proxy.addr, 250);
-    let reply = bg
-        .proxy
-        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "quick"}"#)
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    let began = Instant::now();
-    while current(&bg).await["state"] != "rolled-back" {
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "{}",
-            current(&bg).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    start(&bg, r#"{"to": "green", "plan": "quick"}"#).await;
+    until(&bg, &["rolled-back"], Duration::from_secs(20)).await;
     drop(load);
     bg.proxy.restart().await;
     let reply = bg.proxy.admin("POST", "/rollback", "").await;

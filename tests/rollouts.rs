@@ -7,33 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::Load;
+use common::rollout::{current, start, until, QUICK};
 use common::{blue_green, poll_until, BlueGreen};
 use serde_json::Value;
-
-/// A plan holding 10 / 50 / 100 % for 2 s each, 50 target requests per step, and the
-/// `max-error-rate` loosened so that 50 clean requests are enough to advance.
-const QUICK: &str = r#"
-[plans.quick]
-steps = [
-  { weight = 10, hold = "2s", min-requests = 50 },
-  { weight = 50, hold = "2s", min-requests = 50 },
-  { weight = 100, hold = "2s", min-requests = 50 },
-]
-[plans.quick.analysis]
-max-error-rate = 0.2
-"#;
-
-async fn current(bg: &BlueGreen) -> Value {
-    let reply = bg.proxy.admin("GET", "/rollouts/current", "").await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
-async fn start(bg: &BlueGreen, body: &str) -> Value {
-    let reply = bg.proxy.admin("POST", "/rollouts", body).await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
-}
 
 async fn act(bg: &BlueGreen, action: &str) -> Value {
     let path = format!("/rollouts/current/{action}");
@@ -42,20 +18,8 @@ async fn act(bg: &BlueGreen, action: &str) -> Value {
     serde_json::from_slice(&reply.body).unwrap()
 }
 
-/// Polls until the rollout is in `state` (panics after `within`).
 async fn until_state(bg: &BlueGreen, state: &str, within: Duration) -> Value {
-    let began = Instant::now();
-    loop {
-        let now = current(bg).await;
-        if now["state"] == state {
-            return now;
-        }
-        assert!(
-            began.elapsed() < within,
-            "rollout never reached {state}: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(bg, &[state], within).await
 }
 
 fn actions(history: &[Value]) -> Vec<String> {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub mod load;
 pub mod metrics;
 pub mod raw;
+pub mod rollout;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
