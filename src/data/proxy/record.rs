@@ -14,10 +14,12 @@ pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, 
     let class = ctx
         .upstream_header
         .map_or(5, |(status, _)| usize::from(status / 100).clamp(1, 5) - 1);
+    let upstream_error = e.and_then(upstream_error_kind);
+    let elapsed = ctx.started.elapsed(); // one clock read for the analysis and the histogram
     if ctx.override_pool.is_none() {
         // 5xx, or no upstream answer for an upstream reason (a client that left is not one).
-        let failed = class == 4 || (class == 5 && e.and_then(upstream_error_kind).is_some());
-        pool.tally.record(failed, ctx.started.elapsed());
+        let failed = class == 4 || (class == 5 && upstream_error.is_some());
+        pool.tally.record(failed, elapsed);
     }
     let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) else {
         return;
@@ -25,10 +27,10 @@ pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, 
     if ctx.override_pool.is_some() {
         pm.overrides[class].inc();
     } else {
-        pm.duration.observe(ctx.started.elapsed().as_secs_f64());
+        pm.duration.observe(elapsed.as_secs_f64());
         bm.requests[class].inc();
     }
-    if let Some(kind) = e.and_then(upstream_error_kind) {
+    if let Some(kind) = upstream_error {
         bm.errors[kind].inc();
     }
 }
