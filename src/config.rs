@@ -20,6 +20,7 @@ pub mod problem;
 pub mod raw;
 mod size;
 mod sticky;
+pub mod tls;
 pub mod validate;
 pub mod watch;
 

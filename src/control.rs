@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod audit;
+mod certs;
 mod change;
 pub mod dns;
 mod recover;
@@ -33,6 +34,7 @@ use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot};
 
+pub use certs::{load_all as load_certificates, watch as watch_certificates, EXPIRY_WARNING};
 pub use change::{Applied, Request};
 pub use reload::ReloadOutcome;
 pub use sticky::{load_override_tokens, override_token_path, table_path};
@@ -46,6 +48,9 @@ pub enum StartError {
     /// The state file cannot be read, or the state directory written.
     #[error("{0}")]
     State(String),
+    /// A `[tls]` certificate or key does not read.
+    #[error("{0}")]
+    Certificates(String),
 }
 
 /// Why a change was refused. Nothing changed in any case.
@@ -128,6 +133,8 @@ pub struct Control {
     health: Arc<HealthRegistry>,
     /// Set once the listeners were handed to a new process: no change is taken any more.
     retired: std::sync::atomic::AtomicBool,
+    /// The certificates served on the TLS listeners.
+    certs: certs::Certs,
 }
 
 /// A consistent view for `GET /status`.
@@ -141,6 +148,8 @@ pub struct Status {
     pub store: state::Store,
     /// The rollout in progress.
     pub rollout: Option<rollout::Rollout>,
+    /// The certificates served on the TLS listeners.
+    pub certificates: Arc<Vec<Arc<crate::tls::certs::Certificate>>>,
 }
 
 impl Control {
@@ -161,6 +170,8 @@ impl Control {
     ) -> Result<Arc<Control>, StartError> {
         let store = state::Store::of(config_path, &config);
         let saved = store.load().map_err(StartError::State)?;
+        let certs = certs::Certs::start(config_path, &config, &metrics)
+            .map_err(StartError::Certificates)?;
         let file_split = config.split.clone();
         let resumed = saved.as_ref().map(|s| state::resume(s, &config));
         if let Some(resumed) = &resumed {
@@ -242,6 +253,7 @@ impl Control {
             metrics,
             health,
             retired: std::sync::atomic::AtomicBool::new(false),
+            certs,
         }))
     }
 
@@ -255,6 +267,11 @@ impl Control {
 
     fn is_retired(&self) -> bool {
         self.retired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The store the TLS listeners choose their certificate from.
+    pub fn certificate_store(&self) -> Arc<crate::tls::store::CertStore> {
+        self.certs.store()
     }
 
     /// The live cell the data plane reads.
@@ -290,6 +307,7 @@ impl Control {
             previous: state.previous.clone(),
             store: self.store.clone(),
             rollout: state.rollouts.active.as_ref().map(|a| a.record.clone()),
+            certificates: self.certificates(),
         }
     }
 

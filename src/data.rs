@@ -15,3 +15,4 @@ pub mod proxy;
 pub mod routing;
 pub mod snapshot;
 pub mod tally;
+pub mod tls;

@@ -23,5 +23,5 @@ pub mod process;
 
 // The modules by their own names, wherever they live.
 pub use control::{admin, audit};
-pub use data::{access_log, affinity, framing, health, keys, proxy, routing, snapshot};
+pub use data::{access_log, affinity, framing, health, keys, proxy, routing, snapshot, tls};
 pub use process::{check, ctl, demo, serve, shutdown};

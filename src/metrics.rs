@@ -50,10 +50,12 @@ pub struct Metrics {
     /// The rollout analysis counters (kept whether or not metrics are on).
     pub tallies: crate::data::tally::Tallies,
     rollout: rollout::Gauges,
+    tls: tls::Families,
 }
 
 mod ops;
 mod rollout;
+pub mod tls;
 
 /// Pools, and `(pool, backend)` pairs, that have series.
 type Known = (BTreeSet<String>, BTreeSet<(String, String)>);
@@ -216,6 +218,7 @@ impl Metrics {
         reg(Box::new(build_info));
         let ops = ops::Ops::register(&registry);
         let rollout = rollout::Gauges::register(&registry);
+        let tls = tls::Families::register(&registry);
         Metrics {
             registry,
             requests,
@@ -235,6 +238,7 @@ impl Metrics {
             ops,
             tallies: Default::default(),
             rollout,
+            tls,
         }
     }
 

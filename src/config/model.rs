@@ -10,6 +10,7 @@ use std::time::Duration;
 pub use super::plans::{AnalysisSettings, HardFailure, OnInconclusive, Plan, Smoke, Step};
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
 pub use super::sticky::{Affinity, KeySource, Overrides};
+pub use super::tls::{Alpn, CertPair, FrontTls, Protocol, TlsVersion, UpstreamTls};
 
 /// A complete, valid configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +46,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Rollout plans by name.
     pub plans: BTreeMap<String, std::sync::Arc<Plan>>,
+    /// TLS listeners; `None`: plain HTTP only.
+    pub tls: Option<FrontTls>,
 }
 
 /// Where access-log lines go.
@@ -96,6 +99,8 @@ pub struct ProxySettings {
     pub dns_refresh: Duration,
     /// The path the proxy answers itself for load balancers (none by default).
     pub health_path: Option<String>,
+    /// HTTP/2 with prior knowledge on the plain listeners (off by default; needs a restart).
+    pub h2c: bool,
 }
 
 /// `[proxy] forwarded-for`.
@@ -120,6 +125,8 @@ pub struct AdminSettings {
     pub allowed_hosts: Vec<String>,
     /// Extra origins whose pages may call the admin API, lower-case (none by default).
     pub allowed_origins: Vec<String>,
+    /// Serve the admin API over TLS with this pair (read at start-up).
+    pub tls: Option<CertPair>,
 }
 
 /// One pool of backends running one version of the application.
@@ -129,6 +136,10 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// Health checks, ejection, slow start, and what happens when the pool is down.
     pub policy: PoolPolicy,
+    /// TLS to the backends; `None`: plain.
+    pub tls: Option<UpstreamTls>,
+    /// What the backends speak.
+    pub protocol: Protocol,
 }
 
 /// `[shutdown]`.

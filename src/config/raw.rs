@@ -48,6 +48,8 @@ pub struct RawConfig {
     /// `[plans.<name>]`: rollout plans.
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
+    /// `[tls]`: TLS listeners; absent means plain HTTP only.
+    pub tls: Option<super::tls::RawTls>,
 }
 
 /// `[plans.<name>]`.
@@ -235,6 +237,8 @@ pub struct RawProxy {
     pub dns_refresh: Option<String>,
     /// A path the proxy answers itself for load balancers: 200 serving, 503 stopping.
     pub health_path: Option<String>,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: Option<bool>,
 }
 
 /// `[admin]`.
@@ -249,6 +253,8 @@ pub struct RawAdmin {
     pub allowed_hosts: Option<Vec<String>>,
     /// Origins (`scheme://host[:port]`) whose pages may call the admin API.
     pub allowed_origins: Option<Vec<String>>,
+    /// `{ cert, key }`: serve the admin API over TLS.
+    pub tls: Option<super::tls::RawCertPair>,
 }
 
 /// `[pools.<name>]`.
@@ -267,6 +273,10 @@ pub struct RawPool {
     /// `[pools.<name>.outlier]`: passive ejection.
     #[serde(default)]
     pub outlier: RawOutlier,
+    /// `[pools.<name>.tls]`: reach the backends over TLS; absent means plain.
+    pub tls: Option<super::tls::RawUpstreamTls>,
+    /// `"h1"` or `"h2"`.
+    pub protocol: Option<String>,
 }
 
 /// `[pools.<name>.health-check]`.

@@ -39,6 +39,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
     super::sticky::check_together(affinity.as_ref(), overrides.as_ref(), &mut problems);
     let plans = super::plans::plans(&raw.plans, &mut problems);
+    let plain: &[SocketAddr] = proxy.as_ref().map_or(&[], |p| &p.listen);
+    let tls = super::tls::front(raw.tls.as_ref(), plain, &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
     let shutdown = ShutdownSettings {
         grace: duration_key(
@@ -80,6 +82,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             overrides,
             state_dir: files.state_dir,
             plans,
+            tls,
         }),
         _ => Err(problems),
     }
@@ -153,6 +156,7 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
         threads,
         pool_header,
         health_path,
+        h2c: raw.h2c.unwrap_or(false),
         upgrade_sock,
         forwarded_for,
         dns_refresh: duration_key(
@@ -248,16 +252,21 @@ fn admin(raw: &RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminSettings> {
     };
     let allowed_hosts = names("allowed-hosts", &raw.allowed_hosts, problems);
     let allowed_origins = names("allowed-origins", &raw.allowed_origins, problems);
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|pair| super::tls::cert_pair("admin.tls", pair, problems));
     Some(AdminSettings {
         listen,
         token_file,
         allowed_hosts,
         allowed_origins,
+        tls,
     })
 }
 
 /// A listen address must be a literal `ip:port`, so that binding never depends on DNS.
-fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
+pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
     text.parse().map_err(|_| ProblemKind::InvalidAddress {
         value: text.into(),
         reason: "expected ip:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"".into(),
@@ -287,7 +296,17 @@ fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeM
         }
         let backends = backends(&path, &pool.backends, problems);
         let policy = pool_policy(&path, pool, problems);
-        out.insert(name.clone(), Pool { backends, policy });
+        let tls = super::tls::upstream(&path, pool.tls.as_ref(), problems);
+        let protocol = super::tls::protocol(&path, pool.protocol.as_deref(), problems);
+        out.insert(
+            name.clone(),
+            Pool {
+                backends,
+                policy,
+                tls,
+                protocol,
+            },
+        );
     }
     out
 }

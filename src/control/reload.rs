@@ -28,7 +28,10 @@ impl Control {
     /// Re-reads the config file for `actor` (`file` or `signal`) and applies it if it changed.
     pub async fn reload(&self, actor: &str) -> ReloadOutcome {
         let mut state = self.state.lock().await;
-        self.reload_locked(&mut state, actor)
+        let outcome = self.reload_locked(&mut state, actor);
+        // Certificates are read again on every reload, whatever became of the file.
+        self.reread_certificates(&state, actor);
+        outcome
     }
 
     pub(super) fn reload_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
@@ -177,7 +180,7 @@ pub(super) fn parse_off_worker(
     }
 }
 
-/// Listener addresses and thread counts are fixed once bound: keep the running ones and say
+/// Listener addresses (plain, TLS, admin), thread counts and the like are fixed once bound: keep the running ones and say
 /// which keys changed.
 pub(super) fn keep_bound_listeners(
     mut next: Config,
@@ -208,6 +211,30 @@ pub(super) fn keep_bound_listeners(
         "log.access",
         &mut changed,
     );
+    keep(
+        &mut next.proxy.h2c,
+        &running.proxy.h2c,
+        "proxy.h2c",
+        &mut changed,
+    );
+    keep(
+        &mut next.admin.tls,
+        &running.admin.tls,
+        "admin.tls",
+        &mut changed,
+    );
+    // The TLS listeners are bound once; their certificates and settings reload.
+    match (&mut next.tls, &running.tls) {
+        (Some(next), Some(running)) => {
+            keep(
+                &mut next.listen,
+                &running.listen,
+                "tls.listen",
+                &mut changed,
+            );
+        }
+        (next, running) => keep(next, running, "tls", &mut changed),
+    }
     keep(
         &mut next.proxy.upgrade_sock,
         &running.proxy.upgrade_sock,

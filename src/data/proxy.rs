@@ -31,6 +31,7 @@ use crate::keys;
 mod attempts;
 mod forwarding;
 mod record;
+mod redirect;
 mod respond;
 mod sticky;
 
@@ -63,6 +64,11 @@ impl SwitchbackProxy {
             stopping,
         }
     }
+}
+
+/// Whether the client's connection is TLS (a `[tls]` listener).
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// Connection attempts per request: the first and one retry.
@@ -140,6 +146,16 @@ impl ProxyHttp for SwitchbackProxy {
                 respond::respond_health(session, stopping).await;
                 return Ok(true);
             }
+        }
+        if snapshot
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.redirect_http)
+            && !is_tls(session)
+        {
+            redirect::redirect(session, stopping).await;
+            return Ok(true);
         }
         let routed = sticky::route_first(session, ctx, &snapshot);
         let snapshot = ctx.snapshot.insert(snapshot);
@@ -284,6 +300,7 @@ impl ProxyHttp for SwitchbackProxy {
             client,
             snapshot.config.proxy.forwarded_for,
             backend,
+            is_tls(session),
         )?;
         let header = snapshot.config.overrides.as_ref().map(|o| &o.header);
         sticky::strip_overrides(upstream_request, header)

@@ -7,6 +7,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
+use pingora::apps::HttpServerOptions;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
@@ -25,6 +26,7 @@ use crate::health::Inflight;
 use crate::metrics::Metrics;
 use crate::proxy::SwitchbackProxy;
 use crate::shutdown::{self, Exit};
+use crate::tls::accept::{OnHandshakeError, TlsApp};
 
 /// Why the proxy could not start. Nothing is left running in any case.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +131,10 @@ pub fn run(
         problems: vec![p],
     })?;
     // In an upgrade the running process holds the ports and hands them over.
+    let mut every_listener = config.proxy.listen.clone();
+    every_listener.extend(config.tls.iter().flat_map(|t| t.listen.iter().copied()));
     let reserved = match upgrade {
-        false => ensure_bindable(&config.proxy.listen)?,
+        false => ensure_bindable(&every_listener)?,
         true => Vec::new(),
     };
     // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
@@ -143,6 +147,8 @@ pub fn run(
     let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
     let (proxy_listen, admin_listen) = (config.proxy.listen.clone(), config.admin.listen);
+    let tls = config.tls.clone();
+    let (h2c, client_idle) = (config.proxy.h2c, config.proxy.client_idle_timeout);
     let debounce = config.reload_debounce;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -203,10 +209,13 @@ pub fn run(
     runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
     runtime.spawn(crate::control::rollout::engine::run(control.clone()));
     runtime.spawn(crate::control::dns::refresh_periodically(control.clone()));
+    if tls.is_some() {
+        runtime.spawn(crate::control::watch_certificates(control.clone()));
+    }
 
     let inflight = Arc::new(Inflight::default());
     let stopping = shutdown::Stopping::default();
-    let proxy = http_proxy(
+    let mut proxy = http_proxy(
         &server.configuration,
         SwitchbackProxy::new(
             control.live(),
@@ -215,6 +224,10 @@ pub fn run(
             stopping.clone(),
         ),
     );
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    options.h2_idle_timeout = Some(client_idle);
+    proxy.server_options = Some(options);
     let on_refuse: OnRefuse = Arc::new(move |why| {
         let reason = match why {
             Refusal::Framing(r) if r.status == 431 => 1,
@@ -224,11 +237,34 @@ pub fn run(
         };
         closed[reason].inc();
     });
-    let guarded = GuardedApp::new(proxy, control.live(), on_refuse);
-    let mut service = Service::new(
-        "switchback proxy".to_string(),
-        shutdown::Lingering(Arc::new(guarded)),
-    );
+    let guarded = Arc::new(GuardedApp::new(
+        Arc::new(proxy),
+        control.live(),
+        on_refuse,
+        h2c,
+    ));
+    if let Some(tls) = &tls {
+        let metrics = control.clone();
+        let on_error: OnHandshakeError = Arc::new(move |reason| {
+            metrics.metrics().handshake_failed(reason);
+        });
+        let app = TlsApp::new(
+            guarded.clone(),
+            control.live(),
+            control.certificate_store(),
+            tls,
+            on_error,
+        );
+        let mut service = Service::new(
+            "switchback tls".to_string(),
+            shutdown::Lingering(Arc::new(app)),
+        );
+        for addr in &tls.listen {
+            service.add_tcp(&addr.to_string());
+        }
+        server.add_service(service);
+    }
+    let mut service = Service::new("switchback proxy".to_string(), shutdown::Lingering(guarded));
     for addr in &proxy_listen {
         service.add_tcp(&addr.to_string());
     }
@@ -242,7 +278,8 @@ pub fn run(
         exit_tx.clone(),
     )
     .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
-    tracing::info!(listen = ?proxy_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
+    let tls_listen: Vec<_> = tls.iter().flat_map(|t| t.listen.iter()).collect();
+    tracing::info!(listen = ?proxy_listen, tls = ?tls_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
     if let Some(first) = proxy_listen.first() {
         super::notify::ready_when_listening(*first, Duration::from_secs(10));
     }

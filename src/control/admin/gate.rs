@@ -119,6 +119,7 @@ mod tests {
             token_file: None,
             allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            tls: None,
         }
     }
 

@@ -1,14 +1,20 @@
-//! The Pingora app wrapper that puts every accepted client connection behind [`Guarded`].
+//! The Pingora app wrapper that puts every HTTP/1 client connection behind [`Guarded`].
+//!
+//! HTTP/2 connections (ALPN `h2` on TLS, or the h2c preface on a plain listener with
+//! `[proxy] h2c`) go to the app unguarded: their framing is the h2 codec's, not HTTP/1's.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
-use super::guard::{Guarded, Limits, OnRefuse};
+use super::guard::{Guarded, Limits, OnRefuse, Refusal};
 use crate::snapshot::Live;
+
+/// The client preface that opens an HTTP/2 connection (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Wraps the proxy app: each connection's stream is guarded with the limits of the
 /// configuration live at its accept.
@@ -16,15 +22,19 @@ pub struct GuardedApp<A> {
     app: Arc<A>,
     live: Live,
     on_refuse: OnRefuse,
+    /// `[proxy] h2c`, fixed at start-up like Pingora's own server option.
+    h2c: bool,
 }
 
 impl<A> GuardedApp<A> {
-    /// Guards `app`'s connections; `on_refuse` counts what the guard refused.
-    pub fn new(app: A, live: Live, on_refuse: OnRefuse) -> Self {
+    /// Guards `app`'s connections; `on_refuse` counts what the guard refused. With `h2c`, a
+    /// plain connection opening with the HTTP/2 preface is served as HTTP/2.
+    pub fn new(app: Arc<A>, live: Live, on_refuse: OnRefuse, h2c: bool) -> Self {
         GuardedApp {
-            app: Arc::new(app),
+            app,
             live,
             on_refuse,
+            h2c,
         }
     }
 }
@@ -33,7 +43,7 @@ impl<A> GuardedApp<A> {
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
         self: &Arc<Self>,
-        stream: Stream,
+        mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let limits = {
@@ -43,6 +53,25 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 idle_timeout: snapshot.config.proxy.client_idle_timeout,
             }
         };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.app.process_new(stream, shutdown).await;
+        }
+        if self.h2c && stream.get_ssl_digest().is_none() {
+            // Pingora peeks for the preface itself, with no time limit: peek first, under
+            // the header timeout. The bytes peeked stay in the stream.
+            let mut head = [0u8; H2_PREFACE.len()];
+            match tokio::time::timeout(limits.header_timeout, stream.try_peek(&mut head)).await {
+                Ok(Ok(true)) if head == H2_PREFACE => {
+                    return self.app.process_new(stream, shutdown).await;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return None,
+                Err(_) => {
+                    (self.on_refuse)(Refusal::HeaderTimeout);
+                    return None;
+                }
+            }
+        }
         let guarded: Stream = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
         self.app.process_new(guarded, shutdown).await
     }

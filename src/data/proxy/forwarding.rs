@@ -6,7 +6,9 @@
 //!   from it (RFC 9112 §3.2.2); an HTTP/1.0 request without `Host` gets the backend's
 //!   `host:port` as `Host`.
 //! - `X-Forwarded-For`: every line the client sent, joined, plus the client's address
-//!   (`append`), or the client's address alone (`replace`). `X-Forwarded-Proto: http`.
+//!   (`append`), or the client's address alone (`replace`). `X-Forwarded-Proto: https` on
+//!   the TLS listeners, `http` on the others.
+//! - An HTTP/2 request carries its host in `:authority`; an HTTP/1.1 upstream gets it as `Host`.
 
 use std::cell::RefCell;
 use std::fmt::Write;
@@ -22,6 +24,7 @@ use crate::config::model::ForwardedFor;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 thread_local! {
     /// The last client address formatted on this worker thread: a keep-alive connection's
@@ -51,6 +54,7 @@ pub(super) fn prepare(
     client: Option<IpAddr>,
     mode: ForwardedFor,
     backend: Option<&str>,
+    tls: bool,
 ) -> Result<()> {
     drop_underscored(req);
     if let Some(absolute) = absolute_form(req) {
@@ -62,13 +66,20 @@ pub(super) fn prepare(
         if let Some(authority) = absolute.authority() {
             req.insert_header(HOST, authority.as_str())?;
         }
-    } else if let (false, Some(backend)) = (req.headers.contains_key(HOST), backend) {
-        req.insert_header(HOST, backend)?;
+    } else if !req.headers.contains_key(HOST) {
+        match req.uri.authority().map(|a| a.as_str().to_string()) {
+            Some(authority) => req.insert_header(HOST, authority)?,
+            None => {
+                if let Some(backend) = backend {
+                    req.insert_header(HOST, backend)?;
+                }
+            }
+        }
     }
     if let Some(ip) = client {
         forwarded_for(req, ip, mode)?;
     }
-    req.insert_header(X_FORWARDED_PROTO, HTTP)
+    req.insert_header(X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP })
 }
 
 /// The target, when the client sent it in absolute-form (rare: a request line not starting
@@ -150,6 +161,7 @@ mod tests {
             Some("9.9.9.9".parse().unwrap()),
             ForwardedFor::Append,
             Some("b:1"),
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -166,6 +178,7 @@ mod tests {
             Some("9.9.9.9".parse().unwrap()),
             ForwardedFor::Replace,
             Some("b:1"),
+            false,
         )
         .unwrap();
         assert_eq!(values(&req, "x-forwarded-for"), ["9.9.9.9"]);
@@ -179,7 +192,7 @@ mod tests {
             ("x_forwarded_for", "6.6.6.6"),
             ("x-kept", "1"),
         ]);
-        prepare(&mut req, None, ForwardedFor::Append, Some("b:1")).unwrap();
+        prepare(&mut req, None, ForwardedFor::Append, Some("b:1"), false).unwrap();
         assert!(values(&req, "transfer_encoding").is_empty());
         assert!(values(&req, "x_forwarded_for").is_empty());
         assert_eq!(values(&req, "x-kept"), ["1"]);
@@ -188,12 +201,19 @@ mod tests {
     #[test]
     fn a_request_without_host_gets_the_backend_and_absolute_form_becomes_origin_form() {
         let mut req = request(&[]);
-        prepare(&mut req, None, ForwardedFor::Append, Some("10.0.0.1:80")).unwrap();
+        prepare(
+            &mut req,
+            None,
+            ForwardedFor::Append,
+            Some("10.0.0.1:80"),
+            false,
+        )
+        .unwrap();
         assert_eq!(values(&req, "host"), ["10.0.0.1:80"]);
 
         let mut req = RequestHeader::build("GET", b"http://example.com:81/p?q=1", None).unwrap();
         req.append_header("host", "other").unwrap();
-        prepare(&mut req, None, ForwardedFor::Append, Some("b:1")).unwrap();
+        prepare(&mut req, None, ForwardedFor::Append, Some("b:1"), false).unwrap();
         assert_eq!(values(&req, "host"), ["example.com:81"]);
         assert_eq!(req.uri.to_string(), "/p?q=1");
     }

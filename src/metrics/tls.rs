@@ -1,0 +1,72 @@
+//! TLS families: the expiry of each certificate served, and failed handshakes by reason.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use super::{must, Metrics};
+use crate::tls::certs::Certificate;
+
+/// Reasons a handshake fails, each with a series from the start.
+pub const HANDSHAKE_ERRORS: [&str; 8] = [
+    "timeout",
+    "client-closed",
+    "incompatible",
+    "alpn",
+    "client-alert",
+    "malformed",
+    "no-certificate",
+    "other",
+];
+
+/// The families, registered once.
+pub(super) struct Families {
+    expiry: IntGaugeVec,
+    handshake_errors: IntCounterVec,
+}
+
+impl Families {
+    /// Registers both families in `registry`.
+    pub(super) fn register(registry: &Registry) -> Families {
+        let families = Families {
+            expiry: must(IntGaugeVec::new(
+                Opts::new(
+                    "switchback_tls_certificate_expiry_timestamp_seconds",
+                    "When each certificate served expires (notAfter), seconds since the Unix epoch",
+                ),
+                &["name"],
+            )),
+            handshake_errors: must(IntCounterVec::new(
+                Opts::new(
+                    "switchback_tls_handshake_errors_total",
+                    "TLS handshakes on the [tls] listeners that failed, by reason",
+                ),
+                &["reason"],
+            )),
+        };
+        must(registry.register(Box::new(families.expiry.clone())));
+        must(registry.register(Box::new(families.handshake_errors.clone())));
+        for reason in HANDSHAKE_ERRORS {
+            families.handshake_errors.with_label_values(&[reason]);
+        }
+        families
+    }
+}
+
+impl Metrics {
+    /// Sets the expiry series to exactly the certificates served, one per name.
+    pub fn certificates_served(&self, served: &[std::sync::Arc<Certificate>]) {
+        self.tls.expiry.reset();
+        for cert in served {
+            for name in &cert.names {
+                self.tls
+                    .expiry
+                    .with_label_values(&[name])
+                    .set(cert.not_after);
+            }
+        }
+    }
+
+    /// Counts a failed handshake.
+    pub fn handshake_failed(&self, reason: &str) {
+        self.tls.handshake_errors.with_label_values(&[reason]).inc();
+    }
+}
