@@ -10,7 +10,7 @@ use std::time::Duration;
 pub use super::plans::{AnalysisSettings, HardFailure, OnInconclusive, Plan, Smoke, Step};
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
 pub use super::sticky::{Affinity, KeySource, Overrides};
-pub use super::tls::{Alpn, CertPair, FrontTls, Protocol, TlsVersion, UpstreamTls};
+pub use super::tls::{Alpn, CaBundle, CertPair, FrontTls, Protocol, TlsVersion, UpstreamTls};
 
 /// A complete, valid configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -111,7 +111,13 @@ pub struct UpstreamTls {
     pub ca_file: Option<PathBuf>,
     /// Whether the backend's certificate chain and name are verified.
     pub verify: bool,
+    /// The CA certificates of `ca_file` (DER), once read by [`crate::tls::upstream`].
+    pub ca: Option<std::sync::Arc<CaBundle>>,
 }
+
+/// CA certificates read from a `ca-file`, each DER and known to parse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CaBundle(pub Vec<Vec<u8>>);
 
 /// `[pools.<name>] protocol`: what the pool's backends speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -255,6 +261,7 @@ pub(super) fn upstream(
         sni,
         ca_file,
         verify: raw.verify.unwrap_or(true),
+        ca: None,
     })
 }
 

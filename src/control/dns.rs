@@ -24,7 +24,7 @@ impl Control {
         if self.is_retired() || !has_host_names(&state.config) {
             return ReloadOutcome::Unchanged;
         }
-        let config = match parse_off_worker(&state.file_text, &state.config) {
+        let config = match parse_off_worker(&state.file_text, &state.config, &self.config_path) {
             Ok(config) => config,
             Err(problems) => {
                 let why: Vec<String> = problems.iter().map(ToString::to_string).collect();

@@ -67,7 +67,7 @@ impl Control {
                 return ReloadOutcome::Unchanged;
             }
         }
-        let config = match parse_off_worker(&text, &state.config) {
+        let config = match parse_off_worker(&text, &state.config, &self.config_path) {
             Ok(config) => config,
             Err(problems) => {
                 let message: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -164,6 +164,7 @@ impl Control {
 pub(super) fn parse_off_worker(
     text: &str,
     running: &Config,
+    config_path: &std::path::Path,
 ) -> Result<Config, Vec<crate::config::Problem>> {
     let known = running
         .pools
@@ -171,7 +172,11 @@ pub(super) fn parse_off_worker(
         .flat_map(|p| &p.backends)
         .map(|b| (b.name.clone(), b.addr))
         .collect();
-    let parse = || crate::config::with_known_addresses(known, || parse(text));
+    let parse = || {
+        let mut config = crate::config::with_known_addresses(known, || parse(text))?;
+        crate::tls::upstream::read_ca_files(config_path, &mut config).map_err(|p| vec![p])?;
+        Ok(config)
+    };
     let on_multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     match on_multi_thread {

@@ -66,6 +66,24 @@ impl SwitchbackProxy {
     }
 }
 
+/// A backend's TLS handshake failed: which backend, and why in plain words.
+fn log_tls_failure(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
+    let (pool, backend) = match (&ctx.snapshot, ctx.route) {
+        (Some(s), Some((p, b))) => (
+            s.pools[p].name.as_str(),
+            s.pools[p].backends[b].name.as_str(),
+        ),
+        _ => ("?", "?"),
+    };
+    tracing::warn!(
+        pool,
+        backend,
+        sni = %peer.sni,
+        reason = %crate::tls::upstream::failure_reason(e),
+        "TLS to the backend failed"
+    );
+}
+
 /// Whether the client's connection is TLS (a `[tls]` listener).
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
@@ -214,11 +232,14 @@ impl ProxyHttp for SwitchbackProxy {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         attempts::record_outcome(ctx, false);
+        if e.etype() == &ErrorType::TLSHandshakeFailure {
+            log_tls_failure(ctx, peer, &e);
+        }
         // Nothing reached the upstream: safe to retry once, on another backend if there is one.
         if ctx.attempts < MAX_ATTEMPTS {
             attempts::plan_retry(ctx, true);

@@ -165,6 +165,7 @@ impl Snapshot {
             .iter()
             .map(|(name, pool)| {
                 let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
+                let ca = crate::tls::upstream::ca_list(pool);
                 PoolEntry {
                     name: name.clone(),
                     share: config.split.share(name),
@@ -174,7 +175,7 @@ impl Snapshot {
                         .map(|b| BackendEntry {
                             name: b.name.clone(),
                             addr: b.addr,
-                            peer: build_peer(b.addr, &config.proxy),
+                            peer: build_peer(b, pool, &config.proxy, ca.as_ref()),
                             metrics: on.then(|| metrics.backend(name, &b.name)),
                             health: health.get_or_add(name, &b.name, pool.policy.slow_start),
                         })
@@ -330,8 +331,14 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn build_peer(addr: SocketAddr, settings: &ProxySettings) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, String::new());
+fn build_peer(
+    backend: &crate::config::model::Backend,
+    pool: &crate::config::model::Pool,
+    settings: &ProxySettings,
+    ca: Option<&Arc<[pingora::utils::tls::WrappedX509]>>,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(backend.addr, false, String::new());
+    crate::tls::upstream::configure(&mut peer, pool, &backend.name, ca);
     peer.options.connection_timeout = Some(settings.connect_timeout);
     peer.options.read_timeout = Some(settings.read_timeout);
     peer.options.write_timeout = Some(settings.write_timeout);

@@ -4,3 +4,4 @@
 pub mod accept;
 pub mod certs;
 pub mod store;
+pub mod upstream;

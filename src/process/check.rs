@@ -39,6 +39,7 @@ pub fn preflight(
     if let Some(crate::config::model::AccessLogTarget::File(file)) = &config.access_log {
         appendable(&crate::control::resolve_beside(path, file), "log.access")?;
     }
+    warnings.extend(certificates(path, config)?.1);
     let sock = super::serve::upgrade_sock_path(path, &config.proxy.upgrade_sock);
     if sock.as_os_str().len() > 100 {
         return Err(format!(
@@ -87,15 +88,75 @@ fn exposed(file: &Path, key: &str) -> Option<String> {
     })
 }
 
+/// Reads the config file at `path` and the files its pools' TLS settings name.
+///
+/// # Errors
+/// Every problem of the file, or the first CA file that does not read.
+pub fn load(path: &Path) -> Result<Config, crate::config::ConfigError> {
+    let mut config = crate::config::load(path)?;
+    crate::tls::upstream::read_ca_files(path, &mut config).map_err(|p| {
+        crate::config::ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![p],
+        }
+    })?;
+    Ok(config)
+}
+
+/// The certificates `serve` would present: a line per certificate (its names and expiry) and
+/// a warning per certificate expiring within 14 days.
+///
+/// # Errors
+/// A certificate or key (`[tls]` or `[admin] tls`) that does not read, with its key.
+pub fn certificates(path: &Path, config: &Config) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut served = Vec::new();
+    if let Some(tls) = &config.tls {
+        served.extend(crate::control::load_certificates(path, tls)?);
+    }
+    if let Some(pair) = &config.admin.tls {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let cert = crate::tls::certs::load(base, pair, std::time::SystemTime::now())
+            .map_err(|e| format!("admin.tls: {e}"))?;
+        served.push(std::sync::Arc::new(cert));
+    }
+    let now = std::time::SystemTime::now();
+    let (mut lines, mut warnings) = (Vec::new(), Vec::new());
+    for cert in &served {
+        let days = cert.expires_in(now) / 86_400;
+        lines.push(format!(
+            "certificate {}: {} expires {} ({days} days)",
+            cert.pair.cert.display(),
+            cert.names.join(", "),
+            cert.not_after_text()
+        ));
+        if cert.expires_in(now) < crate::control::EXPIRY_WARNING.as_secs() as i64 {
+            warnings.push(format!(
+                "certificate {} ({}) expires within 14 days, at {}",
+                cert.pair.cert.display(),
+                cert.names.join(", "),
+                cert.not_after_text()
+            ));
+        }
+    }
+    Ok((lines, warnings))
+}
+
 /// `switchback check [--json]`: what to print and the exit status (0 valid, 1 not).
 pub fn run(path: &Path, json: bool) -> (String, u8) {
-    let result = crate::config::load(path)
+    let result = load(path)
         .map_err(|e| {
             let problems = e.problems.iter().map(ToString::to_string).collect();
             (e.to_string(), problems)
         })
         .and_then(|config| match preflight(path, &config) {
-            Ok((_, warnings)) => Ok((summary(path, &config), warnings)),
+            Ok((_, warnings)) => {
+                let mut summary = summary(path, &config);
+                for line in certificates(path, &config).map(|c| c.0).unwrap_or_default() {
+                    summary.push('\n');
+                    summary.push_str(&line);
+                }
+                Ok((summary, warnings))
+            }
             Err(problem) => Err((problem.clone(), vec![problem])),
         });
     match (result, json) {
@@ -127,7 +188,10 @@ pub fn summary(path: &Path, config: &Config) -> String {
         .iter()
         .map(|(name, pool)| format!("{name}: {}", pool.backends.len()))
         .collect();
-    let listen: Vec<String> = config.proxy.listen.iter().map(|a| a.to_string()).collect();
+    let mut listen: Vec<String> = config.proxy.listen.iter().map(|a| a.to_string()).collect();
+    if let Some(tls) = &config.tls {
+        listen.extend(tls.listen.iter().map(|a| format!("{a} (tls)")));
+    }
     let state = match Store::of(path, config) {
         Store::Dir(file) => format!("; state {}", file.display()),
         Store::ConfigFile(_) => String::new(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::access_log::AccessLog;
 use crate::admin;
-use crate::config::{self, load::read_text, Config, ConfigError};
+use crate::config::{load::read_text, Config, ConfigError};
 use crate::control::Control;
 use crate::framing::app::GuardedApp;
 use crate::framing::guard::{OnRefuse, Refusal};
@@ -125,7 +125,7 @@ pub fn run(
     shutdown: Option<Box<dyn ShutdownSignalWatch + Send>>,
     upgrade: bool,
 ) -> Result<(), ServeError> {
-    let config = config::load(path)?;
+    let config = super::check::load(path)?;
     let text = read_text(path).map_err(|p| ConfigError {
         path: path.to_path_buf(),
         problems: vec![p],

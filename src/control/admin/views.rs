@@ -60,6 +60,34 @@ pub(super) fn status(status: &Status) -> Value {
             "weight": r.weight,
             "step": r.step,
         })),
+        "tls": tls(status),
+    })
+}
+
+/// `{"enabled", "listen", "certificates": [{"names", "not_after", "expires_in_seconds",
+/// "cert", "key"}]}`: the TLS listeners and the certificates served now, default first.
+fn tls(status: &Status) -> Value {
+    let Some(tls) = &status.snapshot.config.tls else {
+        return json!({ "enabled": false });
+    };
+    let now = std::time::SystemTime::now();
+    let certificates: Vec<Value> = status
+        .certificates
+        .iter()
+        .map(|c| {
+            json!({
+                "names": c.names,
+                "not_after": c.not_after_text(),
+                "expires_in_seconds": c.expires_in(now),
+                "cert": c.pair.cert.display().to_string(),
+                "key": c.pair.key.display().to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "enabled": true,
+        "listen": tls.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "certificates": certificates,
     })
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck as Probe, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::Backend;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
 use tokio::task::JoinHandle;
 
@@ -38,6 +39,8 @@ pub async fn spawn_supervisor(control: Arc<Control>) {
 struct Running {
     check: HealthCheck,
     addr: SocketAddr,
+    /// The reuse hash of the backend's peer: its TLS settings, which the probes share.
+    peer: u64,
     health: Arc<BackendHealth>,
     task: JoinHandle<()>,
 }
@@ -99,6 +102,7 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running
         let keep = wanted.get(key).is_some_and(|(check, b, _)| {
             **check == running.check
                 && b.addr == running.addr
+                && b.peer.reuse_hash() == running.peer
                 && Arc::ptr_eq(&b.health, &running.health)
         });
         if !keep {
@@ -115,7 +119,7 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running
         }
         let task = tokio::spawn(probe_loop(
             key.0.clone(),
-            b.name.clone(),
+            (b.name.clone(), b.peer.clone()),
             b.addr,
             check.clone(),
             (
@@ -127,6 +131,7 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running
         probes.insert(
             key,
             Running {
+                peer: b.peer.reuse_hash(),
                 check: check.clone(),
                 addr: b.addr,
                 health: b.health.clone(),
@@ -141,13 +146,13 @@ fn reconcile(snapshot: &Snapshot, probes: &mut HashMap<(String, String), Running
 /// `healthy-threshold` consecutive passes, and each change is logged once.
 async fn probe_loop(
     pool: String,
-    name: String,
+    (name, peer): (String, HttpPeer),
     addr: SocketAddr,
     check: HealthCheck,
     (health, counters): (Arc<BackendHealth>, Option<[prometheus::IntCounter; 2]>),
     slow_start: Duration,
 ) {
-    let probe = build_probe(&check, &name);
+    let probe = build_probe(&check, &name, &peer);
     let target = match Backend::new(&addr.to_string()) {
         Ok(target) => target,
         Err(e) => {
@@ -221,15 +226,24 @@ impl Drop for CountOnDrop<'_> {
     }
 }
 
-fn build_probe(check: &HealthCheck, host: &str) -> Box<dyn Probe + Send + Sync> {
+/// A probe of the backend `host` reached as `peer` (the data path's own peer: the same TLS,
+/// SNI, CA and protocol).
+fn build_probe(check: &HealthCheck, host: &str, peer: &HttpPeer) -> Box<dyn Probe + Send + Sync> {
     match &check.kind {
         ProbeKind::Tcp => {
-            let mut probe = TcpHealthCheck::new();
+            // With an SNI set, Pingora's TCP check completes a TLS handshake too.
+            let mut probe = if peer.sni.is_empty() {
+                TcpHealthCheck::new()
+            } else {
+                TcpHealthCheck::new_tls(&peer.sni)
+            };
+            probe.peer_template.options = peer.options.clone();
             probe.peer_template.options.connection_timeout = Some(check.timeout);
             probe
         }
         ProbeKind::Http { path, expect } => {
             let mut probe = HttpHealthCheck::new(host, false);
+            probe.peer_template = peer.clone();
             if let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), None) {
                 if req.insert_header("host", host).is_ok() {
                     probe.req = req;

@@ -136,10 +136,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
 
 /// The `reason` label of a failed handshake.
 pub fn reason(e: &pingora::Error) -> &'static str {
-    let Some(io) = e.root_cause().downcast_ref::<std::io::Error>() else {
-        return "other";
-    };
-    if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<RusTlsError>()) {
+    if let Some(tls) = super::upstream::rustls_error(e) {
         return match tls {
             RusTlsError::PeerIncompatible(_) => "incompatible",
             RusTlsError::NoApplicationProtocol => "alpn",
@@ -152,6 +149,9 @@ pub fn reason(e: &pingora::Error) -> &'static str {
             _ => "other",
         };
     }
+    let Some(io) = e.root_cause().downcast_ref::<std::io::Error>() else {
+        return "other";
+    };
     use std::io::ErrorKind::*;
     match io.kind() {
         UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => "client-closed",
