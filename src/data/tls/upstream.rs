@@ -53,7 +53,7 @@ pub fn ca_list(pool: &Pool) -> Option<Arc<[WrappedX509]>> {
     let list: Vec<WrappedX509> = bundle
         .0
         .iter()
-        .map(|der| WrappedX509::new(der.clone(), |raw| pingora::utils::tls::parse_x509(raw)))
+        .map(|der| WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509))
         .collect();
     Some(list.into())
 }
