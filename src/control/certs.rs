@@ -26,6 +26,12 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How often the files are checked for changes.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long the files must stay unchanged before they are read.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The longest a stream of changes postpones reading them.
+const SETTLE_AT_MOST: Duration = Duration::from_millis(800);
+
 /// How often `serve` repeats its warning about a certificate close to expiry.
 const WARN_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -191,13 +197,18 @@ impl Control {
         }
     }
 
-    /// Whether any certificate or key file changed since it was last read.
-    fn certificate_files_changed(&self) -> bool {
+    /// The fingerprints of the configured certificate and key files now.
+    fn fingerprints(&self) -> Vec<Option<Fingerprint>> {
         let config = self.live.load().config.clone();
-        let now: Vec<_> = files(&self.config_path, config.tls.as_ref())
+        files(&self.config_path, config.tls.as_ref())
             .iter()
             .map(|f| fingerprint(f))
-            .collect();
+            .collect()
+    }
+
+    /// Whether any certificate or key file changed since it was last read.
+    fn certificate_files_changed(&self) -> bool {
+        let now = self.fingerprints();
         let seen = self.certs.seen.lock().unwrap_or_else(|p| p.into_inner());
         now != seen.fingerprints
     }
@@ -231,6 +242,18 @@ pub async fn watch(control: Arc<Control>) {
             continue;
         }
         if control.certificate_files_changed() {
+            // A renewal replaces the certificate and the key one after the other: read them
+            // once both have settled, not between (a key that matches no certificate).
+            let settle = tokio::time::Instant::now() + SETTLE_AT_MOST;
+            let mut last = control.fingerprints();
+            loop {
+                tokio::time::sleep(SETTLE).await;
+                let now = control.fingerprints();
+                if now == last || tokio::time::Instant::now() >= settle {
+                    break;
+                }
+                last = now;
+            }
             let state = control.state.lock().await;
             control.reread_certificates(&state, "file");
         }

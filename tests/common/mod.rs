@@ -20,6 +20,7 @@ pub mod load;
 pub mod metrics;
 pub mod raw;
 pub mod rollout;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -76,6 +77,11 @@ impl Upstream {
 
     /// An upstream on `addr` (any loopback address and port).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Upstream {
+        Self::start_speaking(name, addr, tls::Speaks::Http1).await
+    }
+
+    /// An upstream on `addr` speaking `speaks` (HTTP/1.1, h2c, or TLS with ALPN).
+    pub async fn start_speaking(name: &str, addr: SocketAddr, speaks: tls::Speaks) -> Upstream {
         let listener = TcpListener::bind(addr).await.expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -91,7 +97,7 @@ impl Upstream {
             seen: seen.clone(),
             healthy: healthy.clone(),
         };
-        let task = tokio::spawn(accept_loop(listener, state));
+        let task = tokio::spawn(accept_loop(listener, state, speaks));
         Upstream {
             name: name.into(),
             addr,
@@ -148,24 +154,22 @@ struct UpstreamState {
     faults: Arc<Faults>,
 }
 
-async fn accept_loop(listener: TcpListener, state: UpstreamState) {
+async fn accept_loop(listener: TcpListener, state: UpstreamState, speaks: tls::Speaks) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
+        let speaks = speaks.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, state.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            tls::serve_connection(stream, speaks, service).await;
         });
     }
 }
 
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn handle(
     mut req: Request<Incoming>,
@@ -189,6 +193,10 @@ async fn handle(
             .status(code)
             .header("x-upstream", name.as_str());
         return Ok(response.body(Full::new(Bytes::from(name)).boxed()).unwrap());
+    }
+    if req.uri().path().starts_with("/grpc.") {
+        requests.fetch_add(1, Ordering::SeqCst);
+        return Ok(tls::grpc_echo(req, &name));
     }
     if req.uri().path() == "/ws" {
         requests.fetch_add(1, Ordering::SeqCst);

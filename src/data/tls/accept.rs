@@ -18,7 +18,7 @@ use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::tls::{version, RusTlsError, ServerConfig};
+use pingora::tls::{version, ServerConfig};
 
 use super::store::CertStore;
 use crate::config::model::{Alpn, FrontTls, TlsVersion};
@@ -134,28 +134,29 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
     }
 }
 
-/// The `reason` label of a failed handshake.
+/// The `reason` label of a failed handshake. Pingora keeps only the text of the rustls or
+/// I/O error (its `explain_err` drops the cause), so the text is what is read.
 pub fn reason(e: &pingora::Error) -> &'static str {
-    if let Some(tls) = super::upstream::rustls_error(e) {
-        return match tls {
-            RusTlsError::PeerIncompatible(_) => "incompatible",
-            RusTlsError::NoApplicationProtocol => "alpn",
-            RusTlsError::AlertReceived(_) => "client-alert",
-            RusTlsError::InvalidMessage(_)
-            | RusTlsError::InappropriateMessage { .. }
-            | RusTlsError::InappropriateHandshakeMessage { .. }
-            | RusTlsError::PeerMisbehaved(_) => "malformed",
-            RusTlsError::General(_) => "no-certificate",
-            _ => "other",
-        };
-    }
-    let Some(io) = e.root_cause().downcast_ref::<std::io::Error>() else {
-        return "other";
-    };
-    use std::io::ErrorKind::*;
-    match io.kind() {
-        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => "client-closed",
-        InvalidData => "malformed",
-        _ => "other",
+    let text = e.to_string().to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&["peer is incompatible"]) {
+        "incompatible"
+    } else if has(&["doesn't support any known protocol"]) {
+        "alpn"
+    } else if has(&["received fatal alert"]) {
+        "client-alert"
+    } else if has(&[
+        "corrupt message",
+        "unexpected message",
+        "peer misbehaved",
+        "excess record size",
+    ]) {
+        "malformed"
+    } else if has(&["no server certificate chain resolved"]) {
+        "no-certificate"
+    } else if has(&["eof", "reset by peer", "broken pipe"]) {
+        "client-closed"
+    } else {
+        "other"
     }
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pingora::protocols::ALPN;
-use pingora::tls::{CertificateError, RusTlsError};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 
@@ -95,37 +94,24 @@ fn host_of(name: &str) -> String {
         .to_string()
 }
 
-/// The rustls error behind a Pingora error, if one is.
-pub fn rustls_error(e: &pingora::Error) -> Option<&RusTlsError> {
-    let cause = e.root_cause();
-    cause.downcast_ref::<RusTlsError>().or_else(|| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<RusTlsError>())
-    })
-}
-
-/// Why a TLS connection to a backend failed, in the words operators search for.
+/// Why a TLS connection to a backend failed, in the words operators search for. Pingora keeps
+/// only the text of the rustls error (its `explain_err` drops the cause), so the text is read.
 pub fn failure_reason(e: &pingora::Error) -> String {
-    match rustls_error(e) {
-        Some(RusTlsError::InvalidCertificate(why)) => match why {
-            CertificateError::UnknownIssuer => "certificate signed by an unknown authority".into(),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "name mismatch: the certificate is not valid for the SNI name".into()
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "certificate expired".into()
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "certificate not valid yet".into()
-            }
-            CertificateError::Revoked => "certificate revoked".into(),
-            other => format!("invalid certificate: {other:?}"),
-        },
-        Some(other) => other.to_string(),
-        None => e.root_cause().to_string(),
-    }
+    let text = e.to_string();
+    let reason = if text.contains("UnknownIssuer") {
+        "certificate signed by an unknown authority"
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        "name mismatch: the certificate is not valid for the SNI name"
+    } else if text.contains("Expired") || text.contains("certificate expired") {
+        "certificate expired"
+    } else if text.contains("NotValidYet") || text.contains("not valid yet") {
+        "certificate not valid yet"
+    } else if text.contains("Revoked") {
+        "certificate revoked"
+    } else {
+        return text;
+    };
+    reason.to_string()
 }
 
 #[cfg(test)]
