@@ -40,6 +40,19 @@ pub fn preflight(
         appendable(&crate::control::resolve_beside(path, file), "log.access")?;
     }
     warnings.extend(certificates(path, config)?.1);
+    for (name, pool) in &config.pools {
+        if pool.tls.as_ref().is_some_and(|t| !t.verify) {
+            warnings.push(format!(
+                "pools.{name}.tls: verify = false: the backends' certificates are not checked, so anyone on the path can pose as them"
+            ));
+        }
+    }
+    if !config.admin.listen.ip().is_loopback() && config.admin.tls.is_none() {
+        warnings.push(format!(
+            "admin.listen {} is not loopback and admin.tls is not set: admin tokens cross the network in the clear",
+            config.admin.listen
+        ));
+    }
     let sock = super::serve::upgrade_sock_path(path, &config.proxy.upgrade_sock);
     if sock.as_os_str().len() > 100 {
         return Err(format!(
