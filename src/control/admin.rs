@@ -18,31 +18,27 @@
 pub mod auth;
 mod drain;
 mod gate;
+mod listener;
 mod rollouts;
 mod views;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::config::defaults::{HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_ADMIN_BODY};
 use crate::config::percent::{percent_from_f64, PercentError};
 use crate::config::persist::PersistError;
 use crate::control::{self, Control, ControlError};
 use auth::Tokens;
+pub use listener::{serve, serve_once_free};
 
 /// The header carrying the live version on every admin response.
 pub const VERSION_HEADER: &str = "x-switchback-version";
@@ -52,78 +48,6 @@ pub const MAX_CONNECTIONS: usize = 512;
 
 /// Time an admin client has to send a request head, and longest idle keep-alive wait.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves the admin API on `listener` until the runtime stops.
-///
-/// At most [`MAX_CONNECTIONS`] connections are served at once; a connection that sends no
-/// complete head within [`HEADER_TIMEOUT`] (idle keep-alive included) is closed; a failing
-/// accept (say, out of file descriptors) backs off instead of spinning the control runtime.
-pub async fn serve(listener: TcpListener, control: Arc<Control>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(10);
-                accepted
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "admin accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("admin API: {MAX_CONNECTIONS} connections open; closing a new one");
-            continue;
-        };
-        let Ok(local) = stream.local_addr() else {
-            continue;
-        };
-        let control = control.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |req| {
-                let control = control.clone();
-                async move { Ok::<_, Infallible>(handle(req, local, &control).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "admin connection ended");
-            }
-        });
-    }
-}
-
-/// Binds `addr` as soon as it is free (during a binary upgrade the old process holds it until
-/// it has drained), then serves the admin API there.
-pub async fn serve_once_free(addr: std::net::SocketAddr, control: Arc<Control>) {
-    let mut waiting = false;
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => {
-                tracing::info!("admin API listening on {addr}");
-                return serve(listener, control).await;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                if !waiting {
-                    tracing::info!(%addr, "admin address still held by the old process; will bind it once it exits");
-                    waiting = true;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen for the admin API");
-                return;
-            }
-        }
-    }
-}
 
 /// An admin answer before the version header is added.
 struct Answer(StatusCode, Value);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -17,6 +17,8 @@ use pingora::tls::{
 };
 use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpStream;
+
+use super::{free_port, pools_toml, TestProxy, Upstream, DEADLINE};
 
 pub type TlsStream = pingora::tls::ClientTlsStream<TcpStream>;
 
@@ -301,4 +303,75 @@ pub fn grpc_echo(req: Request<Incoming>, name: &str) -> Response<BoxBody> {
         .header("content-type", "application/grpc")
         .body(StreamBody::new(stream).boxed())
         .unwrap()
+}
+
+/// A front door with a TLS listener, for the TLS tests.
+pub struct Front {
+    pub blue: Upstream,
+    pub green: Upstream,
+    pub proxy: TestProxy,
+    pub tls: SocketAddr,
+}
+
+/// Blue and green split `split` behind a proxy with a TLS listener serving `certs` (name
+/// stem → certificate), in that order, plus `tls_keys` in `[tls]`.
+pub async fn front(split: &str, certs: &[(&str, &Issued)], tls_keys: &str, extra: &str) -> Front {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut files = Vec::new();
+    let mut pairs = Vec::new();
+    for (stem, issued) in certs {
+        files.push((format!("{stem}.pem"), issued.cert.clone()));
+        files.push((format!("{stem}.key"), issued.key.clone()));
+        pairs.push(format!("{{ cert = \"{stem}.pem\", key = \"{stem}.key\" }}"));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let pools = pools_toml(&[("blue", &[blue.addr]), ("green", &[green.addr])], split);
+    let rest = format!(
+        "[tls]\nlisten = [\"{tls}\"]\ncertificates = [{}]\n{tls_keys}\n{extra}\n{pools}",
+        pairs.join(", ")
+    );
+    let proxy = TestProxy::start_with_files("", &rest, &files).await;
+    Front {
+        blue,
+        green,
+        proxy,
+        tls,
+    }
+}
+
+/// The names on the certificate served to a handshake with `sni`.
+pub async fn served_names(addr: SocketAddr, sni: Option<&str>) -> Vec<String> {
+    let stream = connect(addr, sni, client_config(None, &["http/1.1"]))
+        .await
+        .expect("TLS handshake");
+    presented_names(&stream)
+}
+
+pub async fn get1(
+    sender: &mut hyper::client::conn::http1::SendRequest<BoxBody>,
+    path: &str,
+) -> (u16, Option<String>) {
+    sender.ready().await.unwrap();
+    let req = hyper::Request::get(path)
+        .header("host", "a.test")
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap();
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let status = resp.status().as_u16();
+    let upstream = resp
+        .headers()
+        .get("x-upstream")
+        .map(|v| v.to_str().unwrap().to_string());
+    let _ = resp.into_body().collect().await;
+    (status, upstream)
 }
