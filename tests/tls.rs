@@ -212,3 +212,39 @@ async fn failed_handshakes_are_counted_by_reason() {
     // A TLS 1.3 client is served.
     assert_eq!(served_names(f.tls, Some("a.test")).await, ["a.test"]);
 }
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_is_served_on_plain_listeners_only_when_enabled() {
+    let blue = Upstream::start("blue").await;
+    let pools = common::pools_toml(&[("blue", &[blue.addr])], "blue = 100");
+    let h2c = |addr: std::net::SocketAddr| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .ok()?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("http://app.test/")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap();
+        let resp = tokio::time::timeout(DEADLINE, sender.send_request(req))
+            .await
+            .ok()?
+            .ok()?;
+        Some((resp.version(), resp.status().as_u16()))
+    };
+    let on = common::TestProxy::start("h2c = true", &pools).await;
+    assert_eq!(h2c(on.addr).await, Some((hyper::Version::HTTP_2, 200)));
+    assert_eq!(
+        common::get(on.addr, "/").await.status,
+        200,
+        "HTTP/1.1 still served"
+    );
+    assert_eq!(blue.seen()[0].headers["host"], "app.test");
+
+    let off = common::TestProxy::start("", &pools).await;
+    assert_eq!(h2c(off.addr).await, None, "no h2c unless enabled");
+    assert_eq!(common::get(off.addr, "/").await.status, 200);
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
@@ -39,6 +40,41 @@ impl<A> GuardedApp<A> {
     }
 }
 
+/// Whether a plain connection opens with the HTTP/2 preface: reads only until its bytes
+/// differ from the preface (an HTTP/1 request differs within its first two bytes), under
+/// `timeout`, and puts what it read back. `Err` when the client closed, failed or took too
+/// long (with the refusal to count).
+async fn prior_knowledge(
+    stream: Stream,
+    timeout: std::time::Duration,
+) -> Result<(Stream, bool), Option<Refusal>> {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut tcp) = stream.into_any().downcast::<TcpStream>() else {
+        return Err(None);
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut head = [0u8; H2_PREFACE.len()];
+    let mut len = 0;
+    let h2 = loop {
+        let read = tokio::time::timeout_at(deadline, tcp.read(&mut head[len..])).await;
+        let n = match read {
+            Err(_) => return Err(Some(Refusal::HeaderTimeout)),
+            Ok(Err(_)) => return Err(None),
+            Ok(Ok(0)) if len == 0 => return Err(None),
+            Ok(Ok(n)) => n,
+        };
+        len += n;
+        if n == 0 || head[..len] != H2_PREFACE[..len] {
+            break false;
+        }
+        if len == H2_PREFACE.len() {
+            break true;
+        }
+    };
+    tcp.rewind(&head[..len]);
+    Ok((tcp, h2))
+}
+
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
@@ -57,20 +93,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             return self.app.process_new(stream, shutdown).await;
         }
         if self.h2c && stream.get_ssl_digest().is_none() {
-            // Pingora peeks for the preface itself, with no time limit: peek first, under
-            // the header timeout. The bytes peeked stay in the stream.
-            let mut head = [0u8; H2_PREFACE.len()];
-            match tokio::time::timeout(limits.header_timeout, stream.try_peek(&mut head)).await {
-                Ok(Ok(true)) if head == H2_PREFACE => {
-                    return self.app.process_new(stream, shutdown).await;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return None,
-                Err(_) => {
-                    (self.on_refuse)(Refusal::HeaderTimeout);
+            let (plain, h2) = match prior_knowledge(stream, limits.header_timeout).await {
+                Ok(seen) => seen,
+                Err(Some(refusal)) => {
+                    (self.on_refuse)(refusal);
                     return None;
                 }
+                Err(None) => return None,
+            };
+            if h2 {
+                return self.app.process_new(plain, shutdown).await;
             }
+            stream = plain;
         }
         let guarded: Stream = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
         self.app.process_new(guarded, shutdown).await

@@ -85,10 +85,15 @@ impl GetSocketDigest for Guarded {
     }
 }
 
+/// Pingora peeks for the h2c preface (with `[proxy] h2c`) by reading until it has as many
+/// bytes as the preface, with no time limit: an HTTP/1.0 request shorter than that would
+/// hang. A guarded stream is one [`super::app::GuardedApp`] already found is not HTTP/2, so
+/// its peek answers at once with bytes that are not the preface, and reads nothing.
 #[async_trait]
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        buf.fill(0);
+        Ok(true)
     }
 }
 
