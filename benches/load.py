@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side load benchmark: direct, switchback, nginx, HAProxy and plain Pingora.
+"""Side-by-side load benchmark: direct, switchback, nginx, HAProxy and plain Pingora, and
+switchback and nginx terminating TLS with the same certificate.
 
 Every contender runs with one worker thread, upstream keep-alive on, access logs off, the
 same 90/10 split over one shared fast upstream (nginx on two ports). Contenders are
@@ -28,7 +29,7 @@ def say(*a):
 
 
 def ensure_tools():
-    missing = [t for t in ("nginx", "haproxy", "wrk") if not shutil.which(t)]
+    missing = [t for t in ("nginx", "haproxy", "wrk", "openssl") if not shutil.which(t)]
     if missing:
         if os.geteuid() == 0 and shutil.which("apt-get"):
             say(f"installing {' '.join(missing)}")
@@ -121,6 +122,11 @@ class Run:
             server {{ listen 127.0.0.1:{self.green}; location / {{ return 200 "ok\\n"; }} }}""")
         wait_http(self.blue)
         wait_http(self.green)
+        # One ECDSA P-256 certificate for both TLS contenders.
+        self.cert, self.key = os.path.join(self.dir, "bench.pem"), os.path.join(self.dir, "bench.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=bench.test",
+                        "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
 
     def nginx(self, name, servers, workers=1):
         prefix = os.path.join(self.dir, name)
@@ -143,13 +149,28 @@ class Run:
             self.admin = free_port()
             metrics = "false" if name == "switchback-nometrics" else "true"
             conf = os.path.join(self.dir, "switchback.toml")
+            tls_port = free_port()
+            tls = (f'[tls]\nlisten = ["127.0.0.1:{tls_port}"]\nalpn = ["http/1.1"]\n'
+                   f'certificates = [{{ cert = "{self.cert}", key = "{self.key}" }}]\n') if name == "switchback-tls" else ""
             open(conf, "w").write(f"""[proxy]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n
 [admin]\nlisten = "127.0.0.1:{self.admin}"\n[log]\ndeployments = "deployments.jsonl"\n
-[metrics]\nenabled = {metrics}\n
+[metrics]\nenabled = {metrics}\n{tls}
 [pools.blue]\nbackends = ["127.0.0.1:{self.blue}"]\n[pools.green]\nbackends = ["127.0.0.1:{self.green}"]\n
 [split]\nblue = 90\ngreen = 10\n""")
             p = subprocess.Popen([self.switchback, "serve", "--config", conf], stderr=subprocess.DEVNULL,
                                  env={**os.environ, "RUST_LOG": "warn"})
+            if tls:
+                wait_http(port)
+                return p, tls_port
+        elif name == "nginx-tls":
+            plain = free_port()
+            p = self.nginx(f"nginx-{port}", f"""
+                upstream backend {{ server 127.0.0.1:{self.blue} weight=9; server 127.0.0.1:{self.green} weight=1; keepalive 64; }}
+                server {{ listen 127.0.0.1:{port} ssl; listen 127.0.0.1:{plain};
+                          ssl_certificate {self.cert}; ssl_certificate_key {self.key};
+                          location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+            wait_http(plain)
+            return p, port
         elif name == "nginx":
             p = self.nginx(f"nginx-{port}", f"""
                 upstream backend {{ server 127.0.0.1:{self.blue} weight=9; server 127.0.0.1:{self.green} weight=1; keepalive 64; }}
@@ -184,8 +205,10 @@ def stop(p):
             p.wait()
 
 
-def wrk(port, seconds, connections=64):
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+def wrk(port, seconds, connections=64, scheme="http", headers=()):
+    extra = [a for h in headers for a in ("-H", h)]
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra,
+                          f"{scheme}://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
@@ -217,6 +240,22 @@ def measure(run, name, rate):
             result["failed"] += result.pop("open_loop_errors")
         result["peak_rss_kib"] = rss_kib(p.pid, "VmHWM") if p else None
         return result
+    finally:
+        stop(p)
+
+
+def tls_measure(run, name):
+    """TLS termination: keep-alive HTTP/1.1 throughput, and new handshakes per second (a
+    fresh connection, and a full handshake, for every request)."""
+    p, port = run.start(name)
+    try:
+        wrk(port, 1, scheme="https")
+        cpu0 = cpu_seconds(p.pid)
+        keep = wrk(port, SECONDS, scheme="https")
+        cpu = cpu_seconds(p.pid) - cpu0
+        fresh = wrk(port, SECONDS, connections=16, scheme="https", headers=["Connection: close"])
+        return {"keepalive_rps": keep["rps"], "keepalive_cpu_us_per_req": 1e6 * cpu / max(keep["requests"], 1),
+                "handshake_rps": fresh["rps"], "failed": keep["failed"]}
     finally:
         stop(p)
 
@@ -291,13 +330,18 @@ def main():
             for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
                 say(f"round {r + 1}/{ROUNDS}: {c}")
                 results[c].append(measure(run, c, rate))
+        tls = {c: [] for c in ("switchback-tls", "nginx-tls")}
+        for r in range(ROUNDS):
+            for c in (list(tls) if r % 2 == 0 else list(reversed(list(tls)))):
+                say(f"TLS round {r + 1}/{ROUNDS}: {c}")
+                tls[c].append(tls_measure(run, c))
         say("scenario: split flipping 10/s")
         flip = flip_scenario(run)
         say(f"scenario: {IDLE_CONNS} idle keep-alive connections")
         idle = {c: idle_scenario(run, c) for c in ("switchback", "nginx")}
     finally:
         run.close()
-    report(results, rate, flip, idle, time.time() - started)
+    report(results, rate, flip, idle, tls, time.time() - started)
 
 
 def median(rows, key):
@@ -305,7 +349,7 @@ def median(rows, key):
     return statistics.median(vals) if vals else None
 
 
-def report(results, rate, flip, idle, elapsed):
+def report(results, rate, flip, idle, tls, elapsed):
     keys = ["rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p999_ms", "peak_rss_kib", "failed"]
     table = {c: {k: median(rows, k) for k in keys} for c, rows in results.items()}
     ref = table["nginx"]
@@ -327,13 +371,22 @@ def report(results, rate, flip, idle, elapsed):
     s, n = idle["switchback"], idle["nginx"]
     print(f"{s['connections']} idle keep-alive connections: switchback {s['rss_kib'] / 1024:.1f} MiB, nginx {n['rss_kib'] / 1024:.1f} MiB"
           f" = {s['rss_kib'] / n['rss_kib']:.2f}x")
+    tls_table = {c: {k: median(rows, k) for k in ("keepalive_rps", "keepalive_cpu_us_per_req", "handshake_rps", "failed")}
+                 for c, rows in tls.items()}
+    st, nt = tls_table["switchback-tls"], tls_table["nginx-tls"]
+    print(f"TLS (same ECDSA P-256 certificate, TLS 1.3, 1 worker): keep-alive switchback {st['keepalive_rps']:.0f} vs nginx "
+          f"{nt['keepalive_rps']:.0f} req/s = {st['keepalive_rps'] / nt['keepalive_rps']:.2f}x; new handshakes "
+          f"(Connection: close, 16 clients) switchback {st['handshake_rps']:.0f} vs nginx {nt['handshake_rps']:.0f}/s"
+          f" = {st['handshake_rps'] / nt['handshake_rps']:.2f}x")
     print(f"total time {elapsed:.0f}s")
     os.makedirs(TARGET, exist_ok=True)
     out = os.path.join(TARGET, "bench-load.json")
     json.dump({"quick": QUICK, "rounds": ROUNDS, "seconds": SECONDS, "open_loop_rate": rate, "medians": table,
-               "raw": results, "flip": flip, "idle": idle, "date": time.strftime("%Y-%m-%d")}, open(out, "w"), indent=1)
+               "raw": results, "flip": flip, "idle": idle, "tls": tls_table, "tls_raw": tls,
+               "date": time.strftime("%Y-%m-%d")}, open(out, "w"), indent=1)
     print(f"written {out}")
     failed = sum((row["failed"] or 0) for row in table.values()) + flip["failed"]
+    failed += sum((row["failed"] or 0) for row in tls_table.values())
     sys.exit(1 if failed else 0)
 
 
