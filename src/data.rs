@@ -2,7 +2,8 @@
 //! access-log line.
 //!
 //! ```text
-//! client ──framing (strict HTTP/1)──▶ proxy (Pingora) ──snapshot (one load)──▶ routing
+//! client ──tls (SNI, ALPN)──▶ framing (strict HTTP/1; h2 as is)──▶ proxy (Pingora)
+//!   ──snapshot (one load)──▶ routing
 //!   key: affinity (user bucket) or keys (random) ──▶ bucket table ──▶ pool ──▶ backend (health)
 //! ```
 

@@ -7,7 +7,7 @@
 //!                                      ▼                                 ▼
 //!                          process (serve, shutdown, ctl)   data (framing → proxy → routing)
 //! ```
-//! - [`data`]: the request path (framing, proxy, snapshot, routing, affinity, health).
+//! - [`data`]: the request path (TLS, framing, proxy, snapshot, routing, affinity, health).
 //! - [`control`]: the single writer and its clients (admin API, deployment log).
 //! - [`config`]: parse → validate → model; watch; write-back.
 //! - [`process`]: the commands and the life cycle (serve, shutdown, upgrade).
