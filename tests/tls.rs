@@ -214,6 +214,44 @@ async fn failed_handshakes_are_counted_by_reason() {
 }
 
 #[tokio::test]
+async fn an_h2_client_that_never_sends_its_preface_is_closed_after_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new("test CA");
+    let a = pki.issue(&["a.test"], 30);
+    let f = front(
+        "blue = 100\ngreen = 0",
+        &[("a", &a)],
+        "",
+        "header-timeout = \"1s\"",
+    )
+    .await;
+    let config = tls::client_config(Some(&pki.ca_pem), &["h2"]);
+    let mut silent = tls::connect(f.tls, Some("a.test"), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(tls::alpn(&silent).as_deref(), Some("h2"));
+    // Sends nothing: the proxy must close within header-timeout (1 s), well before DEADLINE.
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, silent.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a silent h2 connection is still open");
+    // One that speaks h2 at once is served, and stays usable past header-timeout.
+    let stream = tls::connect(f.tls, Some("a.test"), config).await.unwrap();
+    let client = tls::http2(stream).await;
+    let get = || {
+        let mut client = client.clone();
+        async move {
+            let req = hyper::Request::get("https://a.test/")
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap();
+            client.send_request(req).await.expect("answer").status()
+        }
+    };
+    assert_eq!(get().await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(get().await, 200, "served past header-timeout");
+}
+
+#[tokio::test]
 async fn h2c_with_prior_knowledge_is_served_on_plain_listeners_only_when_enabled() {
     let blue = Upstream::start("blue").await;
     let pools = common::pools_toml(&[("blue", &[blue.addr])], "blue = 100");

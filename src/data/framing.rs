@@ -31,6 +31,7 @@ mod tests;
 pub mod app;
 mod delegate;
 pub mod guard;
+mod preface;
 mod syntax;
 
 use syntax::{chunk_size, content_length, field, request_line, HOST};

@@ -314,8 +314,13 @@ pub struct Front {
 }
 
 /// Blue and green split `split` behind a proxy with a TLS listener serving `certs` (name
-/// stem → certificate), in that order, plus `tls_keys` in `[tls]`.
-pub async fn front(split: &str, certs: &[(&str, &Issued)], tls_keys: &str, extra: &str) -> Front {
+/// stem → certificate), in that order, plus `tls_keys` in `[tls]` and `proxy_keys` in `[proxy]`.
+pub async fn front(
+    split: &str,
+    certs: &[(&str, &Issued)],
+    tls_keys: &str,
+    proxy_keys: &str,
+) -> Front {
     let (blue, green) = (
         Upstream::start("blue").await,
         Upstream::start("green").await,
@@ -334,10 +339,10 @@ pub async fn front(split: &str, certs: &[(&str, &Issued)], tls_keys: &str, extra
         .collect();
     let pools = pools_toml(&[("blue", &[blue.addr]), ("green", &[green.addr])], split);
     let rest = format!(
-        "[tls]\nlisten = [\"{tls}\"]\ncertificates = [{}]\n{tls_keys}\n{extra}\n{pools}",
+        "[tls]\nlisten = [\"{tls}\"]\ncertificates = [{}]\n{tls_keys}\n{pools}",
         pairs.join(", ")
     );
-    let proxy = TestProxy::start_with_files("", &rest, &files).await;
+    let proxy = TestProxy::start_with_files(proxy_keys, &rest, &files).await;
     Front {
         blue,
         green,

@@ -1,7 +1,9 @@
 //! The Pingora app wrapper that puts every HTTP/1 client connection behind [`Guarded`].
 //!
 //! HTTP/2 connections (ALPN `h2` on TLS, or the h2c preface on a plain listener with
-//! `[proxy] h2c`) go to the app unguarded: their framing is the h2 codec's, not HTTP/1's.
+//! `[proxy] h2c`) go to the app unguarded: their framing is the h2 codec's, not HTTP/1's;
+//! only their preface is held to `header-timeout` ([`PrefaceDeadline`] on TLS; the h2c check
+//! reads it under that limit itself).
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
 use super::guard::{Guarded, Limits, OnRefuse, Refusal};
+use super::preface::PrefaceDeadline;
 use crate::snapshot::Live;
 
 /// The client preface that opens an HTTP/2 connection (RFC 9113 §3.4).
@@ -90,7 +93,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             }
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.app.process_new(stream, shutdown).await;
+            let timed = PrefaceDeadline::new(stream, limits.header_timeout, self.on_refuse.clone());
+            return self.app.process_new(Box::new(timed), shutdown).await;
         }
         if self.h2c && stream.get_ssl_digest().is_none() {
             let (plain, h2) = match prior_knowledge(stream, limits.header_timeout).await {

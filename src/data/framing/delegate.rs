@@ -1,5 +1,6 @@
-//! The stream traits of [`Guarded`]: writes (refused once the guard ended the stream) and
-//! Pingora's connection traits, passed through to the socket underneath.
+//! The stream traits of [`Guarded`] and [`PrefaceDeadline`]: Guarded's writes (refused once
+//! the guard ended the stream) and, for both, Pingora's connection traits, passed through to
+//! the socket underneath.
 
 use std::fmt;
 use std::io;
@@ -20,6 +21,7 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 
 use super::guard::Guarded;
+use super::preface::PrefaceDeadline;
 
 impl fmt::Debug for Guarded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,60 +32,69 @@ impl fmt::Debug for Guarded {
     }
 }
 
-#[async_trait]
-impl Shutdown for Guarded {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
-    }
+/// Pingora's connection traits (all but reads, writes and peeks) for a wrapper around a
+/// [`pingora::protocols::Stream`] held in its `inner` field, passed through to it.
+macro_rules! pass_connection_traits {
+    ($wrapper:ty) => {
+        #[async_trait]
+        impl Shutdown for $wrapper {
+            async fn shutdown(&mut self) {
+                self.inner.shutdown().await;
+            }
+        }
+
+        impl UniqueID for $wrapper {
+            fn id(&self) -> UniqueIDType {
+                self.inner.id()
+            }
+        }
+
+        impl Ssl for $wrapper {
+            fn get_ssl(&self) -> Option<&TlsRef> {
+                self.inner.get_ssl()
+            }
+            fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+                self.inner.get_ssl_digest()
+            }
+            fn selected_alpn_proto(&self) -> Option<ALPN> {
+                self.inner.selected_alpn_proto()
+            }
+        }
+
+        impl GetTimingDigest for $wrapper {
+            fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+                self.inner.get_timing_digest()
+            }
+            fn get_read_pending_time(&self) -> Duration {
+                self.inner.get_read_pending_time()
+            }
+            fn get_write_pending_time(&self) -> Duration {
+                self.inner.get_write_pending_time()
+            }
+        }
+
+        impl GetProxyDigest for $wrapper {
+            fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+                self.inner.get_proxy_digest()
+            }
+            fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+                self.inner.set_proxy_digest(digest);
+            }
+        }
+
+        impl GetSocketDigest for $wrapper {
+            fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+                self.inner.get_socket_digest()
+            }
+            fn set_socket_digest(&mut self, digest: SocketDigest) {
+                self.inner.set_socket_digest(digest);
+            }
+        }
+    };
 }
 
-impl UniqueID for Guarded {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for Guarded {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for Guarded {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for Guarded {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest);
-    }
-}
-
-impl GetSocketDigest for Guarded {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest);
-    }
-}
+pass_connection_traits!(Guarded);
+pass_connection_traits!(PrefaceDeadline);
 
 /// Pingora peeks for the h2c preface (with `[proxy] h2c`) by reading until it has as many
 /// bytes as the preface, with no time limit: an HTTP/1.0 request shorter than that would
