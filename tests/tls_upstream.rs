@@ -66,6 +66,17 @@ async fn a_tls_pool_is_verified_with_its_ca_and_a_wrong_ca_or_name_answers_502_w
             && log.contains(&green.addr.to_string())
     })
     .await;
+    // The CA file rotated to the right CA: SIGHUP reads it again, no config edit needed.
+    std::fs::write(proxy.dir.path().join("other.pem"), &pki.ca_pem).unwrap();
+    proxy.signal(libc::SIGHUP);
+    poll_until("the rotated CA verifies green", DEADLINE, || async {
+        common::get(proxy.addr, "/").await.status == 200
+    })
+    .await;
+    assert!(proxy.history().await.iter().any(|e| e["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("re-read CA files")));
     drop(proxy);
 
     // The right CA but another name: 502, name mismatch.

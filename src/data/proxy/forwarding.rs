@@ -84,7 +84,7 @@ pub(super) fn prepare(
 
 /// The target, when the client sent it in absolute-form (rare: a request line not starting
 /// with `/` or `*`).
-fn absolute_form(req: &RequestHeader) -> Option<http::Uri> {
+pub(super) fn absolute_form(req: &RequestHeader) -> Option<http::Uri> {
     let raw = req.raw_path();
     if matches!(raw.first(), Some(b'/' | b'*')) {
         return None;

@@ -7,17 +7,24 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
-/// Where `req` goes over https; `None` without a usable host.
+/// Where `req` goes over https; `None` without a usable host. An absolute-form target names
+/// the host itself (RFC 9112 §3.2.2: it wins over `Host`); `OPTIONS *` goes to `/`.
 pub(super) fn https_location(req: &RequestHeader) -> Option<String> {
-    let authority = match req.headers.get(http::header::HOST) {
-        Some(host) => host.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
-        None => req.uri.authority()?.clone(),
+    let absolute = super::forwarding::absolute_form(req);
+    let authority = match (&absolute, req.headers.get(http::header::HOST)) {
+        (Some(uri), _) => uri.authority()?.clone(),
+        (None, Some(host)) => host.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
+        (None, None) => req.uri.authority()?.clone(),
     };
     // An authority with user information (`a@b`) is no host a client meant.
     if authority.as_str().contains('@') || authority.host().is_empty() {
         return None;
     }
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = absolute.as_ref().unwrap_or(&req.uri);
+    let target = match uri.path_and_query() {
+        Some(p) if p.as_str().starts_with('/') => p.as_str(),
+        _ => "/",
+    };
     Some(format!("https://{}{target}", authority.host()))
 }
 
@@ -66,6 +73,17 @@ mod tests {
         );
         let req = request("/", Some("[::1]:80"));
         assert_eq!(https_location(&req).as_deref(), Some("https://[::1]/"));
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host_and_an_asterisk_goes_to_the_root() {
+        let req = request("http://a.test:8080/x?y", Some("b.test"));
+        assert_eq!(https_location(&req).as_deref(), Some("https://a.test/x?y"));
+        let req = request("http://a.test", None);
+        assert_eq!(https_location(&req).as_deref(), Some("https://a.test/"));
+        let mut req = RequestHeader::build("OPTIONS", b"*", None).unwrap();
+        req.insert_header("host", "a.test").unwrap();
+        assert_eq!(https_location(&req).as_deref(), Some("https://a.test/"));
     }
 
     #[test]
