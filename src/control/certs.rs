@@ -5,8 +5,8 @@
 //! any symlink) rather than watched with `notify`: they often live in other directories than
 //! the config file, and a Kubernetes Secret or a certbot renewal swaps them by a symlink or a
 //! rename several levels up, which one stat per file always sees. A pair that no longer reads
-//! is rejected (logged, and written to the deployment log once per distinct error) and the
-//! certificate it replaced keeps serving.
+//! is rejected (logged every time it is read, and written to the deployment log once per
+//! distinct error and version of its files) and the certificate it replaced keeps serving.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,11 +41,12 @@ pub(super) struct Certs {
     seen: Mutex<Seen>,
 }
 
-/// The files' fingerprints when last read, and the last error of each pair still failing.
+/// The files' fingerprints when last read, and for each pair still failing its last error
+/// with the fingerprints of the two files that gave it.
 #[derive(Default)]
 struct Seen {
     fingerprints: Vec<Option<Fingerprint>>,
-    errors: BTreeMap<CertPair, String>,
+    errors: BTreeMap<CertPair, (String, [Option<Fingerprint>; 2])>,
 }
 
 /// Identity, size and modification time of a file, through symlinks.
@@ -156,7 +157,12 @@ impl Control {
                     served.push(Arc::new(cert));
                 }
                 Err(e) => {
-                    let kept = previous.iter().find(|c| c.pair == *pair);
+                    // The pair's own previous certificate; when the reload renamed its files,
+                    // the one served in its place (so the default certificate stays first).
+                    let kept = previous
+                        .iter()
+                        .find(|c| c.pair == *pair)
+                        .or_else(|| previous.get(i));
                     let still = match kept {
                         Some(cert) => {
                             served.push(cert.clone());
@@ -169,9 +175,16 @@ impl Control {
                     };
                     let message =
                         format!("certificate rejected: tls.certificates[{i}]: {e}; {still}");
-                    if seen.errors.get(pair) != Some(&message) {
-                        self.record_rejection(state, actor, &message);
-                        seen.errors.insert(pair.clone(), message);
+                    // Logged every time; written to the deployment log once per error and
+                    // version of the files (a reload for another reason repeats nothing).
+                    let files = [&pair.cert, &pair.key]
+                        .map(|p| fingerprint(&resolve_beside(&self.config_path, p)));
+                    let known = (message, files);
+                    if seen.errors.get(pair) == Some(&known) {
+                        tracing::warn!(actor, reason = %known.0, "certificate still rejected");
+                    } else {
+                        self.record_rejection(state, actor, &known.0);
+                        seen.errors.insert(pair.clone(), known);
                     }
                 }
             }

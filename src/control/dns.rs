@@ -3,6 +3,8 @@
 //! name now resolves to another address, the new address is published as a new version and
 //! recorded (actor `dns` or `signal`). Backend state (drain, ejection, checks) is keyed by the
 //! name as written, so it survives the move. A name that stops resolving keeps its address.
+//! The pools' `tls.ca-file`s are read again on the same occasions, so a rotated internal CA
+//! is picked up without a config edit (one that no longer reads keeps the CAs in use).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,14 +23,14 @@ impl Control {
     }
 
     pub(super) fn refresh_locked(&self, state: &mut State, actor: &str) -> ReloadOutcome {
-        if self.is_retired() || !has_host_names(&state.config) {
+        if self.is_retired() || !(has_host_names(&state.config) || has_ca_files(&state.config)) {
             return ReloadOutcome::Unchanged;
         }
         let config = match parse_off_worker(&state.file_text, &state.config, &self.config_path) {
             Ok(config) => config,
             Err(problems) => {
                 let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                tracing::warn!(problems = %why.join("; "), "re-resolving backend names failed; the addresses stay");
+                tracing::warn!(problems = %why.join("; "), "re-resolving backend names or re-reading CA files failed; the live configuration stays");
                 return ReloadOutcome::Unchanged;
             }
         };
@@ -38,10 +40,21 @@ impl Control {
             return ReloadOutcome::Unchanged;
         }
         let moved = moved_backends(&state.config, &config);
+        let new_cas = changed_ca_files(&state.config, &config);
+        let mut told = Vec::new();
+        if !moved.is_empty() {
+            told.push(format!(
+                "re-resolved backend addresses: {}",
+                moved.join(", ")
+            ));
+        }
+        if !new_cas.is_empty() {
+            told.push(format!("re-read CA files: {}", new_cas.join(", ")));
+        }
         let split = state.config.split.clone();
         let mut entry = Entry::now(state.version + 1, actor, Action::Reload, &split, &split);
-        entry.message = format!("re-resolved backend addresses: {}", moved.join(", "));
-        tracing::info!(moved = %moved.join(", "), "backend addresses re-resolved");
+        entry.message = told.join("; ");
+        tracing::info!(change = %entry.message, "backend addresses or CA files changed");
         self.publish(state, config);
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "new backend addresses applied but not recorded");
@@ -59,6 +72,24 @@ fn has_host_names(config: &Config) -> bool {
         .values()
         .flat_map(|p| &p.backends)
         .any(|b| b.name.parse::<std::net::SocketAddr>().is_err())
+}
+
+/// Whether any pool verifies its backends against its own CA file.
+fn has_ca_files(config: &Config) -> bool {
+    config
+        .pools
+        .values()
+        .any(|p| p.tls.as_ref().is_some_and(|t| t.ca_file.is_some()))
+}
+
+/// `pools.<name>.tls.ca-file` for every pool whose CA certificates changed.
+fn changed_ca_files(old: &Config, new: &Config) -> Vec<String> {
+    let ca = |c: &Config, pool: &str| c.pools.get(pool)?.tls.as_ref()?.ca.clone();
+    new.pools
+        .keys()
+        .filter(|pool| ca(old, pool) != ca(new, pool))
+        .map(|pool| format!("pools.{pool}.tls.ca-file"))
+        .collect()
 }
 
 /// `pool/name old → new` for every backend whose address changed.

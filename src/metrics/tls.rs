@@ -52,15 +52,24 @@ impl Families {
 }
 
 impl Metrics {
-    /// Sets the expiry series to exactly the certificates served, one per name.
+    /// Sets the expiry series to exactly the certificates served, one per name (a certificate
+    /// without DNS names under its file's path). A name on two certificates shows the first,
+    /// the one SNI picks.
     pub fn certificates_served(&self, served: &[std::sync::Arc<Certificate>]) {
         self.tls.expiry.reset();
+        let mut shown = std::collections::HashSet::new();
         for cert in served {
-            for name in &cert.names {
-                self.tls
-                    .expiry
-                    .with_label_values(&[name])
-                    .set(cert.not_after);
+            let labels = match cert.names.is_empty() {
+                true => vec![cert.label()],
+                false => cert.names.clone(),
+            };
+            for name in labels {
+                if shown.insert(name.clone()) {
+                    self.tls
+                        .expiry
+                        .with_label_values(&[&name])
+                        .set(cert.not_after);
+                }
             }
         }
     }
