@@ -31,6 +31,7 @@ mod tests;
 pub mod app;
 mod delegate;
 pub mod guard;
+mod keepalive;
 mod preface;
 mod syntax;
 

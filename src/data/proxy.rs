@@ -130,6 +130,10 @@ pub struct RequestCtx {
 impl ProxyHttp for SwitchbackProxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules: Pingora's default adds a response-compression module (disabled,
+    /// but built and run for every request).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),

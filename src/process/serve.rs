@@ -9,6 +9,7 @@ use std::path::Path;
 
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::http_proxy;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -98,6 +99,9 @@ fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server,
         grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: sock.to_string_lossy().into_owned(),
+        // One single-threaded runtime per thread: a connection stays on the thread that
+        // accepted it (Pingora picks one at random per connection), no work-stealing queues.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -260,13 +264,13 @@ pub fn run(
             shutdown::Lingering(Arc::new(app)),
         );
         for addr in &tls.listen {
-            service.add_tcp(&addr.to_string());
+            service.add_listener(unbuffered(addr));
         }
         server.add_service(service);
     }
     let mut service = Service::new("switchback proxy".to_string(), shutdown::Lingering(guarded));
     for addr in &proxy_listen {
-        service.add_tcp(&addr.to_string());
+        service.add_listener(unbuffered(addr));
     }
     server.add_service(service);
 
@@ -323,4 +327,12 @@ pub fn run(
     }
     runtime.shutdown_background();
     Ok(())
+}
+
+/// A client listener without Pingora's 64 KiB read buffer per connection (allocated, zeroed,
+/// at every accept and held for the connection's life): the framing guard reads a request's
+/// bytes in one call anyway, and rustls buffers its own records on the TLS listeners. Writes
+/// keep Pingora's small (one MSS) buffer.
+fn unbuffered(addr: &std::net::SocketAddr) -> ListenerConfig {
+    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0))
 }

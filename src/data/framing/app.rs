@@ -1,4 +1,5 @@
-//! The Pingora app wrapper that puts every HTTP/1 client connection behind [`Guarded`].
+//! The Pingora app wrapper that puts every HTTP/1 client connection behind [`Guarded`] and
+//! serves it with our keep-alive loop ([`keepalive`]).
 //!
 //! HTTP/2 connections (ALPN `h2` on TLS, or the h2c preface on a plain listener with
 //! `[proxy] h2c`) go to the app unguarded: their framing is the h2 codec's, not HTTP/1's;
@@ -8,12 +9,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
 use super::guard::{Guarded, Limits, OnRefuse, Refusal};
+use super::keepalive::{self, Closing};
 use super::preface::PrefaceDeadline;
 use crate::snapshot::Live;
 
@@ -28,6 +30,8 @@ pub struct GuardedApp<A> {
     on_refuse: OnRefuse,
     /// `[proxy] h2c`, fixed at start-up like Pingora's own server option.
     h2c: bool,
+    /// Closes the HTTP/1 connections waiting for their next request at shutdown.
+    closing: Closing,
 }
 
 impl<A> GuardedApp<A> {
@@ -39,6 +43,7 @@ impl<A> GuardedApp<A> {
             live,
             on_refuse,
             h2c,
+            closing: Closing::default(),
         }
     }
 }
@@ -79,7 +84,7 @@ async fn prior_knowledge(
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
@@ -110,11 +115,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             }
             stream = plain;
         }
-        let guarded: Stream = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
-        self.app.process_new(guarded, shutdown).await
+        let guarded = Guarded::new(stream, limits, self.on_refuse.clone());
+        keepalive::serve(&self.app, guarded, &self.closing, shutdown).await;
+        None
     }
 
     async fn cleanup(&self) {
-        self.app.cleanup().await;
+        self.closing.close();
+        self.app.http_cleanup().await;
     }
 }

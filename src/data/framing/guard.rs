@@ -69,9 +69,9 @@ pub struct Guarded {
     on_refuse: OnRefuse,
     /// Bytes read but not yet handed on: `[pos..ready]` checked and ready, `[ready..]` a head
     /// still in progress.
-    held: Vec<u8>,
+    pub(super) held: Vec<u8>,
     pos: usize,
-    ready: usize,
+    pub(super) ready: usize,
     /// When the current head started (the accept, for the first one).
     head_started: Instant,
     /// When the connection went idle after its last response.
@@ -84,9 +84,9 @@ pub struct Guarded {
     /// Something was written since the last head completed.
     pub(super) wrote_since_head: bool,
     /// A refusal waiting until this many requests have been answered.
-    pending: Option<(Refusal, u64)>,
+    pub(super) pending: Option<(Refusal, u64)>,
     /// A refusal's response still being written: `(bytes, written)`.
-    refusing: Option<(Vec<u8>, usize)>,
+    pub(super) refusing: Option<(Vec<u8>, usize)>,
     /// The stream has ended for Pingora: reads see end-of-file, writes fail.
     pub(super) closed: bool,
 }
@@ -118,7 +118,7 @@ impl Guarded {
     /// bytes at the end of the data read so far form a head still in progress, or the refusal
     /// with how many of `new`'s bytes precede the refused request (complete requests to hand
     /// on; `None` when the refused request began before `new`).
-    fn check(&mut self, new: &[u8]) -> Result<usize, (Reject, Option<usize>)> {
+    pub(super) fn check(&mut self, new: &[u8]) -> Result<usize, (Reject, Option<usize>)> {
         let (partial_before, heads, offset) = (
             self.framing.partial_head(),
             self.framing.heads(),
@@ -144,13 +144,13 @@ impl Guarded {
     }
 
     /// Every request handed on so far has been answered.
-    fn all_answered(&self) -> bool {
+    pub(super) fn all_answered(&self) -> bool {
         self.responses_done.load(Ordering::Relaxed) >= self.framing.heads()
     }
 
     /// Ends the connection for `why`. In a head, the answer waits until every earlier request
     /// has been answered; in a body it goes out at once when no response has started.
-    fn refuse(&mut self, why: Refusal, in_head: bool) {
+    pub(super) fn refuse(&mut self, why: Refusal, in_head: bool) {
         self.held.truncate(self.ready);
         if in_head && !matches!(why, Refusal::Idle) {
             self.pending = Some((why, self.framing.heads()));
@@ -225,7 +225,7 @@ impl Guarded {
 
     /// Reads from the socket into `buf`, bounded by the current deadline. When the deadline
     /// passes, starts the refusal and returns `Ready(Ok)` with nothing read.
-    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_read(cx, buf) {
             return Poll::Ready(r);
         }

@@ -1,0 +1,143 @@
+//! The HTTP/1 keep-alive loop, ours rather than Pingora's.
+//!
+//! Pingora's loop (`ServerApp for HttpServerApp`) starts the next request's session — the
+//! whole boxed proxy state machine and a 4 KiB header buffer — as soon as the previous
+//! response is written, so an idle keep-alive connection holds all of that while it waits.
+//! This loop first waits, holding only the socket and the [`Guarded`] state, until the client
+//! sends the next request's first bytes (or closes, or a limit ends the connection), and only
+//! then hands one request to Pingora's `process_new_http`, looping with the stream it hands
+//! back. Graceful shutdown closes connections idle in the wait, as Pingora's `http_cleanup`
+//! does for its own.
+//!
+//! ```text
+//! accept ─▶ wait for bytes (socket + Guarded) ─▶ process_new_http (one request) ─┐
+//!                ▲                                                               │
+//!                └──────────────── reused stream, persistent settings ◀──────────┘
+//! ```
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pingora::apps::{HttpPersistentSettings, HttpServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::ReadBuf;
+use tokio::sync::Notify;
+
+use super::guard::{Guarded, Refusal};
+
+/// How much one read between requests takes at most (a request head usually fits).
+const FIRST_READ: usize = 4096;
+
+/// Set when the service shuts down: connections waiting for a request close.
+#[derive(Default)]
+pub(super) struct Closing {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Closing {
+    /// Closes every connection waiting for its next request, now and from now on.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Serves the HTTP/1 connection `guarded` one request at a time with `app`.
+pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
+    app: &Arc<A>,
+    guarded: Guarded,
+    closing: &Closing,
+    shutdown: &ShutdownWatch,
+) {
+    let mut guarded = Box::new(guarded);
+    let mut settings: Option<HttpPersistentSettings> = None;
+    let mut first = true;
+    loop {
+        if !next_request(&mut guarded, closing).await {
+            return;
+        }
+        let mut session = ServerSession::new_http1(guarded);
+        // As Pingora's own loop: the first request gets the defaults, later ones what the
+        // previous session carried over (keep-alive, reuses left, pipelined bytes).
+        if first {
+            let keepalive = (!*shutdown.borrow()).then_some(60);
+            session.set_keepalive(keepalive);
+            session.set_keepalive_reuses_remaining(
+                app.server_options()
+                    .and_then(|o| o.keepalive_request_limit),
+            );
+            first = false;
+        } else if let Some(settings) = settings.take() {
+            settings.apply_to_session(&mut session);
+        }
+        let Some(reused) = app.process_new_http(session, shutdown).await else {
+            return;
+        };
+        let stream: Stream;
+        (stream, settings) = reused.consume();
+        guarded = match stream.into_any().downcast::<Guarded>() {
+            Ok(guarded) => guarded,
+            Err(_) => return,
+        };
+    }
+}
+
+/// Waits for the next request on `guarded`; `false` when the connection is over.
+async fn next_request(guarded: &mut Guarded, closing: &Closing) -> bool {
+    let notified = closing.notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if closing.closed.load(Ordering::Acquire) {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        go = poll_fn(|cx| guarded.poll_next_request(cx)) => go,
+        () = notified => false,
+    }
+}
+
+impl Guarded {
+    /// Waits, holding no buffer, until the next request's first bytes are here: `Ready(true)`
+    /// when a request (or a refusal to write) follows, `Ready(false)` when the client closed
+    /// or a time limit ended the connection quietly. Returns at once when bytes are already
+    /// held or a request was handed on and not answered yet (a pipelined one Pingora holds).
+    pub(super) fn poll_next_request(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.closed {
+            return Poll::Ready(self.refusing.is_some());
+        }
+        let waiting = self.held.is_empty() && self.pending.is_none() && self.all_answered();
+        if !waiting || self.framing.is_tunnel() {
+            return Poll::Ready(true);
+        }
+        // The last head's buffer goes back while the connection idles.
+        self.held = Vec::new();
+        let mut bytes = [0u8; FIRST_READ];
+        let mut buf = ReadBuf::new(&mut bytes);
+        if ready!(self.poll_inner(cx, &mut buf)).is_err() {
+            return Poll::Ready(false);
+        }
+        if self.closed || self.pending.is_some() {
+            return Poll::Ready(!self.closed || self.refusing.is_some());
+        }
+        let new = buf.filled();
+        if new.is_empty() {
+            return Poll::Ready(false);
+        }
+        self.held.extend_from_slice(new);
+        match self.check(new) {
+            Ok(partial) => self.ready = self.held.len() - partial,
+            Err((reject, prefix)) => {
+                let in_head = self.framing.partial_head() > 0 || self.framing.is_idle();
+                self.ready = prefix.filter(|_| in_head).unwrap_or(0);
+                self.refuse(Refusal::Framing(reject), in_head);
+            }
+        }
+        Poll::Ready(true)
+    }
+}
