@@ -28,7 +28,9 @@ impl ProxyHttp for Plain {
 
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
         if !self.nomodules {
-            modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+            modules.add_module(
+                pingora::modules::http::compression::ResponseCompressionBuilder::enable(0),
+            );
         }
     }
 

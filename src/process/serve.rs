@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::http_proxy;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -99,9 +99,11 @@ fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server,
         grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: sock.to_string_lossy().into_owned(),
-        // One single-threaded runtime per thread: a connection stays on the thread that
-        // accepted it (Pingora picks one at random per connection), no work-stealing queues.
-        work_stealing: false,
+        // One worker: a plain single-threaded runtime, no work-stealing queues. With more,
+        // stealing stays on: without it Pingora places every task it spawns (the upstream
+        // pool's idle watcher among them) on a random thread, and a connection released on
+        // one thread and picked up on another loses the hand-over race and is not reused.
+        work_stealing: config.proxy.threads > 1,
         ..ServerConf::default()
     };
     let opt = Opt {

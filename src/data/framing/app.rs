@@ -115,8 +115,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             }
             stream = plain;
         }
-        let guarded = Guarded::new(stream, limits, self.on_refuse.clone());
-        keepalive::serve(&self.app, guarded, &self.closing, shutdown).await;
+        // The connection moves to a task of its own: Pingora's per-connection task (~9 KiB,
+        // sized for its TLS handshake) and this call's boxed future end here, and an idle
+        // keep-alive connection holds only the socket, the guard and the small loop below.
+        let guarded = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
+        let (this, shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            keepalive::serve(&this.app, guarded, &this.closing, &shutdown).await;
+        });
         None
     }
 

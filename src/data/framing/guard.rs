@@ -225,7 +225,11 @@ impl Guarded {
 
     /// Reads from the socket into `buf`, bounded by the current deadline. When the deadline
     /// passes, starts the refusal and returns `Ready(Ok)` with nothing read.
-    pub(super) fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_read(cx, buf) {
             return Poll::Ready(r);
         }

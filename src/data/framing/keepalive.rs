@@ -6,8 +6,9 @@
 //! This loop first waits, holding only the socket and the [`Guarded`] state, until the client
 //! sends the next request's first bytes (or closes, or a limit ends the connection), and only
 //! then hands one request to Pingora's `process_new_http`, looping with the stream it hands
-//! back. Graceful shutdown closes connections idle in the wait, as Pingora's `http_cleanup`
-//! does for its own.
+//! back. The loop runs as a task of its own, spawned on the accepting thread, so Pingora's
+//! large per-connection task ends at once. Graceful shutdown closes connections idle in the
+//! wait, as Pingora's `http_cleanup` does for its own.
 //!
 //! ```text
 //! accept ─▶ wait for bytes (socket + Guarded) ─▶ process_new_http (one request) ─┐
@@ -15,12 +16,13 @@
 //!                └──────────────── reused stream, persistent settings ◀──────────┘
 //! ```
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use pingora::apps::{HttpPersistentSettings, HttpServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -50,32 +52,19 @@ impl Closing {
 /// Serves the HTTP/1 connection `guarded` one request at a time with `app`.
 pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     app: &Arc<A>,
-    guarded: Guarded,
+    mut guarded: Box<Guarded>,
     closing: &Closing,
     shutdown: &ShutdownWatch,
 ) {
-    let mut guarded = Box::new(guarded);
     let mut settings: Option<HttpPersistentSettings> = None;
     let mut first = true;
     loop {
         if !next_request(&mut guarded, closing).await {
             return;
         }
-        let mut session = ServerSession::new_http1(guarded);
-        // As Pingora's own loop: the first request gets the defaults, later ones what the
-        // previous session carried over (keep-alive, reuses left, pipelined bytes).
-        if first {
-            let keepalive = (!*shutdown.borrow()).then_some(60);
-            session.set_keepalive(keepalive);
-            session.set_keepalive_reuses_remaining(
-                app.server_options()
-                    .and_then(|o| o.keepalive_request_limit),
-            );
-            first = false;
-        } else if let Some(settings) = settings.take() {
-            settings.apply_to_session(&mut session);
-        }
-        let Some(reused) = app.process_new_http(session, shutdown).await else {
+        let request = one_request(app, guarded, settings.take(), first, shutdown);
+        first = false;
+        let Some(reused) = request.await else {
             return;
         };
         let stream: Stream;
@@ -85,6 +74,30 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
             Err(_) => return,
         };
     }
+}
+
+/// The future serving one request on `guarded`. Built outside the loop's async body so that
+/// the session (several hundred bytes, inline) never takes space in an idle connection's task.
+fn one_request<'a, A: HttpServerApp + Send + Sync + 'static>(
+    app: &'a Arc<A>,
+    guarded: Box<Guarded>,
+    settings: Option<HttpPersistentSettings>,
+    first: bool,
+    shutdown: &'a ShutdownWatch,
+) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+    let mut session = ServerSession::new_http1(guarded);
+    // As Pingora's own loop: the first request gets the defaults, later ones what the
+    // previous session carried over (keep-alive, reuses left, pipelined bytes).
+    if first {
+        let keepalive = (!*shutdown.borrow()).then_some(60);
+        session.set_keepalive(keepalive);
+        session.set_keepalive_reuses_remaining(
+            app.server_options().and_then(|o| o.keepalive_request_limit),
+        );
+    } else if let Some(settings) = settings {
+        settings.apply_to_session(&mut session);
+    }
+    app.process_new_http(session, shutdown)
 }
 
 /// Waits for the next request on `guarded`; `false` when the connection is over.
