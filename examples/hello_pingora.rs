@@ -40,7 +40,10 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service = Service::new("hello".to_string(), pingora::apps::http_app::HttpServer::new_app(Hello));
+    let mut service = Service::new(
+        "hello".to_string(),
+        pingora::apps::http_app::HttpServer::new_app(Hello),
+    );
     service.add_tcp(listen);
     server.add_service(service);
     server.run_forever();

@@ -118,6 +118,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         // The connection moves to a task of its own: Pingora's per-connection task (~9 KiB,
         // sized for its TLS handshake) and this call's boxed future end here, and an idle
         // keep-alive connection holds only the socket, the guard and the small loop below.
+        // (Pingora's custom-ALPN and `force_custom` sessions are not used by switchback: every
+        // connection here is HTTP/1.)
         let guarded = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
         let (this, shutdown) = (self.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -17,6 +17,7 @@
 //! ```
 
 use std::future::{poll_fn, Future};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,18 +35,45 @@ use super::guard::{Guarded, Refusal};
 /// How much one read between requests takes at most (a request head usually fits).
 const FIRST_READ: usize = 4096;
 
+/// The largest buffer an idle connection keeps from its last request head.
+const KEPT: usize = 1024;
+
+/// Shards of [`Closing`]'s wake-up: a waiting connection registers on its thread's shard,
+/// so worker threads do not share one lock per request (as Pingora's own `ShardedNotify`).
+const SHARDS: usize = 16;
+
 /// Set when the service shuts down: connections waiting for a request close.
-#[derive(Default)]
 pub(super) struct Closing {
     closed: AtomicBool,
-    notify: Notify,
+    shards: Box<[Notify]>,
+}
+
+impl Default for Closing {
+    fn default() -> Self {
+        Closing {
+            closed: AtomicBool::new(false),
+            shards: (0..SHARDS).map(|_| Notify::new()).collect(),
+        }
+    }
 }
 
 impl Closing {
     /// Closes every connection waiting for its next request, now and from now on.
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
+        for shard in self.shards.iter() {
+            shard.notify_waiters();
+        }
+    }
+
+    /// This thread's shard.
+    fn local(&self) -> &Notify {
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        &self.shards[SHARD.with(|s| *s)]
     }
 }
 
@@ -71,7 +99,12 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
         (stream, settings) = reused.consume();
         guarded = match stream.into_any().downcast::<Guarded>() {
             Ok(guarded) => guarded,
-            Err(_) => return,
+            Err(_) => {
+                // Pingora hands back the stream it was given; anything else is a bug.
+                debug_assert!(false, "Pingora handed back another stream");
+                tracing::error!("the reused client stream is not the guarded one; closing it");
+                return;
+            }
         };
     }
 }
@@ -100,19 +133,20 @@ fn one_request<'a, A: HttpServerApp + Send + Sync + 'static>(
     app.process_new_http(session, shutdown)
 }
 
-/// Waits for the next request on `guarded`; `false` when the connection is over.
+/// Waits for the next request on `guarded`; `false` when the connection is over. What the
+/// connection already holds (or reads at once) is served even once the service is closing,
+/// as Pingora's own loop does (with `Connection: close`); only a connection that would have
+/// to wait is closed.
 async fn next_request(guarded: &mut Guarded, closing: &Closing) -> bool {
-    let notified = closing.notify.notified();
+    // Created before the flag is read, it sees any `close()` after this point, polled or not.
+    let notified = closing.local().notified();
     tokio::pin!(notified);
-    notified.as_mut().enable();
-    if closing.closed.load(Ordering::Acquire) {
-        return false;
-    }
-    tokio::select! {
-        biased;
-        go = poll_fn(|cx| guarded.poll_next_request(cx)) => go,
-        () = notified => false,
-    }
+    poll_fn(|cx| match guarded.poll_next_request(cx) {
+        Poll::Ready(go) => Poll::Ready(go),
+        Poll::Pending if closing.closed.load(Ordering::Acquire) => Poll::Ready(false),
+        Poll::Pending => notified.as_mut().poll(cx).map(|()| false),
+    })
+    .await
 }
 
 impl Guarded {
@@ -128,10 +162,13 @@ impl Guarded {
         if !waiting || self.framing.is_tunnel() {
             return Poll::Ready(true);
         }
-        // The last head's buffer goes back while the connection idles.
-        self.held = Vec::new();
-        let mut bytes = [0u8; FIRST_READ];
-        let mut buf = ReadBuf::new(&mut bytes);
+        // A small last head's buffer is kept for the next one (an idle connection holds a
+        // request's size at most); a large one goes back.
+        if self.held.capacity() > KEPT {
+            self.held = Vec::new();
+        }
+        let mut bytes = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut buf = ReadBuf::uninit(&mut bytes);
         if ready!(self.poll_inner(cx, &mut buf)).is_err() {
             return Poll::Ready(false);
         }
