@@ -1,4 +1,5 @@
-//! The data plane: Pingora's [`ProxyHttp`] implemented over the live [`Snapshot`].
+//! The data plane: Pingora's [`ProxyHttp`] implemented over the live
+//! [`crate::snapshot::Snapshot`].
 //!
 //! Per request: load the snapshot once (one atomic increment), draw a key, route, clone the
 //! pre-built peer. Request hop-by-hop headers are stripped by Pingora's default upstream request
@@ -14,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::health::{Inflight, InflightGuard, RequestGuard};
+use crate::health::Inflight;
 use crate::shutdown::Stopping;
 use crate::snapshot::NoRoute;
 
@@ -29,13 +30,15 @@ use pingora::{Error, ErrorType, Result};
 use crate::access_log::AccessLog;
 use crate::keys;
 mod attempts;
+mod ctx;
 mod forwarding;
 mod record;
 mod redirect;
 mod respond;
 mod sticky;
 
-use crate::snapshot::{Live, Snapshot};
+use crate::snapshot::Live;
+pub use ctx::RequestCtx;
 use record::{access_line, count};
 use respond::{error_response, respond_plain, strip_response_hop_by_hop};
 
@@ -66,24 +69,6 @@ impl SwitchbackProxy {
     }
 }
 
-/// A backend's TLS handshake failed: which backend, and why in plain words.
-fn log_tls_failure(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
-    let (pool, backend) = match (&ctx.snapshot, ctx.route) {
-        (Some(s), Some((p, b))) => (
-            s.pools[p].name.as_str(),
-            s.pools[p].backends[b].name.as_str(),
-        ),
-        _ => ("?", "?"),
-    };
-    tracing::warn!(
-        pool,
-        backend,
-        sni = %peer.sni,
-        reason = %crate::tls::upstream::failure_reason(e),
-        "TLS to the backend failed"
-    );
-}
-
 /// Whether the client's connection is TLS (a `[tls]` listener).
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
@@ -91,40 +76,6 @@ fn is_tls(session: &Session) -> bool {
 
 /// Connection attempts per request: the first and one retry.
 const MAX_ATTEMPTS: u8 = 2;
-
-/// Per-request state.
-pub struct RequestCtx {
-    started: Instant,
-    /// The snapshot this request routes by, loaded once at its first routing decision.
-    snapshot: Option<Arc<Snapshot>>,
-    /// `(pool index, backend index)` of the last routing decision.
-    route: Option<(usize, usize)>,
-    /// The pool whose in-flight gauge counts this request (its first route's pool; a retry
-    /// may move the request to another pool).
-    inflight_pool: Option<usize>,
-    /// The request was answered 503 before any backend was chosen: the pool it was for.
-    unavailable: Option<usize>,
-    upstream_started: Option<Instant>,
-    upstream_header: Option<(u16, Instant)>,
-    /// The routing key: the user's bucket, or drawn at random; kept so a retry fails over
-    /// the same way.
-    key: u32,
-    /// Where the key came from.
-    key_from: crate::affinity::request::KeyFrom,
-    /// `Set-Cookie` for a freshly minted user id, sent with the response.
-    minted: Option<String>,
-    /// A tester's valid override: this pool, whatever the split, with no failover.
-    override_pool: Option<usize>,
-    /// Connection attempts made.
-    attempts: u8,
-    /// The backend `(pool, backend)` chosen for the next connection attempt: by
-    /// `request_filter` for the first, by the failure hooks for the retry.
-    retry_to: Option<(usize, usize)>,
-    /// Counts this request against its backend's in-flight number.
-    backend_inflight: Option<InflightGuard>,
-    /// Counts this request against the process's in-flight number.
-    _request: RequestGuard,
-}
 
 #[async_trait]
 impl ProxyHttp for SwitchbackProxy {
@@ -242,7 +193,7 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Box<Error> {
         attempts::record_outcome(ctx, false);
         if e.etype() == &ErrorType::TLSHandshakeFailure {
-            log_tls_failure(ctx, peer, &e);
+            record::tls_failure(ctx, peer, &e);
         }
         // Nothing reached the upstream: safe to retry once, on another backend if there is one.
         if ctx.attempts < MAX_ATTEMPTS {
@@ -414,7 +365,7 @@ impl ProxyHttp for SwitchbackProxy {
         }
         let Some((p, b)) = ctx.route else {
             if let Some(p) = ctx.unavailable {
-                self.log_unavailable(session, ctx, snapshot, p);
+                record::unavailable(self.access_log.as_ref(), session, ctx, snapshot, p);
             }
             return;
         };
@@ -425,29 +376,6 @@ impl ProxyHttp for SwitchbackProxy {
         }
         if e.is_some() && ctx.upstream_header.is_none() {
             tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
-        }
-    }
-}
-
-impl SwitchbackProxy {
-    /// Counts and logs a request answered 503 because pool `p` had no backend up: it is in
-    /// `switchback_requests_total{backend="none"}` (or the override count, for a tester's
-    /// request) and the access log like any other.
-    fn log_unavailable(&self, session: &Session, ctx: &RequestCtx, snapshot: &Snapshot, p: usize) {
-        let pool = &snapshot.pools[p];
-        if ctx.override_pool.is_none() {
-            pool.tally.record(true, ctx.started.elapsed());
-        }
-        match (&pool.metrics, ctx.override_pool) {
-            (Some(m), Some(_)) => m.overrides[4].inc(),
-            (Some(m), None) => {
-                m.unavailable.inc();
-                m.duration.observe(ctx.started.elapsed().as_secs_f64());
-            }
-            (None, _) => {}
-        }
-        if let Some(log) = &self.access_log {
-            log.send(access_line(session, ctx, snapshot, p, None, None));
         }
     }
 }

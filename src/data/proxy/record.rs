@@ -1,4 +1,5 @@
-//! What a request leaves behind: its access-log line and the kind of upstream error.
+//! What a request leaves behind: its counts, its access-log line, the kind of upstream error,
+//! and the log line of a failed TLS handshake to its backend.
 
 use std::time::SystemTime;
 
@@ -6,7 +7,9 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
+use crate::access_log::AccessLog;
 use crate::snapshot::{BackendEntry, PoolEntry, Snapshot};
+use pingora::upstreams::peer::HttpPeer;
 
 /// Counts a request that reached `backend`: a tester's override apart from the others, which
 /// also feed the pool's latency histogram; upstream errors either way.
@@ -81,4 +84,49 @@ fn upstream_error_kind(e: &Error) -> Option<usize> {
         ConnectionClosed | ReadError | WriteError => 2,
         _ => 3,
     })
+}
+
+/// Counts and logs a request answered 503 because pool `p` had no backend up: it is in
+/// `switchback_requests_total{backend="none"}` (or the override count, for a tester's
+/// request) and the access log like any other.
+pub(super) fn unavailable(
+    access_log: Option<&AccessLog>,
+    session: &Session,
+    ctx: &RequestCtx,
+    snapshot: &Snapshot,
+    p: usize,
+) {
+    let pool = &snapshot.pools[p];
+    if ctx.override_pool.is_none() {
+        pool.tally.record(true, ctx.started.elapsed());
+    }
+    match (&pool.metrics, ctx.override_pool) {
+        (Some(m), Some(_)) => m.overrides[4].inc(),
+        (Some(m), None) => {
+            m.unavailable.inc();
+            m.duration.observe(ctx.started.elapsed().as_secs_f64());
+        }
+        (None, _) => {}
+    }
+    if let Some(log) = access_log {
+        log.send(access_line(session, ctx, snapshot, p, None, None));
+    }
+}
+
+/// A backend's TLS handshake failed: which backend, and why in plain words.
+pub(super) fn tls_failure(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
+    let (pool, backend) = match (&ctx.snapshot, ctx.route) {
+        (Some(s), Some((p, b))) => (
+            s.pools[p].name.as_str(),
+            s.pools[p].backends[b].name.as_str(),
+        ),
+        _ => ("?", "?"),
+    };
+    tracing::warn!(
+        pool,
+        backend,
+        sni = %peer.sni,
+        reason = %crate::tls::upstream::failure_reason(e),
+        "TLS to the backend failed"
+    );
 }

@@ -1,0 +1,41 @@
+//! The state one request carries through the proxy's hooks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::health::{InflightGuard, RequestGuard};
+use crate::snapshot::Snapshot;
+
+/// Per-request state.
+pub struct RequestCtx {
+    pub(super) started: Instant,
+    /// The snapshot this request routes by, loaded once at its first routing decision.
+    pub(super) snapshot: Option<Arc<Snapshot>>,
+    /// `(pool index, backend index)` of the last routing decision.
+    pub(super) route: Option<(usize, usize)>,
+    /// The pool whose in-flight gauge counts this request (its first route's pool; a retry
+    /// may move the request to another pool).
+    pub(super) inflight_pool: Option<usize>,
+    /// The request was answered 503 before any backend was chosen: the pool it was for.
+    pub(super) unavailable: Option<usize>,
+    pub(super) upstream_started: Option<Instant>,
+    pub(super) upstream_header: Option<(u16, Instant)>,
+    /// The routing key: the user's bucket, or drawn at random; kept so a retry fails over
+    /// the same way.
+    pub(super) key: u32,
+    /// Where the key came from.
+    pub(super) key_from: crate::affinity::request::KeyFrom,
+    /// `Set-Cookie` for a freshly minted user id, sent with the response.
+    pub(super) minted: Option<String>,
+    /// A tester's valid override: this pool, whatever the split, with no failover.
+    pub(super) override_pool: Option<usize>,
+    /// Connection attempts made.
+    pub(super) attempts: u8,
+    /// The backend `(pool, backend)` chosen for the next connection attempt: by
+    /// `request_filter` for the first, by the failure hooks for the retry.
+    pub(super) retry_to: Option<(usize, usize)>,
+    /// Counts this request against its backend's in-flight number.
+    pub(super) backend_inflight: Option<InflightGuard>,
+    /// Counts this request against the process's in-flight number.
+    pub(super) _request: RequestGuard,
+}
