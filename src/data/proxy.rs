@@ -29,6 +29,8 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 use crate::keys;
+#[cfg(test)]
+mod allocations;
 mod attempts;
 mod ctx;
 mod forwarding;
@@ -322,8 +324,8 @@ impl ProxyHttp for SwitchbackProxy {
             }
         }
         if let (Some(snapshot), Some((pool, _))) = (&ctx.snapshot, ctx.route) {
-            if let Some(header) = &snapshot.config.proxy.pool_header {
-                response.insert_header(header.clone(), snapshot.pools[pool].name.as_str())?;
+            if let Some((name, value)) = &snapshot.pools[pool].header {
+                response.insert_header(name.clone(), value.clone())?;
             }
         }
         Ok(())

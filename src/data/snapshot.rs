@@ -55,6 +55,9 @@ pub struct PoolEntry {
     pub tally: Arc<crate::data::tally::PoolTally>,
     /// Health checks, ejection, slow start and pool-down behaviour.
     pub policy: PoolPolicy,
+    /// The `[proxy] pool-header` line naming this pool, built once: the name as Pingora's
+    /// case-preserving key and the value, both cloned per response without allocating.
+    pub header: Option<(bytes::Bytes, http::HeaderValue)>,
     schedule: Schedule,
     cursor: AtomicU64,
 }
@@ -183,6 +186,10 @@ impl Snapshot {
                     metrics: on.then(|| metrics.pool(name)),
                     tally: metrics.tallies.get(name),
                     policy: pool.policy.clone(),
+                    header: config.proxy.pool_header.as_ref().and_then(|header| {
+                        let value = http::HeaderValue::from_str(name).ok()?;
+                        Some((bytes::Bytes::from(header.as_str().to_owned()), value))
+                    }),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
                 }

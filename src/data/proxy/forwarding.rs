@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -22,7 +23,10 @@ use pingora::Result;
 use crate::config::model::ForwardedFor;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// The names as Pingora's case-preserving keys: handing it a `HeaderName` it has no title case
+/// for makes it copy the name on every insert.
+const X_FORWARDED_FOR_KEY: Bytes = Bytes::from_static(b"x-forwarded-for");
+const X_FORWARDED_PROTO_KEY: Bytes = Bytes::from_static(b"x-forwarded-proto");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
@@ -79,7 +83,7 @@ pub(super) fn prepare(
     if let Some(ip) = client {
         forwarded_for(req, ip, mode)?;
     }
-    req.insert_header(X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP })
+    req.insert_header(X_FORWARDED_PROTO_KEY, if tls { HTTPS } else { HTTP })
 }
 
 /// The target, when the client sent it in absolute-form (rare: a request line not starting
@@ -112,7 +116,7 @@ fn drop_underscored(req: &mut RequestHeader) {
 
 fn forwarded_for(req: &mut RequestHeader, ip: IpAddr, mode: ForwardedFor) -> Result<()> {
     if mode == ForwardedFor::Replace || !req.headers.contains_key(&X_FORWARDED_FOR) {
-        return req.insert_header(X_FORWARDED_FOR, client_value(ip));
+        return req.insert_header(X_FORWARDED_FOR_KEY, client_value(ip));
     }
     let mut value = String::new();
     {
@@ -126,7 +130,7 @@ fn forwarded_for(req: &mut RequestHeader, ip: IpAddr, mode: ForwardedFor) -> Res
         }
     }
     let _ = write!(value, "{ip}");
-    req.insert_header(X_FORWARDED_FOR, value)
+    req.insert_header(X_FORWARDED_FOR_KEY, value)
 }
 
 #[cfg(test)]

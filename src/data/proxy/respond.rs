@@ -75,8 +75,12 @@ pub(super) fn strip_response_hop_by_hop(response: &mut ResponseHeader) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .map(str::trim)
+        .filter(|t| {
+            let ours = ["", "close", "keep-alive", "upgrade"];
+            !ours.iter().any(|o| t.eq_ignore_ascii_case(o))
+        })
+        .map(str::to_ascii_lowercase)
         .collect();
     for name in &nominated {
         response.remove_header(name.as_str());
