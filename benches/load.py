@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side load benchmark: switchback against nginx, HAProxy and plain Pingora, each
+"""Side-by-side load benchmark: switchback against nginx, HAProxy, plain Pingora and the lean
+HTTP/1 loop on Pingora's parts (examples/lean_pingora.rs, the ceiling without `ProxyHttp`), each
 lever of the data path on its own, Pingora's floor (a hello server against nginx's
 `return 200`), two workers, TLS termination, and idle memory per connection.
 
@@ -25,11 +26,11 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "4"))
 IDLE_CONNS = 1000 if QUICK else 10_000
 
 # The main table (closed and open loop), then rows measured closed-loop only.
-MAIN = ["direct", "switchback", "switchback-nometrics", "nginx", "haproxy", "pingora"]
+MAIN = ["direct", "switchback", "switchback-nometrics", "nginx", "haproxy", "pingora", "lean"]
 LEVERS = ["pingora+l4", "pingora+nosteal", "pingora+nomodules", "pingora+l4+nosteal+nomodules"]
 HELLO = ["hello", "nginx-hello"]
 TWO = ["switchback-2t", "nginx-2w"]
-IDLE = ["switchback", "nginx", "haproxy", "pingora"]
+IDLE = ["switchback", "nginx", "haproxy", "pingora", "lean"]
 
 
 def measure(run, name, rate=None):

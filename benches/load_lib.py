@@ -33,7 +33,7 @@ def ensure_tools():
 def build():
     """Builds switchback and the examples; returns the directory holding them."""
     profile = [] if QUICK else ["--release"]
-    subprocess.run(["cargo", "build", "--quiet", *profile, "--bin", "switchback", "--example", "plain_pingora",
+    subprocess.run(["cargo", "build", "--quiet", *profile, "--bin", "switchback", "--example", "plain_pingora", "--example", "lean_pingora",
                     "--example", "hello_pingora", "--example", "open_loop"], cwd=ROOT, check=True)
     return os.path.join(TARGET, "debug" if QUICK else "release")
 
@@ -106,6 +106,7 @@ class Run:
         self.switchback = os.path.join(bin_dir, "switchback")
         self.plain = os.path.join(bin_dir, "examples", "plain_pingora")
         self.hello = os.path.join(bin_dir, "examples", "hello_pingora")
+        self.lean = os.path.join(bin_dir, "examples", "lean_pingora")
         self.open_loop = os.path.join(bin_dir, "examples", "open_loop")
         self.blue, self.green = free_port(), free_port()
         self.upstream = self.nginx("upstream", f"""
@@ -180,6 +181,9 @@ defaults\n  mode http\n  timeout connect 3s\n  timeout client 60s\n  timeout ser
 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n
 backend be\n  balance roundrobin\n  server blue 127.0.0.1:{self.blue} weight 9\n  server green 127.0.0.1:{self.green} weight 1\n""")
             p = subprocess.Popen(["haproxy", "-f", conf], stderr=subprocess.DEVNULL)
+        elif name == "lean":
+            p = subprocess.Popen([self.lean, f"127.0.0.1:{port}", f"127.0.0.1:{self.blue}", f"127.0.0.1:{self.green}",
+                                  "1"], stderr=subprocess.DEVNULL)
         elif name.startswith("pingora"):
             levers = name.partition("+")[2].replace("+", ",")
             p = subprocess.Popen([self.plain, f"127.0.0.1:{port}", f"127.0.0.1:{self.blue}",

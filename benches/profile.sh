@@ -3,6 +3,7 @@
 # noisy machine; `perf` has no hardware counters on this kind of VM).
 #   benches/profile.sh [requests] [switchback|plain]   writes target/callgrind-<which>.out
 # "plain" profiles examples/plain_pingora.rs the same way: the baseline for our features' cost.
+# "lean" profiles examples/lean_pingora.rs (HTTP/1 on Pingora's parts without `ProxyHttp`).
 # PROFILE_METRICS=false profiles switchback with [metrics] enabled = false.
 # PROFILE_AFFINITY=1 adds [affinity] key = ["header:x-user-id"]; requests then carry 1,000
 # distinct x-user-id values (PROFILE_KEYED=1 sends them without affinity: the reference).
@@ -14,7 +15,7 @@ out=${PROFILE_OUT:-target/callgrind-$which.out}
 for tool in valgrind nginx wrk; do
   command -v $tool >/dev/null || { echo "missing $tool: sudo apt-get install -y $tool" >&2; exit 1; }
 done
-cargo build --profile profiling --quiet --bin switchback --example plain_pingora
+cargo build --profile profiling --quiet --bin switchback --example plain_pingora --example lean_pingora
 dir=$(mktemp -d)
 trap 'kill $(cat "$dir/nginx.pid" 2>/dev/null) 2>/dev/null; rm -rf "$dir"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -45,8 +46,8 @@ $( [ "${PROFILE_AFFINITY:-0}" = 1 ] && printf '[affinity]\nkey = ["header:x-user
 blue = 90
 green = 10
 CONF
-if [ "$which" = plain ]; then
-  cmd=(target/profiling/examples/plain_pingora "127.0.0.1:$proxy" "127.0.0.1:$blue" "127.0.0.1:$green" 1)
+if [ "$which" = plain ] || [ "$which" = lean ]; then
+  cmd=(target/profiling/examples/${which}_pingora "127.0.0.1:$proxy" "127.0.0.1:$blue" "127.0.0.1:$green" 1)
 else
   cmd=(target/profiling/switchback serve --config "$dir/switchback.toml")
 fi
