@@ -34,6 +34,7 @@ pub mod guard;
 mod keepalive;
 mod preface;
 mod syntax;
+mod write;
 
 use syntax::{chunk_size, content_length, field, request_line, HOST};
 

@@ -1,6 +1,5 @@
-//! The stream traits of [`Guarded`] and [`PrefaceDeadline`]: Guarded's writes (refused once
-//! the guard ended the stream) and, for both, Pingora's connection traits, passed through to
-//! the socket underneath.
+//! The stream traits of [`Guarded`] and [`PrefaceDeadline`]: Pingora's connection traits,
+//! passed through to the socket underneath (Guarded's writes: `write.rs`).
 
 use std::fmt;
 use std::io;
@@ -14,11 +13,6 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::AsyncWrite;
 
 use super::guard::Guarded;
 use super::preface::PrefaceDeadline;
@@ -105,50 +99,5 @@ impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         buf.fill(0);
         Ok(true)
-    }
-}
-
-impl Guarded {
-    /// Refuses writes once the guard has ended the stream; marks a response as started.
-    fn before_write(&mut self) -> io::Result<()> {
-        if self.closed {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        self.wrote_since_head = true;
-        Ok(())
-    }
-}
-
-impl AsyncWrite for Guarded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.before_write()?;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.before_write()?;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -30,9 +30,10 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pingora::protocols::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::write::{error_response, OutBuf};
 use super::{Framing, Reject};
 
 /// The client-side time limits.
@@ -89,6 +90,8 @@ pub struct Guarded {
     pub(super) refusing: Option<(Vec<u8>, usize)>,
     /// The stream has ended for Pingora: reads see end-of-file, writes fail.
     pub(super) closed: bool,
+    /// Response bytes not sent yet.
+    pub(super) out: OutBuf,
 }
 
 impl Guarded {
@@ -111,6 +114,7 @@ impl Guarded {
             pending: None,
             refusing: None,
             closed: false,
+            out: OutBuf::default(),
         }
     }
 
@@ -173,22 +177,6 @@ impl Guarded {
         if let (Some((status, reason)), true) = (text, answer) {
             self.refusing = Some((error_response(status, reason), 0));
         }
-    }
-
-    /// Writes what is left of a refusal's response, then flushes.
-    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while let Some((bytes, written)) = &mut self.refusing {
-            if *written == bytes.len() {
-                let _ = ready!(Pin::new(&mut self.inner).poll_flush(cx));
-                self.refusing = None;
-                break;
-            }
-            match ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])) {
-                Ok(n) if n > 0 => *written += n,
-                _ => self.refusing = None,
-            }
-        }
-        Poll::Ready(())
     }
 
     /// A pending refusal goes out once the requests before it are answered; until then the
@@ -312,20 +300,6 @@ pub fn upgraded(stream: &Stream) {
     if let Some(guarded) = stream.as_any().downcast_ref::<Guarded>() {
         guarded.upgraded.store(true, Ordering::Relaxed);
     }
-}
-
-fn error_response(status: u16, reason: &str) -> Vec<u8> {
-    let text = match status {
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        _ => "Bad Request",
-    };
-    let body = format!("bad request: {reason}\n");
-    format!(
-        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 impl AsyncRead for Guarded {

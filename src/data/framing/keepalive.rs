@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
@@ -169,7 +169,11 @@ impl Guarded {
         }
         let mut bytes = [MaybeUninit::<u8>::uninit(); FIRST_READ];
         let mut buf = ReadBuf::uninit(&mut bytes);
-        if ready!(self.poll_inner(cx, &mut buf)).is_err() {
+        let Poll::Ready(read) = self.poll_inner(cx, &mut buf) else {
+            self.out.release(); // nothing to answer until the client speaks again
+            return Poll::Pending;
+        };
+        if read.is_err() {
             return Poll::Ready(false);
         }
         if self.closed || self.pending.is_some() {
