@@ -135,7 +135,8 @@ class Run:
 
     def start(self, name):
         """Starts contender `name`; returns (process, port). `-2t` (switchback) and `-2w`
-        (nginx) run two workers; `pingora+<levers>` is plain Pingora with PLAIN_LEVERS set."""
+        (nginx) run two workers; `pingora+<levers>` is plain Pingora with PLAIN_LEVERS set; `lean+guard` is
+        the lean loop behind switchback's framing guard."""
         port = free_port()
         proxy_to = ('upstream backend { server 127.0.0.1:%d weight=9; server 127.0.0.1:%d weight=1; keepalive 64; }'
                     % (self.blue, self.green))
@@ -181,9 +182,10 @@ defaults\n  mode http\n  timeout connect 3s\n  timeout client 60s\n  timeout ser
 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n
 backend be\n  balance roundrobin\n  server blue 127.0.0.1:{self.blue} weight 9\n  server green 127.0.0.1:{self.green} weight 1\n""")
             p = subprocess.Popen(["haproxy", "-f", conf], stderr=subprocess.DEVNULL)
-        elif name == "lean":
+        elif name in ("lean", "lean+guard"):
             p = subprocess.Popen([self.lean, f"127.0.0.1:{port}", f"127.0.0.1:{self.blue}", f"127.0.0.1:{self.green}",
-                                  "1"], stderr=subprocess.DEVNULL)
+                                  "1"], stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "LEAN_GUARD": "1" if name == "lean+guard" else "0"})
         elif name.startswith("pingora"):
             levers = name.partition("+")[2].replace("+", ",")
             p = subprocess.Popen([self.plain, f"127.0.0.1:{port}", f"127.0.0.1:{self.blue}",

@@ -13,6 +13,9 @@
 //! A failed connect answers 502; no response head within the read timeout answers 504. Any
 //! other error just ends the connection. Plain HTTP/1 only: no TLS, h2c, upgrades or retries.
 //! The listener has no L4 read buffer and, with one thread, no work stealing (as switchback).
+//! `LEAN_GUARD=1` puts switchback's strict HTTP/1 framing guard (`switchback::framing::guard`)
+//! under the session, as switchback has it: the closest this loop comes to switchback's
+//! behaviour on the wire.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
+use switchback::framing::guard::{response_done, Guarded, Limits};
 
 /// How long a client connection may wait idle for its next request (switchback's default).
 const CLIENT_IDLE_SECS: u64 = 60;
@@ -40,6 +44,12 @@ const CLIENT_IDLE_SECS: u64 = 60;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an upstream read may wait: past it, no response head means 504 (switchback's default).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The guard's limits: switchback's default header and idle timeouts.
+const LIMITS: Limits = Limits {
+    header_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(CLIENT_IDLE_SECS),
+};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Hop-by-hop fields not forwarded: a client's `Connection: close` must not end the pooled
@@ -54,6 +64,8 @@ struct Lean {
     blue: HttpPeer,
     green: HttpPeer,
     counter: AtomicU64,
+    /// Client streams behind switchback's framing guard.
+    guard: bool,
     /// Pingora's HTTP/1 connector; it owns the upstream keep-alive pool.
     connector: Connector,
 }
@@ -141,6 +153,10 @@ impl ServerApp for Lean {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut shutdown = shutdown.clone();
+        let stream: Stream = match self.guard {
+            true => Box::new(Guarded::new(stream, LIMITS, Arc::new(|_| {}))),
+            false => stream,
+        };
         let mut session = Downstream::new(stream);
         // The client address is the connection's: formatted once, cloned per request.
         let xff = session
@@ -164,6 +180,7 @@ impl ServerApp for Lean {
                 session.set_server_keepalive(None); // answer with `Connection: close`
             }
             self.proxy(&mut session, xff.as_ref()).await?;
+            response_done(session.stream());
             // Drains any unread body; `None` unless the connection can be kept alive.
             let (stream, pipelined) = session.reuse().await.ok().flatten()?.into_parts();
             session = Downstream::new(stream);
@@ -197,19 +214,24 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let guard = std::env::var("LEAN_GUARD").is_ok_and(|v| v == "1");
     let lean = Lean {
         blue: peer(blue),
         green: peer(green),
         counter: AtomicU64::new(0),
+        guard,
         // As `http_proxy_service` builds its connector (pool size per thread from the conf).
         connector: Connector::new(Some(ConnectorOptions::from_server_conf(
             &server.configuration,
         ))),
     };
     let mut service = Service::new("lean".to_string(), lean);
-    service.add_listener(
-        ListenerConfig::tcp(listen.as_str()).l4_buffer(L4BufferSettings::default().read(0)),
-    );
+    // The guard coalesces writes itself (as in switchback); without it, Pingora's buffer does.
+    let buffers = match guard {
+        true => L4BufferSettings::default().read(0).write(0),
+        false => L4BufferSettings::default().read(0),
+    };
+    service.add_listener(ListenerConfig::tcp(listen.as_str()).l4_buffer(buffers));
     server.add_service(service);
     server.run_forever();
 }
