@@ -26,7 +26,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "2" if QUICK else "4"))
 IDLE_CONNS = 1000 if QUICK else 10_000
 
 # The main table (closed and open loop), then rows measured closed-loop only.
-MAIN = ["direct", "switchback", "switchback-nometrics", "nginx", "haproxy", "pingora", "lean"]
+MAIN = ["direct", "switchback", "switchback-nometrics", "nginx", "haproxy", "pingora", "lean", "lean+guard"]
 LEVERS = ["pingora+l4", "pingora+nosteal", "pingora+nomodules", "pingora+l4+nosteal+nomodules"]
 HELLO = ["hello", "nginx-hello"]
 TWO = ["switchback-2t", "nginx-2w"]

@@ -15,6 +15,10 @@
 //!
 //! See `../shared/DESIGN.md` for the product contract.
 
+// Unsafe code is denied crate-wide (Cargo.toml) and forbidden outright outside tests: the
+// one exception is the unit tests' counting allocator (`data/proxy/allocations.rs`).
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 pub mod config;
 pub mod control;
 pub mod data;

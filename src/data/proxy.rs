@@ -28,7 +28,6 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
-use crate::keys;
 #[cfg(test)]
 mod allocations;
 mod attempts;
@@ -88,23 +87,7 @@ impl ProxyHttp for SwitchbackProxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            snapshot: None,
-            route: None,
-            inflight_pool: None,
-            unavailable: None,
-            upstream_started: None,
-            upstream_header: None,
-            key: keys::next(),
-            key_from: crate::affinity::request::KeyFrom::None,
-            minted: None,
-            override_pool: None,
-            attempts: 0,
-            retry_to: None,
-            backend_inflight: None,
-            _request: self.inflight.begin(),
-        }
+        RequestCtx::new(&self.inflight)
     }
 
     /// Routes the request before anything else, so that a request no backend can take is

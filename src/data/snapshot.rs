@@ -77,6 +77,15 @@ pub struct BackendEntry {
     pub health: Arc<BackendHealth>,
 }
 
+/// The `[proxy] pool-header` line naming pool `name`: the name as Pingora would case it on
+/// the wire, and the value (pool names are validated to be header-safe).
+fn pool_line(header: &http::HeaderName, name: &str) -> (bytes::Bytes, http::HeaderValue) {
+    use pingora::http::IntoCaseHeaderName;
+    let cased = header.into_case_header_name();
+    let value = http::HeaderValue::from_str(name).expect("pool names are valid header values");
+    (bytes::Bytes::copy_from_slice(cased.as_slice()), value)
+}
+
 /// Why a request could not be routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoRoute {
@@ -186,10 +195,11 @@ impl Snapshot {
                     metrics: on.then(|| metrics.pool(name)),
                     tally: metrics.tallies.get(name),
                     policy: pool.policy.clone(),
-                    header: config.proxy.pool_header.as_ref().and_then(|header| {
-                        let value = http::HeaderValue::from_str(name).ok()?;
-                        Some((bytes::Bytes::from(header.as_str().to_owned()), value))
-                    }),
+                    header: config
+                        .proxy
+                        .pool_header
+                        .as_ref()
+                        .map(|h| pool_line(h, name)),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
                 }

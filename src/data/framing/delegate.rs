@@ -26,17 +26,10 @@ impl fmt::Debug for Guarded {
     }
 }
 
-/// Pingora's connection traits (all but reads, writes and peeks) for a wrapper around a
-/// [`pingora::protocols::Stream`] held in its `inner` field, passed through to it.
+/// Pingora's connection traits (all but reads, writes, peeks and shutdown) for a wrapper
+/// around a [`pingora::protocols::Stream`] held in its `inner` field, passed through to it.
 macro_rules! pass_connection_traits {
     ($wrapper:ty) => {
-        #[async_trait]
-        impl Shutdown for $wrapper {
-            async fn shutdown(&mut self) {
-                self.inner.shutdown().await;
-            }
-        }
-
         impl UniqueID for $wrapper {
             fn id(&self) -> UniqueIDType {
                 self.inner.id()
@@ -89,6 +82,21 @@ macro_rules! pass_connection_traits {
 
 pass_connection_traits!(Guarded);
 pass_connection_traits!(PrefaceDeadline);
+
+#[async_trait]
+impl Shutdown for Guarded {
+    /// Sends what the guard still buffers first.
+    async fn shutdown(&mut self) {
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+#[async_trait]
+impl Shutdown for PrefaceDeadline {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
 
 /// Pingora peeks for the h2c preface (with `[proxy] h2c`) by reading until it has as many
 /// bytes as the preface, with no time limit: an HTTP/1.0 request shorter than that would

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
@@ -161,6 +161,9 @@ impl Guarded {
         let waiting = self.held.is_empty() && self.pending.is_none() && self.all_answered();
         if !waiting || self.framing.is_tunnel() {
             return Poll::Ready(true);
+        }
+        if ready!(self.poll_send_buffered(cx)).is_err() {
+            return Poll::Ready(false);
         }
         // A small last head's buffer is kept for the next one (an idle connection holds a
         // request's size at most); a large one goes back.

@@ -60,10 +60,15 @@ impl OutBuf {
         if total >= CAPACITY {
             return Poll::Ready(Ok(false));
         }
-        if self.buf.capacity() == 0 {
+        if self.buf.capacity() == 0 && total > 0 {
             self.buf.reserve_exact(CAPACITY); // once per response
         }
         Poll::Ready(Ok(true))
+    }
+
+    /// Nothing waits to be sent.
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Lets the buffer go when nothing waits in it (the connection is idle).
@@ -82,6 +87,17 @@ impl Guarded {
         }
         self.wrote_since_head = true;
         Ok(())
+    }
+
+    /// Sends and flushes whatever is still buffered: a connection about to wait for its next
+    /// request must not sit on part of its last answer (Pingora flushes every response;
+    /// this is the guard's own assurance).
+    pub(super) fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.out.poll_drain(&mut self.inner, cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     /// Writes what is left of a refusal's response (after anything still buffered), then

@@ -1,5 +1,8 @@
 //! Proof that the proxy's own per-request work allocates nothing: a counting global allocator
-//! (this crate's unit tests only) and the hooks' helpers run on a warmed-up request.
+//! (this crate's unit tests only) and the hooks' helpers run on a warmed-up request — the
+//! common one: a returning user (affinity cookie present, nothing minted), a plain-HTTP
+//! backend, the access log off, no retry. A minted cookie, an access-log line (a JSON
+//! string), a new client address on the thread and a TLS backend's SNI do allocate.
 //!
 //! What Pingora's API costs by itself is measured in the same test and allowed for: a
 //! `Box<HttpPeer>` per attempt (`upstream_peer`'s return type) and, for each header inserted
@@ -101,27 +104,11 @@ mod tests {
     /// Allocations of one request through the hooks' helpers, in hook order: (new_ctx and
     /// routing, upstream_peer's box, upstream_request_filter, upstream_response_filter and
     /// response_filter, logging's metrics).
-    fn one_request(snapshot: &Arc<Snapshot>, inflight: &Arc<Inflight>) -> [u64; 4] {
+    fn one_request(snapshot: &Arc<Snapshot>, inflight: &Arc<Inflight>) -> [u64; 3] {
         let client: IpAddr = "10.1.2.3".parse().unwrap();
         let (mut req, mut resp) = (request(), response());
         let (routing, ctx) = allocations(|| {
-            let mut ctx = RequestCtx {
-                started: Instant::now(),
-                snapshot: None,
-                route: None,
-                inflight_pool: None,
-                unavailable: None,
-                upstream_started: None,
-                upstream_header: None,
-                key: crate::keys::next(),
-                key_from: crate::affinity::request::KeyFrom::None,
-                minted: None,
-                override_pool: None,
-                attempts: 0,
-                retry_to: None,
-                backend_inflight: None,
-                _request: inflight.begin(),
-            };
+            let mut ctx = RequestCtx::new(inflight);
             let s = snapshot.clone();
             ctx.override_pool = sticky::override_pool(&req, &s);
             let affinity = s.config.affinity.as_ref().unwrap();
@@ -139,7 +126,8 @@ mod tests {
         let (pool, backend) = (&snapshot.pools[p], &snapshot.pools[p].backends[b]);
         let (peer, _) = allocations(|| Box::new(backend.peer.clone()));
         let (forward, _) = allocations(|| {
-            forwarding::prepare(&mut req, Some(client), ForwardedFor::Append, None, false).unwrap();
+            let name = Some(backend.name.as_str());
+            forwarding::prepare(&mut req, Some(client), ForwardedFor::Append, name, false).unwrap();
             sticky::strip_overrides(&mut req, None).unwrap();
         });
         let (answer, _) = allocations(|| {
@@ -151,7 +139,7 @@ mod tests {
         assert_eq!(req.headers["x-forwarded-for"], "10.1.2.3");
         let (logging, _) = allocations(|| record::count(&ctx, pool, backend, None));
         assert_eq!((routing, logging), (0, 0), "routing and metrics");
-        [peer, forward, answer, 0]
+        [peer, forward, answer]
     }
 
     /// What Pingora's header API costs by itself for the inserts the hooks make, on the same
@@ -182,7 +170,7 @@ mod tests {
         one_request(&snapshot, &inflight); // shared values are promoted on their first clone
         let (request_floor, response_floor) = pingora_floor();
         for _ in 0..100 {
-            let [peer, forward, answer, _] = one_request(&snapshot, &inflight);
+            let [peer, forward, answer] = one_request(&snapshot, &inflight);
             assert_eq!(
                 peer, 1,
                 "upstream_peer: the Box<HttpPeer> Pingora's API asks for"
@@ -196,10 +184,13 @@ mod tests {
                 "hop-by-hop strip and the pool header"
             );
         }
-        // Pingora's floor, as this test found it (a regression there shows up here too): a
-        // name `http` does not know costs two allocations per insert (re-parsed from the
-        // case-preserving key, then cloned into both maps), and the first insert into the
-        // parser's exact-fit maps grows both (four more).
-        assert_eq!((request_floor, response_floor), (8, 2));
+        // Pingora's floor, as found with http 1 and pingora-http 0.9.1 (more would be a
+        // regression there): a name `http` does not know costs two allocations per insert
+        // (re-parsed from the case-preserving key, then cloned into both maps), and the first
+        // insert into the parser's exact-fit maps grows both (four more).
+        assert!(
+            request_floor <= 8 && response_floor <= 2,
+            "{request_floor}, {response_floor}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::health::{InflightGuard, RequestGuard};
+use crate::health::{Inflight, InflightGuard, RequestGuard};
 use crate::snapshot::Snapshot;
 
 /// Per-request state.
@@ -38,4 +38,27 @@ pub struct RequestCtx {
     pub(super) backend_inflight: Option<InflightGuard>,
     /// Counts this request against the process's in-flight number.
     pub(super) _request: RequestGuard,
+}
+
+impl RequestCtx {
+    /// A request just begun, counted in `inflight`, with a random routing key.
+    pub(super) fn new(inflight: &Arc<Inflight>) -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            route: None,
+            inflight_pool: None,
+            unavailable: None,
+            upstream_started: None,
+            upstream_header: None,
+            key: crate::keys::next(),
+            key_from: crate::affinity::request::KeyFrom::None,
+            minted: None,
+            override_pool: None,
+            attempts: 0,
+            retry_to: None,
+            backend_inflight: None,
+            _request: inflight.begin(),
+        }
+    }
 }
