@@ -70,6 +70,14 @@ impl SwitchbackProxy {
     }
 }
 
+/// The client's IP address (none on a Unix socket).
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// Whether the client's connection is TLS (a `[tls]` listener).
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
@@ -115,7 +123,7 @@ impl ProxyHttp for SwitchbackProxy {
             redirect::redirect(session, stopping).await;
             return Ok(true);
         }
-        let routed = sticky::route_first(session, ctx, &snapshot);
+        let routed = sticky::route_first(session.req_header(), client_ip(session), ctx, &snapshot);
         let snapshot = ctx.snapshot.insert(snapshot);
         match routed {
             Ok(()) => Ok(false),
@@ -248,10 +256,7 @@ impl ProxyHttp for SwitchbackProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = client_ip(session);
         let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
         let backend = ctx
             .route

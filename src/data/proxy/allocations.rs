@@ -110,12 +110,9 @@ mod tests {
         let (routing, ctx) = allocations(|| {
             let mut ctx = RequestCtx::new(inflight);
             let s = snapshot.clone();
-            ctx.override_pool = sticky::override_pool(&req, &s);
-            let affinity = s.config.affinity.as_ref().unwrap();
-            if let Some(key) = crate::affinity::request::user_key(&req, Some(client), affinity) {
-                ctx.key = key.bucket;
-            }
-            let route = s.route(ctx.key).unwrap();
+            sticky::route_first(&req, Some(client), &mut ctx, &s).unwrap();
+            let (p, b) = ctx.retry_to.take().unwrap();
+            let route = s.route_to(p, b);
             ctx.route = Some((route.pool_index, route.backend_index));
             ctx.backend_inflight = Some(route.backend.health.begin());
             ctx.upstream_started = Some(Instant::now());

@@ -2,8 +2,9 @@
 //! ([`crate::affinity::request`]). Nothing allocates unless a key is minted or an override
 //! cookie has to be cut out of what is forwarded.
 
+use std::net::IpAddr;
+
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
 use pingora::Result;
 
 use crate::affinity::request::{cookie, cookie_name, user_key};
@@ -16,17 +17,13 @@ use super::RequestCtx;
 /// The first routing decision, into `ctx`: a tester's valid override goes to its pool and
 /// nowhere else; any other request by its user key (or the random one) through the split.
 pub(super) fn route_first(
-    session: &Session,
+    req: &RequestHeader,
+    client: Option<IpAddr>,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
 ) -> Result<(), NoRoute> {
-    let req = session.req_header();
     ctx.override_pool = override_pool(req, snapshot);
     if let (None, Some(affinity)) = (ctx.override_pool, &snapshot.config.affinity) {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         if let Some(key) = user_key(req, client, affinity) {
             (ctx.key, ctx.key_from, ctx.minted) = (key.bucket, key.from, key.minted);
         }
