@@ -78,12 +78,12 @@ pub struct BackendEntry {
 }
 
 /// The `[proxy] pool-header` line naming pool `name`: the name as Pingora would case it on
-/// the wire, and the value (pool names are validated to be header-safe).
-fn pool_line(header: &http::HeaderName, name: &str) -> (bytes::Bytes, http::HeaderValue) {
+/// the wire, and the value (validated pool names always are one).
+fn pool_line(header: &http::HeaderName, name: &str) -> Option<(bytes::Bytes, http::HeaderValue)> {
     use pingora::http::IntoCaseHeaderName;
     let cased = header.into_case_header_name();
-    let value = http::HeaderValue::from_str(name).expect("pool names are valid header values");
-    (bytes::Bytes::copy_from_slice(cased.as_slice()), value)
+    let value = http::HeaderValue::from_str(name).ok()?;
+    Some((bytes::Bytes::copy_from_slice(cased.as_slice()), value))
 }
 
 /// Why a request could not be routed.
@@ -199,7 +199,7 @@ impl Snapshot {
                         .proxy
                         .pool_header
                         .as_ref()
-                        .map(|h| pool_line(h, name)),
+                        .and_then(|h| pool_line(h, name)),
                     schedule: Schedule::smooth_weighted(&weights),
                     cursor: AtomicU64::new(0),
                 }

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
@@ -162,7 +162,9 @@ impl Guarded {
         if !waiting || self.framing.is_tunnel() {
             return Poll::Ready(true);
         }
-        if ready!(self.poll_send_buffered(cx)).is_err() {
+        // Still sending (a client not reading): wait for it and for the next request's bytes
+        // at once, so the idle deadline armed by the read below still applies.
+        if let Poll::Ready(Err(_)) = self.poll_send_buffered(cx) {
             return Poll::Ready(false);
         }
         // A small last head's buffer is kept for the next one (an idle connection holds a

@@ -101,9 +101,9 @@ mod tests {
         resp
     }
 
-    /// Allocations of one request through the hooks' helpers, in hook order: (new_ctx and
-    /// routing, upstream_peer's box, upstream_request_filter, upstream_response_filter and
-    /// response_filter, logging's metrics).
+    /// Allocations of one request through the hooks' helpers, in hook order: upstream_peer's
+    /// box, upstream_request_filter, upstream_response_filter with response_filter (new_ctx
+    /// with routing, and logging's metrics, are asserted to make none).
     fn one_request(snapshot: &Arc<Snapshot>, inflight: &Arc<Inflight>) -> [u64; 3] {
         let client: IpAddr = "10.1.2.3".parse().unwrap();
         let (mut req, mut resp) = (request(), response());
