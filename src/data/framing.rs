@@ -31,7 +31,7 @@ mod tests;
 pub mod app;
 mod delegate;
 pub mod guard;
-mod keepalive;
+pub mod keepalive;
 mod preface;
 mod syntax;
 mod write;

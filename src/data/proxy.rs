@@ -13,11 +13,9 @@
 //! `Connection: close`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::health::Inflight;
 use crate::shutdown::Stopping;
-use crate::snapshot::NoRoute;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,7 +23,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, Result};
 
 use crate::access_log::AccessLog;
 #[cfg(test)]
@@ -33,6 +31,8 @@ mod allocations;
 mod attempts;
 mod ctx;
 mod forwarding;
+mod h1;
+mod phases;
 mod record;
 mod redirect;
 mod respond;
@@ -40,8 +40,9 @@ mod sticky;
 
 use crate::snapshot::Live;
 pub use ctx::RequestCtx;
-use record::{access_line, count};
-use respond::{error_response, respond_plain, strip_response_hop_by_hop};
+pub use h1::H1Proxy;
+use phases::{client_ip, is_tls, MAX_ATTEMPTS};
+use respond::error_response;
 
 /// The switchback proxy logic.
 pub struct SwitchbackProxy {
@@ -70,22 +71,6 @@ impl SwitchbackProxy {
     }
 }
 
-/// The client's IP address (none on a Unix socket).
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-}
-
-/// Whether the client's connection is TLS (a `[tls]` listener).
-fn is_tls(session: &Session) -> bool {
-    session.digest().is_some_and(|d| d.ssl_digest.is_some())
-}
-
-/// Connection attempts per request: the first and one retry.
-const MAX_ATTEMPTS: u8 = 2;
-
 #[async_trait]
 impl ProxyHttp for SwitchbackProxy {
     type CTX = RequestCtx;
@@ -105,46 +90,8 @@ impl ProxyHttp for SwitchbackProxy {
             // Serve pipelined requests in order (RFC 9112 §9.3.2) instead of dropping them.
             h1.set_pipelining_enabled(true);
         }
-        let snapshot = ctx.snapshot.take().unwrap_or_else(|| self.live.load_full());
         let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
-        if let Some(path) = &snapshot.config.proxy.health_path {
-            if session.req_header().uri.path() == path {
-                respond::respond_health(session, stopping).await;
-                return Ok(true);
-            }
-        }
-        if snapshot
-            .config
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.redirect_http)
-            && !is_tls(session)
-        {
-            redirect::redirect(session, stopping).await;
-            return Ok(true);
-        }
-        let routed = sticky::route_first(session.req_header(), client_ip(session), ctx, &snapshot);
-        let snapshot = ctx.snapshot.insert(snapshot);
-        match routed {
-            Ok(()) => Ok(false),
-            Err(why) => {
-                let reason = match why {
-                    NoRoute::NoShare => "no pool can take traffic".to_string(),
-                    NoRoute::PoolDown(p) => {
-                        ctx.unavailable = Some(p);
-                        let asked = if ctx.override_pool.is_some() {
-                            " (override)"
-                        } else {
-                            ""
-                        };
-                        format!("pool {} has no backend up{asked}", snapshot.pools[p].name)
-                    }
-                };
-                let body = Bytes::from(format!("service unavailable: {reason}\n"));
-                respond_plain(session, 503, body, stopping).await;
-                Ok(true)
-            }
-        }
+        Ok(phases::front(session.as_downstream_mut(), &self.live, stopping, ctx).await)
     }
 
     async fn upstream_peer(
@@ -152,29 +99,12 @@ impl ProxyHttp for SwitchbackProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
-        let planned = ctx.retry_to.take().map(|(p, b)| snapshot.route_to(p, b));
-        let afresh = || match ctx.override_pool {
-            Some(p) => snapshot.route_in_pool(p, None),
-            None => snapshot.route(ctx.key).ok(),
-        };
-        let Some(route) = planned.or_else(afresh) else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no backend can take the request",
-            ));
-        };
-        if ctx.inflight_pool.is_none() {
-            ctx.inflight_pool = Some(route.pool_index);
-            if let Some(m) = &route.pool.metrics {
-                m.inflight.inc();
-            }
-        }
-        ctx.attempts += 1;
-        ctx.route = Some((route.pool_index, route.backend_index));
-        ctx.backend_inflight = Some(route.backend.health.begin());
-        ctx.upstream_started = Some(Instant::now());
-        Ok(Box::new(route.backend.peer.clone()))
+        let (p, b) = phases::next_backend(&self.live, ctx)?;
+        let snapshot = ctx
+            .snapshot
+            .as_ref()
+            .expect("next_backend loads the snapshot");
+        Ok(Box::new(snapshot.pools[p].backends[b].peer.clone()))
     }
 
     fn fail_to_connect(
@@ -182,18 +112,9 @@ impl ProxyHttp for SwitchbackProxy {
         _session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        attempts::record_outcome(ctx, false);
-        if e.etype() == &ErrorType::TLSHandshakeFailure {
-            record::tls_failure(ctx, peer, &e);
-        }
-        // Nothing reached the upstream: safe to retry once, on another backend if there is one.
-        if ctx.attempts < MAX_ATTEMPTS {
-            attempts::plan_retry(ctx, true);
-        }
-        e.set_retry(ctx.retry_to.is_some());
-        e
+        phases::connect_failed(ctx, peer, e)
     }
 
     fn error_while_proxy(
@@ -256,20 +177,8 @@ impl ProxyHttp for SwitchbackProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = client_ip(session);
-        let snapshot = ctx.snapshot.get_or_insert_with(|| self.live.load_full());
-        let backend = ctx
-            .route
-            .map(|(p, b)| snapshot.pools[p].backends[b].name.as_str());
-        forwarding::prepare(
-            upstream_request,
-            client,
-            snapshot.config.proxy.forwarded_for,
-            backend,
-            is_tls(session),
-        )?;
-        let header = snapshot.config.overrides.as_ref().map(|o| &o.header);
-        sticky::strip_overrides(upstream_request, header)
+        let (client, tls) = (client_ip(session), is_tls(session));
+        phases::upstream_request(upstream_request, ctx, client, tls)
     }
 
     async fn upstream_response_filter(
@@ -278,11 +187,7 @@ impl ProxyHttp for SwitchbackProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !upstream_response.status.is_informational() {
-            ctx.upstream_header = Some((upstream_response.status.as_u16(), Instant::now()));
-            attempts::record_outcome(ctx, !upstream_response.status.is_server_error());
-        }
-        strip_response_hop_by_hop(upstream_response);
+        phases::upstream_response(upstream_response, ctx);
         Ok(())
     }
 
@@ -299,22 +204,9 @@ impl ProxyHttp for SwitchbackProxy {
                 crate::framing::guard::upgraded(stream);
             }
         }
-        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) && !upgrading {
-            // Graceful shutdown or upgrade: tell keep-alive clients to go elsewhere. A 101
-            // keeps its `Connection: upgrade`: the tunnel is bounded by the drain instead.
+        let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
+        if phases::client_response(response, ctx, stopping)? {
             session.set_keepalive(None);
-            response.insert_header(http::header::CONNECTION, "close")?;
-        }
-        // Not on a 100 Continue or 103 Early Hints: browsers keep cookies of final answers.
-        if !response.status.is_informational() || upgrading {
-            if let Some(cookie) = ctx.minted.take() {
-                response.append_header(http::header::SET_COOKIE, cookie)?;
-            }
-        }
-        if let (Some(snapshot), Some((pool, _))) = (&ctx.snapshot, ctx.route) {
-            if let Some((name, value)) = &snapshot.pools[pool].header {
-                response.insert_header(name.clone(), value.clone())?;
-            }
         }
         Ok(())
     }
@@ -341,31 +233,6 @@ impl ProxyHttp for SwitchbackProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(stream) = session.as_downstream().stream() {
-            crate::framing::guard::response_done(stream);
-        }
-        let Some(snapshot) = &ctx.snapshot else {
-            return;
-        };
-        if let Some(m) = ctx
-            .inflight_pool
-            .and_then(|p| snapshot.pools[p].metrics.as_ref())
-        {
-            m.inflight.dec();
-        }
-        let Some((p, b)) = ctx.route else {
-            if let Some(p) = ctx.unavailable {
-                record::unavailable(self.access_log.as_ref(), session, ctx, snapshot, p);
-            }
-            return;
-        };
-        let (pool, backend) = (&snapshot.pools[p], &snapshot.pools[p].backends[b]);
-        count(ctx, pool, backend, e);
-        if let Some(log) = &self.access_log {
-            log.send(access_line(session, ctx, snapshot, p, Some(b), e));
-        }
-        if e.is_some() && ctx.upstream_header.is_none() {
-            tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
-        }
+        phases::finished(session.as_downstream(), self.access_log.as_ref(), ctx, e);
     }
 }

@@ -25,7 +25,7 @@ use crate::framing::app::GuardedApp;
 use crate::framing::guard::{OnRefuse, Refusal};
 use crate::health::Inflight;
 use crate::metrics::Metrics;
-use crate::proxy::SwitchbackProxy;
+use crate::proxy::{H1Proxy, SwitchbackProxy};
 use crate::shutdown::{self, Exit};
 use crate::tls::accept::{OnHandshakeError, TlsApp};
 
@@ -243,12 +243,16 @@ pub fn run(
         };
         closed[reason].inc();
     });
-    let guarded = Arc::new(GuardedApp::new(
-        Arc::new(proxy),
+    let h1 = H1Proxy::new(
+        &server.configuration,
         control.live(),
-        on_refuse,
-        h2c,
-    ));
+        access_log.clone(),
+        inflight.clone(),
+        stopping.clone(),
+    );
+    let guarded = Arc::new(
+        GuardedApp::new(Arc::new(proxy), control.live(), on_refuse, h2c).with_own(Arc::new(h1)),
+    );
     if let Some(tls) = &tls {
         let metrics = control.clone();
         let on_error: OnHandshakeError = Arc::new(move |reason| {

@@ -15,7 +15,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
 use super::guard::{Guarded, Limits, OnRefuse, Refusal};
-use super::keepalive::{self, Closing};
+use super::keepalive::{self, Apps, Closing, OneRequest};
 use super::preface::PrefaceDeadline;
 use crate::snapshot::Live;
 
@@ -32,6 +32,8 @@ pub struct GuardedApp<A> {
     h2c: bool,
     /// Closes the HTTP/1 connections waiting for their next request at shutdown.
     closing: Closing,
+    /// Serves HTTP/1 requests instead of `app` when it takes them.
+    own: Option<Arc<dyn OneRequest>>,
 }
 
 impl<A> GuardedApp<A> {
@@ -44,7 +46,14 @@ impl<A> GuardedApp<A> {
             on_refuse,
             h2c,
             closing: Closing::default(),
+            own: None,
         }
+    }
+
+    /// HTTP/1 requests go to `own` whenever it takes them, `app` serving the others.
+    pub fn with_own(mut self, own: Arc<dyn OneRequest>) -> Self {
+        self.own = Some(own);
+        self
     }
 }
 
@@ -123,7 +132,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         let guarded = Box::new(Guarded::new(stream, limits, self.on_refuse.clone()));
         let (this, shutdown) = (self.clone(), shutdown.clone());
         tokio::spawn(async move {
-            keepalive::serve(&this.app, guarded, &this.closing, &shutdown).await;
+            let apps = Apps {
+                app: &this.app,
+                own: this.own.as_deref(),
+            };
+            keepalive::serve(apps, guarded, &this.closing, &shutdown).await;
         });
         None
     }

@@ -77,9 +77,30 @@ impl Closing {
     }
 }
 
-/// Serves the HTTP/1 connection `guarded` one request at a time with `app`.
+/// Serves one HTTP/1 request without Pingora's `HttpServerApp` (switchback's own data path),
+/// when it [`takes`](OneRequest::takes) the next one.
+pub trait OneRequest: Send + Sync + 'static {
+    /// Whether it serves the next request (checked before each request is read).
+    fn takes(&self) -> bool;
+
+    /// Serves one request, under `process_new_http`'s contract: the stream comes back when
+    /// the connection can carry another request.
+    fn serve<'a>(
+        &'a self,
+        session: ServerSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>>;
+}
+
+/// The apps serving the requests of a connection: `own` when it takes them, else `app`.
+pub(super) struct Apps<'a, A> {
+    pub(super) app: &'a Arc<A>,
+    pub(super) own: Option<&'a dyn OneRequest>,
+}
+
+/// Serves the HTTP/1 connection `guarded` one request at a time with `apps`.
 pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
-    app: &Arc<A>,
+    apps: Apps<'_, A>,
     mut guarded: Box<Guarded>,
     closing: &Closing,
     shutdown: &ShutdownWatch,
@@ -90,7 +111,7 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
         if !next_request(&mut guarded, closing).await {
             return;
         }
-        let request = one_request(app, guarded, settings.take(), first, shutdown);
+        let request = one_request(&apps, guarded, settings.take(), first, shutdown);
         first = false;
         let Some(reused) = request.await else {
             return;
@@ -112,7 +133,7 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
 /// The future serving one request on `guarded`. Built outside the loop's async body so that
 /// the session (several hundred bytes, inline) never takes space in an idle connection's task.
 fn one_request<'a, A: HttpServerApp + Send + Sync + 'static>(
-    app: &'a Arc<A>,
+    apps: &Apps<'a, A>,
     guarded: Box<Guarded>,
     settings: Option<HttpPersistentSettings>,
     first: bool,
@@ -125,12 +146,17 @@ fn one_request<'a, A: HttpServerApp + Send + Sync + 'static>(
         let keepalive = (!*shutdown.borrow()).then_some(60);
         session.set_keepalive(keepalive);
         session.set_keepalive_reuses_remaining(
-            app.server_options().and_then(|o| o.keepalive_request_limit),
+            apps.app
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
         );
     } else if let Some(settings) = settings {
         settings.apply_to_session(&mut session);
     }
-    app.process_new_http(session, shutdown)
+    match apps.own.filter(|own| own.takes()) {
+        Some(own) => own.serve(session, shutdown),
+        None => apps.app.process_new_http(session, shutdown),
+    }
 }
 
 /// Waits for the next request on `guarded`; `false` when the connection is over. What the

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
@@ -39,7 +39,7 @@ pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, 
 }
 
 pub(super) fn access_line(
-    session: &Session,
+    session: &ServerSession,
     ctx: &RequestCtx,
     snapshot: &Snapshot,
     p: usize,
@@ -91,7 +91,7 @@ fn upstream_error_kind(e: &Error) -> Option<usize> {
 /// request) and the access log like any other.
 pub(super) fn unavailable(
     access_log: Option<&AccessLog>,
-    session: &Session,
+    session: &ServerSession,
     ctx: &RequestCtx,
     snapshot: &Snapshot,
     p: usize,

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 /// Where `req` goes over https; `None` without a usable host. An absolute-form target names
 /// the host itself (RFC 9112 §3.2.2: it wins over `Host`); `OPTIONS *` goes to `/`.
@@ -29,13 +29,13 @@ pub(super) fn https_location(req: &RequestHeader) -> Option<String> {
 }
 
 /// Answers `308 Permanent Redirect` to the https URL, or 400 when the request names no host.
-pub(super) async fn redirect(session: &mut Session, stopping: bool) {
+pub(super) async fn redirect(session: &mut ServerSession, stopping: bool) {
     let Some(location) = https_location(session.req_header()) else {
         let body = Bytes::from_static(b"bad request: no host to redirect to https\n");
         super::respond::respond_plain(session, 400, body, stopping).await;
         return;
     };
-    let reusable = session.as_mut().is_body_empty() && !stopping;
+    let reusable = session.is_body_empty() && !stopping;
     if !reusable {
         session.set_keepalive(None);
     }
@@ -45,7 +45,8 @@ pub(super) async fn redirect(session: &mut Session, stopping: bool) {
         resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
         let connection = if reusable { "keep-alive" } else { "close" };
         resp.insert_header(http::header::CONNECTION, connection)?;
-        session.write_response_header(Box::new(resp), true).await
+        session.write_response_header(Box::new(resp)).await?;
+        session.finish_body().await
     };
     if let Err(e) = written.await {
         tracing::debug!(error = %e, "could not send the https redirect");

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::HeaderName;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// Response headers that describe one connection and must not be forwarded.
@@ -17,7 +17,7 @@ const RESPONSE_HOP_BY_HOP: [HeaderName; 3] = [
 
 /// `[proxy] health-path`, answered by the proxy itself: 200 while serving, 503 from the first
 /// shutdown signal on (so a load balancer stops sending before the listeners close).
-pub(super) async fn respond_health(session: &mut Session, stopping: bool) {
+pub(super) async fn respond_health(session: &mut ServerSession, stopping: bool) {
     match stopping {
         false => respond_plain(session, 200, Bytes::from_static(b"ok\n"), false).await,
         true => respond_plain(session, 503, Bytes::from_static(b"stopping\n"), true).await,
@@ -27,8 +27,13 @@ pub(super) async fn respond_health(session: &mut Session, stopping: bool) {
 /// Answers `status` (503 for a request no backend could take) with a plain-text `body`.
 /// Unlike Pingora's error responses this keeps the client's connection open (nothing is wrong
 /// with it) when the request had no body left to read.
-pub(super) async fn respond_plain(session: &mut Session, status: u16, body: Bytes, stopping: bool) {
-    let reusable = session.as_mut().is_body_empty() && !stopping;
+pub(super) async fn respond_plain(
+    session: &mut ServerSession,
+    status: u16,
+    body: Bytes,
+    stopping: bool,
+) {
+    let reusable = session.is_body_empty() && !stopping;
     let Ok(mut resp) = ResponseHeader::build(status, Some(3)) else {
         return;
     };
@@ -50,8 +55,8 @@ pub(super) async fn respond_plain(session: &mut Session, status: u16, body: Byte
         for (name, value) in headers {
             resp.insert_header(name, value)?;
         }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await
+        session.write_response_header(Box::new(resp)).await?;
+        session.write_response_body(body, true).await
     };
     if let Err(e) = written.await {
         tracing::debug!(error = %e, status, "could not send the proxy's own response");

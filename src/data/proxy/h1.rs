@@ -1,0 +1,218 @@
+//! switchback's HTTP/1 data path: one request from a client connection to an HTTP/1
+//! upstream and back, on Pingora's own v1 session, connector and connection pool, without
+//! Pingora's `ProxyHttp` state machine (issue 14: the same job in ~40 % fewer instructions).
+//!
+//! ```text
+//! read head ─▶ phases::front (health path, redirect, route or 503)
+//!          ─▶ attempt: next backend ─▶ pooled/new connection ─▶ exchange (bodies, 1xx, tunnel)
+//!               └─ connect failed, or a reused connection found dead: one more attempt
+//!          ─▶ error answer (502/503/504/400) ─▶ phases::finished (metrics, access log)
+//!          ─▶ client connection handed back for the next request (or closed)
+//! ```
+//!
+//! Every decision is the one the `ProxyHttp` hooks make ([`super::phases`] holds both); the
+//! `ProxyHttp` path serves HTTP/2 clients, and HTTP/1 clients while a pool speaks h2 to its
+//! backends ([`H1Proxy::takes`]).
+
+mod exchange;
+mod head;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
+use pingora::connectors::http::v1::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorType, Result};
+
+use super::phases::{self, client_ip, is_tls, MAX_ATTEMPTS};
+use super::respond::error_response;
+use super::{attempts, RequestCtx};
+use crate::access_log::AccessLog;
+use crate::config::model::Protocol;
+use crate::health::Inflight;
+use crate::shutdown::Stopping;
+use crate::snapshot::Live;
+use exchange::Failed;
+
+/// The HTTP/1 proxy: the same state as [`super::SwitchbackProxy`], and its own upstream pool.
+pub struct H1Proxy {
+    live: Live,
+    access_log: Option<AccessLog>,
+    inflight: Arc<Inflight>,
+    stopping: Stopping,
+    connector: Connector,
+}
+
+impl H1Proxy {
+    /// As [`super::SwitchbackProxy::new`]; the upstream pool is sized from `conf` as Pingora
+    /// sizes `ProxyHttp`'s.
+    pub fn new(
+        conf: &ServerConf,
+        live: Live,
+        access_log: Option<AccessLog>,
+        inflight: Arc<Inflight>,
+        stopping: Stopping,
+    ) -> Self {
+        H1Proxy {
+            live,
+            access_log,
+            inflight,
+            stopping,
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+        }
+    }
+
+    /// Whether this path serves the next request: not while a pool speaks h2 to its backends
+    /// (Pingora's `ProxyHttp` does then, with its h2 client).
+    pub fn takes(&self) -> bool {
+        let snapshot = self.live.load();
+        !snapshot
+            .config
+            .pools
+            .values()
+            .any(|p| p.protocol == Protocol::H2)
+    }
+
+    /// Serves one request on `session` (an HTTP/1 session whose first bytes have arrived);
+    /// the connection comes back when it can carry another one. The contract of Pingora's
+    /// `HttpServerApp::process_new_http`.
+    pub async fn serve(
+        &self,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if e.etype() == &ErrorType::InvalidHTTPHeader {
+                    let _ = session.respond_error(400).await;
+                }
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        if let ServerSession::H1(h1) = &mut session {
+            // Serve pipelined requests in order (RFC 9112 §9.3.2) instead of dropping them.
+            h1.set_pipelining_enabled(true);
+        }
+        let mut ctx = RequestCtx::new(&self.inflight);
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        let answered = phases::front(&mut session, &self.live, stopping, &mut ctx).await;
+        let error = match answered {
+            true => None,
+            false => self.proxy(&mut session, &mut ctx).await.err(),
+        };
+        if let Some(e) = &error {
+            let (code, body) = error_response(e);
+            if code > 0 {
+                let body = bytes::Bytes::from_static(body.as_bytes());
+                if let Err(write) = session.respond_error_with_body(code, body).await {
+                    tracing::debug!(error = %write, "could not send the error response");
+                }
+            }
+        }
+        phases::finished(&session, self.access_log.as_ref(), &ctx, error.as_deref());
+        drop(ctx);
+        if error.is_some() {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    /// A pooled connection to `peer`, else a new one. A new connection's future (TCP, TLS:
+    /// over 8 KiB) lives in a box of its own: inline, every request's future would be that
+    /// large, and moving it into its box would copy it each time.
+    async fn connect(&self, peer: &HttpPeer) -> Result<(Upstream, bool)> {
+        match self.connector.reused_http_session(peer).await {
+            Some(pooled) => Ok((pooled, true)),
+            None => Box::pin(self.connector.get_http_session(peer)).await,
+        }
+    }
+
+    /// Proxies the request to a backend: the first attempt and, when nothing reached the
+    /// upstream or a reused connection turned out dead, one more.
+    async fn proxy(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<()> {
+        let (client, tls) = (client_ip(session), is_tls(session));
+        let client_is_http11 = session.req_header().version == http::Version::HTTP_11;
+        loop {
+            let (p, b) = phases::next_backend(&self.live, ctx)?;
+            let snapshot = ctx
+                .snapshot
+                .clone()
+                .expect("next_backend loads the snapshot");
+            let peer = &snapshot.pools[p].backends[b].peer;
+            let (mut upstream, reused) = match self.connect(peer).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    let e = phases::connect_failed(ctx, peer, e.into_up());
+                    if e.retry() {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            upstream.read_timeout = peer.options.read_timeout;
+            upstream.write_timeout = peer.options.write_timeout;
+
+            let mut req = Box::new(session.req_header().clone());
+            head::strip_hop_by_hop(&mut req, client_is_http11).map_err(|e| e.into_down())?;
+            phases::upstream_request(&mut req, ctx, client, tls).map_err(|e| e.into_down())?;
+            pingora::protocols::http::authority::validate_request_authority(&req)
+                .map_err(|e| e.into_down())?;
+            head::frame(&mut req, !session.is_body_empty())?;
+
+            match exchange::exchange(session, &mut upstream, req, ctx, &self.stopping).await {
+                Ok(true) => {
+                    let idle = peer.options.idle_timeout;
+                    self.connector
+                        .release_http_session(upstream, peer, idle)
+                        .await;
+                    return Ok(());
+                }
+                Ok(false) => return Ok(()),
+                Err(Failed {
+                    error,
+                    before_answer,
+                }) => {
+                    // Pingora's rule: a reused pooled connection that turned out dead, for an
+                    // idempotent request with nothing of its body sent; one retry at most.
+                    let retry = before_answer
+                        && reused
+                        && ctx.attempts < MAX_ATTEMPTS
+                        && session.req_header().method.is_idempotent()
+                        && session.is_body_empty();
+                    if !retry {
+                        return Err(error.more_context(format!("Peer: {peer}")));
+                    }
+                    attempts::plan_retry(ctx, false);
+                }
+            }
+        }
+    }
+}
+
+impl crate::framing::keepalive::OneRequest for H1Proxy {
+    fn takes(&self) -> bool {
+        H1Proxy::takes(self)
+    }
+
+    fn serve<'a>(
+        &'a self,
+        session: ServerSession,
+        shutdown: &'a ShutdownWatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a>>
+    {
+        Box::pin(H1Proxy::serve(self, session, shutdown))
+    }
+}

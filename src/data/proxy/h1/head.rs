@@ -1,0 +1,184 @@
+//! The HTTP/1 upstream request's head before switchback's own changes: the client's
+//! hop-by-hop headers dropped, with the rules of Pingora's default upstream request policy
+//! (`HttpUpstreamRequestPolicy::default()`, applied by `ProxyHttp` and not public), so both
+//! data paths send the same head:
+//!
+//! - every header the client's `Connection` nominates goes (RFC 9110 §7.6.1); a nomination that
+//!   is no token, names a pseudo-header or a header the proxy sets (`Host`,
+//!   `X-Forwarded-For/-Host/-Proto`), or the tenth one, makes the request a 400;
+//! - the standard hop-by-hop headers go (`Connection`, `Keep-Alive`, `Proxy-Connection`,
+//!   `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`,
+//!   `Upgrade`, `HTTP2-Settings`);
+//! - a WebSocket upgrade from an HTTP/1.1 client is sent on as `Connection: Upgrade`,
+//!   `Upgrade: websocket`; no other upgrade is.
+//!
+//! After switchback's changes, [`frame`] gives a request with a body and no length
+//! `Transfer-Encoding: chunked` (the client's framing was dropped with the hop-by-hop headers).
+
+use http::{header, HeaderName, Version};
+use pingora::http::RequestHeader;
+use pingora::{Error, ErrorType::InvalidHTTPHeader, Result};
+
+/// Nominations in `Connection` past which a request is refused (as Pingora's policy).
+const MAX_NOMINATIONS: usize = 10;
+
+const HOP_BY_HOP: [HeaderName; 10] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Headers the proxy itself sets: a client cannot have them dropped by nominating them.
+const PROTECTED: [&str; 4] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Drops the client's hop-by-hop headers from `req` (a copy of the client's head), keeping a
+/// WebSocket upgrade. `Err` (a 400) for a `Connection` header the policy refuses.
+pub(super) fn strip_hop_by_hop(req: &mut RequestHeader, client_is_http11: bool) -> Result<()> {
+    let websocket = client_is_http11
+        && req
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if req.headers.contains_key(header::CONNECTION) {
+        for name in nominated(req)?.into_iter().flatten() {
+            req.remove_header(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        // Looking first is cheaper than Pingora's remove, which also searches its case map.
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
+    }
+    if websocket {
+        req.insert_header(header::CONNECTION, "Upgrade")?;
+        req.insert_header(header::UPGRADE, "websocket")?;
+    }
+    req.set_version(Version::HTTP_11);
+    Ok(())
+}
+
+/// The headers `Connection` nominates.
+fn nominated(req: &RequestHeader) -> Result<[Option<HeaderName>; MAX_NOMINATIONS]> {
+    let mut names = std::array::from_fn(|_| None);
+    let tokens = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty());
+    for (i, token) in tokens.enumerate() {
+        if i + 1 >= MAX_NOMINATIONS {
+            return Error::e_explain(InvalidHTTPHeader, "too many Connection nominations");
+        }
+        if !token.iter().all(|&b| is_tchar(b)) {
+            return Error::e_explain(InvalidHTTPHeader, "Connection nominates no token");
+        }
+        let Ok(name) = HeaderName::from_bytes(token) else {
+            return Error::e_explain(InvalidHTTPHeader, "Connection nominates no header name");
+        };
+        if PROTECTED.contains(&name.as_str()) {
+            return Error::e_explain(InvalidHTTPHeader, "Connection nominates a protected header");
+        }
+        names[i] = Some(name);
+    }
+    Ok(names)
+}
+
+/// An HTTP token character (RFC 9110 §5.6.2). A `:` (a pseudo-header's name) is none.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A request with a body but neither `Content-Length` nor `Transfer-Encoding` left is sent
+/// chunked.
+pub(super) fn frame(req: &mut RequestHeader, has_body: bool) -> Result<()> {
+    let framed = req.headers.contains_key(header::CONTENT_LENGTH)
+        || req.headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body && !framed {
+        req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(lines: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in lines {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn nominated_and_standard_hop_by_hop_headers_go_and_the_rest_stays() {
+        let mut req = request(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "2"),
+        ]);
+        strip_hop_by_hop(&mut req, true).unwrap();
+        let names: Vec<&str> = req.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn a_websocket_upgrade_is_kept_and_only_from_an_http11_client() {
+        let lines = [("connection", "Upgrade"), ("upgrade", "WebSocket")];
+        let mut req = request(&lines);
+        strip_hop_by_hop(&mut req, true).unwrap();
+        assert_eq!(req.headers["upgrade"], "websocket");
+        assert_eq!(req.headers["connection"], "Upgrade");
+        let mut old = request(&lines);
+        strip_hop_by_hop(&mut old, false).unwrap();
+        assert!(old.headers.is_empty());
+    }
+
+    #[test]
+    fn a_connection_header_the_policy_refuses_is_an_error() {
+        for value in [
+            "x-forwarded-for",
+            "Host",
+            "\"x-a\"",
+            ":authority",
+            "a,b,c,d,e,f,g,h,i,j",
+        ] {
+            let mut req = request(&[("connection", value)]);
+            assert!(strip_hop_by_hop(&mut req, true).is_err(), "{value}");
+        }
+        let mut req = request(&[("connection", "a,b,c,d,e,f,g,h,i")]);
+        assert!(strip_hop_by_hop(&mut req, true).is_ok());
+    }
+
+    #[test]
+    fn a_body_without_length_is_sent_chunked() {
+        let mut req = request(&[]);
+        frame(&mut req, true).unwrap();
+        assert_eq!(req.headers["transfer-encoding"], "chunked");
+        let mut req = request(&[("content-length", "3")]);
+        frame(&mut req, true).unwrap();
+        assert!(!req.headers.contains_key("transfer-encoding"));
+        let mut req = request(&[]);
+        frame(&mut req, false).unwrap();
+        assert!(req.headers.is_empty());
+    }
+}
