@@ -23,12 +23,13 @@ use std::sync::Arc;
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::connectors::http::v1::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::protocols::http::authority::validate_request_authority;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use super::phases::{self, client_ip, is_tls, MAX_ATTEMPTS};
 use super::respond::error_response;
@@ -37,7 +38,7 @@ use crate::access_log::AccessLog;
 use crate::config::model::Protocol;
 use crate::health::Inflight;
 use crate::shutdown::Stopping;
-use crate::snapshot::Live;
+use crate::snapshot::{Live, Snapshot};
 use exchange::Failed;
 
 /// The HTTP/1 proxy: the same state as [`super::SwitchbackProxy`], and its own upstream pool.
@@ -71,12 +72,7 @@ impl H1Proxy {
     /// Whether this path serves the next request: not while a pool speaks h2 to its backends
     /// (Pingora's `ProxyHttp` does then, with its h2 client).
     pub fn takes(&self) -> bool {
-        let snapshot = self.live.load();
-        !snapshot
-            .config
-            .pools
-            .values()
-            .any(|p| p.protocol == Protocol::H2)
+        !speaks_h2(&self.live.load())
     }
 
     /// Serves one request on `session` (an HTTP/1 session whose first bytes have arrived);
@@ -121,13 +117,15 @@ impl H1Proxy {
             }
         }
         phases::finished(&session, self.access_log.as_ref(), &ctx, error.as_deref());
-        drop(ctx);
         if error.is_some() {
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);
-        let reusable = session.finish().await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+        // The request stays in flight (`ctx`) until its connection is reusable: `finish`
+        // may still read the rest of the client's body.
+        let reusable = session.finish().await.ok().flatten();
+        drop(ctx);
+        Some(ReusedHttpStream::from_reusable_stream(reusable?, settings))
     }
 
     /// A pooled connection to `peer`, else a new one. A new connection's future (TCP, TLS:
@@ -151,7 +149,19 @@ impl H1Proxy {
                 .snapshot
                 .clone()
                 .expect("next_backend loads the snapshot");
+            if speaks_h2(&snapshot) {
+                // A reload between `takes` and here added an h2 pool: this path has no h2
+                // client. The client may send the request again (it reached no backend).
+                let why = "a pool speaks h2 since this request began; send it again";
+                return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+            }
             let peer = &snapshot.pools[p].backends[b].peer;
+            // Built before a connection is taken: a request refused here returns nothing.
+            let mut req = Box::new(session.req_header().clone());
+            head::strip_hop_by_hop(&mut req, client_is_http11).map_err(|e| e.into_down())?;
+            phases::upstream_request(&mut req, ctx, client, tls).map_err(|e| e.into_down())?;
+            validate_request_authority(&req).map_err(|e| e.into_down())?;
+            head::frame(&mut req, !session.is_body_empty())?;
             let (mut upstream, reused) = match self.connect(peer).await {
                 Ok(connected) => connected,
                 Err(e) => {
@@ -165,13 +175,6 @@ impl H1Proxy {
             upstream.read_timeout = peer.options.read_timeout;
             upstream.write_timeout = peer.options.write_timeout;
 
-            let mut req = Box::new(session.req_header().clone());
-            head::strip_hop_by_hop(&mut req, client_is_http11).map_err(|e| e.into_down())?;
-            phases::upstream_request(&mut req, ctx, client, tls).map_err(|e| e.into_down())?;
-            pingora::protocols::http::authority::validate_request_authority(&req)
-                .map_err(|e| e.into_down())?;
-            head::frame(&mut req, !session.is_body_empty())?;
-
             match exchange::exchange(session, &mut upstream, req, ctx, &self.stopping).await {
                 Ok(true) => {
                     let idle = peer.options.idle_timeout;
@@ -182,13 +185,15 @@ impl H1Proxy {
                 }
                 Ok(false) => return Ok(()),
                 Err(Failed {
-                    error,
+                    mut error,
                     before_answer,
                 }) => {
-                    // Pingora's rule: a reused pooled connection that turned out dead, for an
-                    // idempotent request with nothing of its body sent; one retry at most.
+                    // Pingora's rule: a reused pooled connection that turned out dead (the
+                    // errors Pingora marks so: closed, reset), for an idempotent request with
+                    // nothing of its body sent and nothing answered yet; one retry at most.
+                    error.retry.decide_reuse(reused);
                     let retry = before_answer
-                        && reused
+                        && error.retry()
                         && ctx.attempts < MAX_ATTEMPTS
                         && session.req_header().method.is_idempotent()
                         && session.is_body_empty();
@@ -200,6 +205,15 @@ impl H1Proxy {
             }
         }
     }
+}
+
+/// Whether a pool of `snapshot` speaks h2 to its backends.
+fn speaks_h2(snapshot: &Snapshot) -> bool {
+    snapshot
+        .config
+        .pools
+        .values()
+        .any(|p| p.protocol == Protocol::H2)
 }
 
 impl crate::framing::keepalive::OneRequest for H1Proxy {

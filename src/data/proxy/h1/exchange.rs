@@ -44,16 +44,16 @@ pub(super) async fn exchange(
     stopping: &AtomicBool,
 ) -> Result<bool, Failed> {
     upstream.write_request_header(req).await.map_err(up(true))?;
-    let mut body_done = session.is_body_empty();
-    if body_done {
-        upstream.finish_body().await.map_err(up(true))?;
+    let mut body = Body::default();
+    if session.is_body_empty() {
+        body.forward(session, upstream, None).await;
     }
-    let mut body_sent = false;
+    let mut informed = false; // a 1xx went to the client
     let mut resp = loop {
         tokio::select! {
             biased;
             head = upstream.read_response() => {
-                head.map_err(up(!body_sent))?;
+                head.map_err(up(!body.sent && !informed))?;
                 let Some(head) = upstream.resp_header() else {
                     return Err(up(false)(Error::new(ErrorType::InvalidHTTPHeader)));
                 };
@@ -64,20 +64,21 @@ pub(super) async fn exchange(
                 // 100 Continue, 103 Early Hints: to the client, then the final answer.
                 phases::upstream_response(&mut head, ctx);
                 phases::client_response(&mut head, ctx, false).map_err(down)?;
+                informed = true;
                 session.write_response_header(head).await.map_err(down)?;
             }
             // After the body, this watches the client: one that hangs up ends the request.
-            chunk = session.read_body_or_idle(body_done) => {
-                body_sent = true;
-                body_done = send_body(upstream, chunk.map_err(down)?).await?;
+            piece = session.read_body_or_idle(body.done) => {
+                body.forward(session, upstream, piece.map_err(down)?).await;
             }
         }
     };
+    // A tunnel only when both sides agreed to one: Pingora's check of a 101.
     let upgrading = resp.status == 101;
-    if upgrading && !session.is_upgrade_req() {
+    if upgrading && !(upstream.was_upgraded() && session.is_upgrade_req()) {
         let e = Error::explain(
             ErrorType::InvalidHTTPHeader,
-            "101 to a request without Upgrade",
+            "101 to a request that asked for no upgrade the upstream was sent",
         );
         return Err(up(false)(e));
     }
@@ -103,32 +104,61 @@ pub(super) async fn exchange(
                 Some(data) => write_body(session, data).await.map_err(down)?,
                 None => break,
             },
-            chunk = session.read_body_or_idle(body_done) => {
-                body_done = send_body(upstream, chunk.map_err(down)?).await?;
+            piece = session.read_body_or_idle(body.done) => {
+                body.forward(session, upstream, piece.map_err(down)?).await;
             }
         }
     }
     session.finish_body().await.map_err(down)?;
     // A connection whose request went out whole can carry another one.
-    Ok(body_done)
+    Ok(body.done && !body.broken)
 }
 
-/// Sends one piece of the client's body (`None`: its end); `true` once it ended.
-async fn send_body(upstream: &mut Upstream, chunk: Option<Bytes>) -> Result<bool, Failed> {
-    match chunk {
-        Some(data) => {
-            upstream.write_body(&data).await.map_err(up(false))?;
-            Ok(false)
+/// The client's request body on its way upstream.
+#[derive(Default)]
+struct Body {
+    /// The client's body ended (and the upstream was told, unless it stopped taking it).
+    done: bool,
+    /// Some of it went upstream: the request cannot be sent again.
+    sent: bool,
+    /// The upstream stopped taking it (it may have answered already).
+    broken: bool,
+}
+
+impl Body {
+    /// Forwards one piece read from the client (`None`: its end). An upstream that stops
+    /// taking the body is no error of the request: the rest is read and dropped, the answer
+    /// still forwarded, and the connection not pooled again (as `ProxyHttp` does).
+    async fn forward(
+        &mut self,
+        session: &mut ServerSession,
+        upstream: &mut Upstream,
+        piece: Option<Bytes>,
+    ) {
+        let end = piece.is_none() || session.is_body_done();
+        // Pingora's body readers hand out empty pieces (a partial chunk line); written, an
+        // empty piece would end a chunked body.
+        if let Some(data) = piece.filter(|d| !d.is_empty()) {
+            self.sent = true;
+            if !self.broken && upstream.write_body(&data).await.is_err() {
+                self.broken = true;
+            }
         }
-        None => {
-            upstream.finish_body().await.map_err(up(false))?;
-            Ok(true)
+        if end && !self.done {
+            self.done = true;
+            if !self.broken && upstream.finish_body().await.is_err() {
+                self.broken = true;
+            }
         }
     }
 }
 
 /// Writes response body bytes to the client without copying them into a `Bytes` first.
+/// An empty piece (Pingora's readers hand them out) is not written: it would end a chunked body.
 async fn write_body(session: &mut ServerSession, data: &[u8]) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
     match session {
         ServerSession::H1(h1) => h1.write_body(data).await.map(drop),
         other => {
@@ -173,7 +203,9 @@ async fn tunnel(
             chunk = session.read_request_body() => {
                 let Some(data) = chunk.map_err(down)? else { break };
                 attempts::close_if_drained_too_long(ctx).map_err(up(false))?;
-                upstream.write_body(&data).await.map_err(up(false))?;
+                if !data.is_empty() {
+                    upstream.write_body(&data).await.map_err(up(false))?;
+                }
             }
         }
     }
