@@ -1,11 +1,13 @@
-//! The data plane: Pingora's [`ProxyHttp`] implemented over the live
-//! [`crate::snapshot::Snapshot`].
+//! The data plane over the live [`crate::snapshot::Snapshot`]: our own HTTP/1 path
+//! (`h1`, for HTTP/1 clients while every pool speaks HTTP/1 to its backends) and Pingora's
+//! [`ProxyHttp`] (HTTP/2 clients, and HTTP/1 clients while a pool speaks h2), both making the
+//! decisions of `phases`.
 //!
 //! Per request: load the snapshot once (one atomic increment), draw a key, route, clone the
-//! pre-built peer. Request hop-by-hop headers are stripped by Pingora's default upstream request
-//! policy (RFC 9110 §7.6.1, WebSocket upgrades kept); this module adds `X-Forwarded-*`, strips
-//! the response's hop-by-hop headers, turns upstream failures into short 502/504 answers, and
-//! records metrics and the access log in the `logging` phase.
+//! pre-built peer. Request hop-by-hop headers are stripped (RFC 9110 §7.6.1, WebSocket
+//! upgrades kept: Pingora's default upstream request policy, and `h1/head.rs` by its rules);
+//! `X-Forwarded-*` added, the response's hop-by-hop headers stripped, upstream failures turned
+//! into short 502/504 answers, metrics and the access log recorded once the request is over.
 //!
 //! Health: routing skips backends that are down, ejected or drained; a failed connect or a
 //! 5xx answer counts towards the backend's ejection; a connect failure (nothing sent yet) is
