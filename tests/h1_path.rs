@@ -131,22 +131,31 @@ async fn bodies_with_a_length_leave_their_upstream_connection_pooled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_answer_sent_before_the_body_was_read_reaches_the_client() {
+async fn an_upstream_that_stops_reading_the_body_still_has_its_answer_forwarded() {
+    // The upstream reads the head only, lets the proxy's writes stall past write-timeout, then
+    // answers 413: the answer reaches the client (the rest of the body is dropped).
     let (addr, _) = scripted(|mut conn| async move {
-        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n";
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig\n";
         let _ = conn.write_all(answer).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         None
     })
     .await;
-    let proxy = proxy_to(addr, "").await;
-    let body = vec![b'x'; 20_000];
-    let head = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n";
-    let parts: [&[u8]; 3] = [head, &body, &body];
+    let proxy = proxy_to(addr, "write-timeout = \"300ms\"").await;
+    let body = vec![b'x'; 1 << 20];
+    let head = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 16777216\r\n\r\n";
+    let mut parts: Vec<&[u8]> = vec![head];
+    parts.extend(std::iter::repeat_n(&body[..], 16));
 
-    let reply = exchange(proxy.addr, &parts, PAUSE, Duration::from_secs(2)).await;
+    let reply = exchange(proxy.addr, &parts, Duration::ZERO, Duration::from_secs(3)).await;
 
-    assert_eq!(reply.statuses(), [413]);
+    assert_eq!(
+        reply.statuses(),
+        [413],
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
     assert!(reply.bytes.ends_with(b"big\n"), "{:?}", reply.bytes);
 }
 
@@ -178,13 +187,18 @@ async fn a_101_to_an_upgrade_that_was_not_forwarded_is_a_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_answer_on_a_reused_connection_is_not_asked_again() {
     let upstream = Upstream::start("blue").await;
-    let proxy = proxy_to(upstream.addr, "read-timeout = \"300ms\"").await;
+    let proxy = proxy_to(upstream.addr, "read-timeout = \"1s\"").await;
     let mut client = Client::connect(proxy.addr).await;
 
     assert_eq!(client.get("/").await.status, 200); // the pool now holds a connection
-    let reply = common::get(proxy.addr, "/slow/1500").await;
+    let reply = common::get(proxy.addr, "/slow/3000").await;
 
     assert_eq!(reply.status, 504);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the slow request took a new connection"
+    );
     // Give a retry (there must be none) the time to reach the upstream.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(upstream.requests(), 2, "the slow request was sent again");

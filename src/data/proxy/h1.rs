@@ -143,18 +143,18 @@ impl H1Proxy {
     async fn proxy(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<()> {
         let (client, tls) = (client_ip(session), is_tls(session));
         let client_is_http11 = session.req_header().version == http::Version::HTTP_11;
+        if ctx.snapshot.as_deref().is_some_and(speaks_h2) {
+            // A reload between `takes` and the request's routing added an h2 pool: this path
+            // has no h2 client. The request reached no backend; the client may send it again.
+            let why = "a pool speaks h2 since this request began; send it again";
+            return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+        }
         loop {
             let (p, b) = phases::next_backend(&self.live, ctx)?;
             let snapshot = ctx
                 .snapshot
                 .clone()
                 .expect("next_backend loads the snapshot");
-            if speaks_h2(&snapshot) {
-                // A reload between `takes` and here added an h2 pool: this path has no h2
-                // client. The client may send the request again (it reached no backend).
-                let why = "a pool speaks h2 since this request began; send it again";
-                return Err(Error::explain(ErrorType::HTTPStatus(503), why));
-            }
             let peer = &snapshot.pools[p].backends[b].peer;
             // Built before a connection is taken: a request refused here returns nothing.
             let mut req = Box::new(session.req_header().clone());

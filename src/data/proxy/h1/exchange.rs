@@ -3,12 +3,15 @@
 //! 1xx answers passed on, the response head through switchback's changes, then the response
 //! body — or, after a `101` to an upgrade request, a tunnel both ways until either side ends.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::ServerSession;
+use pingora::time::fast_timeout::fast_timeout;
 use pingora::{Error, ErrorType, Result};
 
 use super::super::{attempts, phases, RequestCtx};
@@ -43,7 +46,10 @@ pub(super) async fn exchange(
     ctx: &mut RequestCtx,
     stopping: &AtomicBool,
 ) -> Result<bool, Failed> {
-    upstream.write_request_header(req).await.map_err(up(true))?;
+    let limit = upstream.write_timeout;
+    bounded(limit, upstream.write_request_header(req))
+        .await
+        .map_err(up(true))?;
     let mut body = Body::default();
     if session.is_body_empty() {
         body.forward(session, upstream, None).await;
@@ -146,7 +152,8 @@ impl Body {
         }
         if end && !self.done {
             self.done = true;
-            if !self.broken && upstream.finish_body().await.is_err() {
+            let limit = upstream.write_timeout;
+            if !self.broken && bounded(limit, upstream.finish_body()).await.is_err() {
                 self.broken = true;
             }
         }
@@ -154,6 +161,18 @@ impl Body {
 }
 
 /// Writes response body bytes to the client without copying them into a `Bytes` first.
+/// `write` within `limit`: Pingora bounds its upstream writes by the peer's write timeout, but
+/// not the flush after the request head nor the one after the body's end.
+async fn bounded<T>(limit: Option<Duration>, write: impl Future<Output = Result<T>>) -> Result<T> {
+    let Some(limit) = limit else {
+        return write.await;
+    };
+    match fast_timeout(limit, write).await {
+        Ok(written) => written,
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing to the upstream"),
+    }
+}
+
 /// An empty piece (Pingora's readers hand them out) is not written: it would end a chunked body.
 async fn write_body(session: &mut ServerSession, data: &[u8]) -> Result<()> {
     if data.is_empty() {
