@@ -157,8 +157,8 @@ impl H1Proxy {
                 .expect("next_backend loads the snapshot");
             let peer = &snapshot.pools[p].backends[b].peer;
             // Built before a connection is taken: a request refused here returns nothing.
-            let mut req = Box::new(session.req_header().clone());
-            head::strip_hop_by_hop(&mut req, client_is_http11).map_err(|e| e.into_down())?;
+            let req = head::upstream_head(session.req_header(), client_is_http11);
+            let mut req = Box::new(req.map_err(|e| e.into_down())?);
             phases::upstream_request(&mut req, ctx, client, tls).map_err(|e| e.into_down())?;
             validate_request_authority(&req).map_err(|e| e.into_down())?;
             head::frame(&mut req, !session.is_body_empty())?;

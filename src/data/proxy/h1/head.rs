@@ -43,23 +43,48 @@ const PROTECTED: [&str; 4] = [
     "x-forwarded-proto",
 ];
 
-/// Drops the client's hop-by-hop headers from `req` (a copy of the client's head), keeping a
+/// Headers switchback may add to the upstream request (`X-Forwarded-For`, `-Proto`, `Host`,
+/// `Transfer-Encoding`, a WebSocket's two): room is made for them up front.
+const ADDED: usize = 6;
+
+/// The upstream request's head: the client's, without its hop-by-hop headers, keeping a
 /// WebSocket upgrade. `Err` (a 400) for a `Connection` header the policy refuses.
-pub(super) fn strip_hop_by_hop(req: &mut RequestHeader, client_is_http11: bool) -> Result<()> {
+///
+/// Built afresh rather than cloned: Pingora sizes a parsed head's header maps to its lines,
+/// so a clone grows (re-hashing every line, twice: values and names' case) on the first
+/// header added, and every hop-by-hop header removed costs a search of both maps.
+pub(super) fn upstream_head(
+    client: &RequestHeader,
+    client_is_http11: bool,
+) -> Result<RequestHeader> {
     let websocket = client_is_http11
-        && req
+        && client
             .headers
             .get(header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if req.headers.contains_key(header::CONNECTION) {
-        for name in nominated(req)?.into_iter().flatten() {
-            req.remove_header(&name);
+    let nominated = match client.headers.contains_key(header::CONNECTION) {
+        true => nominated(client)?,
+        false => std::array::from_fn(|_| None),
+    };
+    let dropped = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || nominated.iter().flatten().any(|n| n == name)
+    };
+    let lines = client.headers.len() + ADDED;
+    let mut req = RequestHeader::build(client.method.clone(), client.raw_path(), Some(lines))?;
+    if client.has_case() {
+        // Pingora keeps the names' case in a second map, in the same order (its own writer
+        // zips the two the same way).
+        let cased = client.headers.iter().zip(client.case_header_iter());
+        for ((name, value), (case, _)) in cased {
+            if !dropped(name) {
+                req.append_header(case.clone(), value.clone())?;
+            }
         }
-    }
-    for name in &HOP_BY_HOP {
-        // Looking first is cheaper than Pingora's remove, which also searches its case map.
-        if req.headers.contains_key(name) {
-            req.remove_header(name);
+    } else {
+        for (name, value) in &client.headers {
+            if !dropped(name) {
+                req.append_header(name.clone(), value.clone())?;
+            }
         }
     }
     if websocket {
@@ -67,7 +92,7 @@ pub(super) fn strip_hop_by_hop(req: &mut RequestHeader, client_is_http11: bool) 
         req.insert_header(header::UPGRADE, "websocket")?;
     }
     req.set_version(Version::HTTP_11);
-    Ok(())
+    Ok(req)
 }
 
 /// The headers `Connection` nominates.
@@ -126,6 +151,11 @@ mod tests {
         req
     }
 
+    fn strip_hop_by_hop(req: &mut RequestHeader, client_is_http11: bool) -> Result<()> {
+        *req = upstream_head(req, client_is_http11)?;
+        Ok(())
+    }
+
     #[test]
     fn nominated_and_standard_hop_by_hop_headers_go_and_the_rest_stays() {
         let mut req = request(&[
@@ -139,6 +169,43 @@ mod tests {
         strip_hop_by_hop(&mut req, true).unwrap();
         let names: Vec<&str> = req.headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn the_head_keeps_method_target_names_case_order_and_repeated_lines() {
+        let mut client = RequestHeader::build("PATCH", b"/a/b?c=1&d=%ff", None).unwrap();
+        for (name, value) in [
+            ("X-Kept", "1"),
+            ("cookie", "a=1"),
+            ("Cookie", "b=2"),
+            ("connection", "x-secret"),
+            ("x-secret", "s"),
+            ("HOST", "example.test"),
+        ] {
+            client.append_header(name.to_string(), value).unwrap();
+        }
+        let req = upstream_head(&client, true).unwrap();
+        assert_eq!(req.method, "PATCH");
+        assert_eq!(req.raw_path(), b"/a/b?c=1&d=%ff");
+        assert_eq!(req.version, Version::HTTP_11);
+        let lines: Vec<(String, String)> = req
+            .case_header_iter()
+            .map(|(n, v)| {
+                let name = String::from_utf8_lossy(n.as_slice()).into_owned();
+                (name, v.to_str().unwrap().to_string())
+            })
+            .collect();
+        let want = [
+            ("X-Kept", "1"),
+            ("cookie", "a=1"),
+            ("Cookie", "b=2"),
+            ("HOST", "example.test"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(lines, want);
     }
 
     #[test]
