@@ -25,8 +25,13 @@ fn ready_reloading_and_stopping_arrive_in_order() {
     socket
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let port = free_port();
-    let text = format!("[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n");
+    let (port, tls_port) = (free_port(), free_port());
+    let issued = common::tls::Pki::new("test CA").issue(&["a.test"], 30);
+    write_file(dir.path(), "a.pem", issued.cert.as_bytes());
+    write_file(dir.path(), "a.key", issued.key.as_bytes());
+    let text = format!("[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+        [tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n\
+        [pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[split]\nblue = 100\n");
     let config = write_file(dir.path(), "switchback.toml", text.as_bytes());
     let mut child = Command::new(binary())
         .args(["serve", "--config"])
@@ -47,6 +52,10 @@ fn ready_reloading_and_stopping_arrive_in_order() {
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "ready means accepting"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok(),
+        "ready means the TLS listener accepts too"
     );
     kill("-HUP");
     assert_eq!(next(&socket), "RELOADING=1");

@@ -53,9 +53,10 @@ pub fn notify(state: &str) {
     }
 }
 
-/// Sends `READY=1` once `addr` accepts connections (Pingora binds its listeners on a thread of
-/// its own), or after `within` with a warning.
-pub fn ready_when_listening(addr: SocketAddr, within: Duration) {
+/// Sends `READY=1` once every address in `addrs` accepts connections (Pingora binds each
+/// service's listeners on a thread of its own, the TLS ones after the plain ones), or after
+/// `within` with a warning naming the first that did not.
+pub fn ready_when_listening(addrs: Vec<SocketAddr>, within: Duration) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -63,12 +64,17 @@ pub fn ready_when_listening(addr: SocketAddr, within: Duration) {
         .name("switchback-notify".into())
         .spawn(move || {
             let started = Instant::now();
-            while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-                if started.elapsed() > within {
-                    tracing::warn!(%addr, "the proxy listener did not accept in time; telling systemd it is ready anyway");
-                    break;
+            for addr in addrs {
+                while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .is_err()
+                {
+                    if started.elapsed() > within {
+                        tracing::warn!(%addr, "a listener did not accept in time; telling systemd it is ready anyway");
+                        notify("READY=1");
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
             notify("READY=1");
         });

@@ -290,9 +290,7 @@ pub fn run(
     .map_err(|e| ServeError::ControlPlane(format!("drain watcher: {e}")))?;
     let tls_listen: Vec<_> = tls.iter().flat_map(|t| t.listen.iter()).collect();
     tracing::info!(listen = ?proxy_listen, tls = ?tls_listen, admin = %admin_listen, version = control.live().load().version, "switchback serving");
-    if let Some(first) = proxy_listen.first() {
-        super::notify::ready_when_listening(*first, Duration::from_secs(10));
-    }
+    super::notify::ready_when_listening(every_listener, Duration::from_secs(10));
     let shutdown_signal: Box<dyn ShutdownSignalWatch + Send> = match shutdown {
         Some(custom) => custom,
         None => {

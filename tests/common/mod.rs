@@ -506,6 +506,16 @@ async fn launch(
         return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
     }
     let start = Instant::now();
+    // Pingora binds the TLS listeners on a thread of their own, after the plain one.
+    for tls_addr in tls_listeners(config_path) {
+        while TcpStream::connect(tls_addr).await.is_err() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "TLS listener {tls_addr} not accepting"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     loop {
         let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         if let Some(rest) = log.split("admin API listening on ").nth(1) {
@@ -518,6 +528,23 @@ async fn launch(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The `[tls] listen` addresses of the config at `path` (none if it has no such table).
+fn tls_listeners(path: &Path) -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let Ok(config) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let listen = config.get("tls").and_then(|t| t.get("listen"));
+    let addrs = listen
+        .and_then(|l| l.as_array())
+        .cloned()
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .filter_map(|a| a.as_str()?.parse().ok())
+        .collect()
 }
 
 fn spawn_serve(config_path: &Path, stderr_path: &Path) -> Child {
