@@ -54,8 +54,9 @@ pub fn notify(state: &str) {
 }
 
 /// Sends `READY=1` once every address in `addrs` accepts connections (Pingora binds each
-/// service's listeners on a thread of its own, the TLS ones after the plain ones), or after
-/// `within` with a warning naming the first that did not.
+/// service's listeners on a thread of its own, in no fixed order), or after `within` with a
+/// warning naming each that did not; never after `STOPPING=1`. A probe of a TLS listener is a
+/// bare TCP connection, counted once among the TLS handshake errors.
 pub fn ready_when_listening(addrs: Vec<SocketAddr>, within: Duration) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
@@ -70,13 +71,14 @@ pub fn ready_when_listening(addrs: Vec<SocketAddr>, within: Duration) {
                 {
                     if started.elapsed() > within {
                         tracing::warn!(%addr, "a listener did not accept in time; telling systemd it is ready anyway");
-                        notify("READY=1");
-                        return;
+                        break;
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            notify("READY=1");
+            if !STOPPING.load(Ordering::SeqCst) {
+                notify("READY=1");
+            }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the readiness notifier");

@@ -506,12 +506,20 @@ async fn launch(
         return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
     }
     let start = Instant::now();
-    // Pingora binds the TLS listeners on a thread of their own, after the plain one.
+    // Pingora binds each service's listeners on a thread of its own, in no fixed order.
     for tls_addr in tls_listeners(config_path) {
         while TcpStream::connect(tls_addr).await.is_err() {
+            let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "proxy exited ({status}) before its TLS listener {tls_addr} accepted:\n{}",
+                    log()
+                );
+            }
             assert!(
                 start.elapsed() < DEADLINE,
-                "TLS listener {tls_addr} not accepting"
+                "TLS listener {tls_addr} not accepting:\n{}",
+                log()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
