@@ -203,3 +203,49 @@ async fn a_slow_answer_on_a_reused_connection_is_not_asked_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(upstream.requests(), 2, "the slow request was sent again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_upstream_connection_is_closed_after_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = proxy_to(listener.local_addr().unwrap(), "idle-timeout = \"1s\"").await;
+    let upstream = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        read_head(&mut conn).await.unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let answered = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest));
+        assert!(closed.await.is_ok(), "the pooled connection is still open");
+        assert!(rest.is_empty(), "another request came: {rest:?}");
+        answered.elapsed()
+    });
+
+    assert_eq!(common::get(proxy.addr, "/").await.status, 200);
+
+    let idle_for = upstream.await.unwrap();
+    assert!(
+        idle_for >= Duration::from_millis(900),
+        "closed after {idle_for:?}, before idle-timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_closing_each_connection_after_its_answer_fails_no_request() {
+    // No `Connection: close`: the proxy keeps each connection and finds it closed later.
+    let (addr, heads) = scripted(|mut conn| async move {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        conn.write_all(answer).await.unwrap();
+        None
+    })
+    .await;
+    let proxy = proxy_to(addr, "").await;
+    let mut client = Client::connect(proxy.addr).await;
+
+    for i in 0..20 {
+        let reply = client.get("/").await;
+        assert_eq!((i, reply.status, reply.body.as_ref()), (i, 200, &b"ok"[..]));
+    }
+    assert!(heads.lock().unwrap().len() >= 20);
+}
