@@ -100,9 +100,10 @@ fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server,
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: sock.to_string_lossy().into_owned(),
         // One worker: a plain single-threaded runtime, no work-stealing queues. With more,
-        // stealing stays on: without it Pingora places every task it spawns (the upstream
-        // pool's idle watcher among them) on a random thread, and a connection released on
-        // one thread and picked up on another loses the hand-over race and is not reused.
+        // stealing stays on: without it Pingora places every task it spawns (the idle watcher
+        // of `ProxyHttp`'s upstream pool among them) on a random thread, and a connection
+        // released on one thread and picked up on another loses the hand-over race and is
+        // not reused.
         work_stealing: config.proxy.threads > 1,
         ..ServerConf::default()
     };
@@ -249,6 +250,7 @@ pub fn run(
         access_log.clone(),
         inflight.clone(),
         stopping.clone(),
+        runtime.handle(),
     );
     let guarded = Arc::new(
         GuardedApp::new(Arc::new(proxy), control.live(), on_refuse, h2c).with_own(Arc::new(h1)),

@@ -51,22 +51,25 @@ pub struct H1Proxy {
 
 impl H1Proxy {
     /// As [`super::SwitchbackProxy::new`]; the upstream pool is sized from `conf` as Pingora
-    /// sizes `ProxyHttp`'s.
+    /// sizes `ProxyHttp`'s, and swept by a task on `control` (the process-long runtime).
     pub fn new(
         conf: &ServerConf,
         live: Live,
         access_log: Option<AccessLog>,
         inflight: Arc<Inflight>,
         stopping: Stopping,
+        control: &tokio::runtime::Handle,
     ) -> Self {
-        let options = ConnectorOptions::from_server_conf(conf);
+        let mut options = ConnectorOptions::from_server_conf(conf);
         let max_idle = options.keepalive_pool_size;
+        options.keepalive_pool_size = 0; // the connector's own pool stays unused
+        let transport = TransportConnector::new(Some(options));
         H1Proxy {
             live,
             access_log,
             inflight,
             stopping,
-            pool: pool::Pool::new(TransportConnector::new(Some(options)), max_idle),
+            pool: pool::Pool::new(transport, max_idle, control),
         }
     }
 

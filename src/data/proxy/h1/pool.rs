@@ -1,21 +1,21 @@
 //! The HTTP/1 path's upstream connections: new ones from Pingora's transport connector, idle
-//! ones in a list of our own.
+//! ones in a table of our own.
 //!
 //! Pingora's pool (`TransportConnector::release_stream`) spawns a task for every connection
 //! it takes back, to watch it while idle; taking the connection out again wakes that task and
-//! waits for it to let go. On a kept-alive upstream connection that is a task spawned, two
-//! task switches and ~6k instructions on every request (issue 14). Here an idle connection is
-//! an entry in a list: taking one checks it is unexpired and still open (a read that must
-//! not be ready, as Pingora's own `test_reusable_stream`), and one sweeper task per pool
-//! closes, once a second, the expired ones and those the upstream closed or wrote to, so none
-//! lingers past `idle-timeout` or in CLOSE_WAIT.
+//! waits for it to let go: a task spawned and two task switches on every request over a
+//! kept-alive upstream connection (with its locks, ~14k instructions per request in all,
+//! issue 14). Here an idle connection is an entry in a table: taking one checks it is
+//! unexpired and still open (a read that must not be ready, as Pingora's own
+//! `test_reusable_stream`), and a sweeper task on the control runtime closes, once a second,
+//! the expired ones and those the upstream closed or wrote to: none lingers more than about a
+//! second past `idle-timeout`, or in CLOSE_WAIT.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use pingora::connectors::TransportConnector;
@@ -32,28 +32,40 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// Upstream HTTP/1 connections: made, kept while idle, handed out again.
 pub(super) struct Pool {
     transport: TransportConnector,
-    idle: Arc<Mutex<VecDeque<Idle>>>,
+    idle: Arc<Mutex<Table>>,
+}
+
+/// The idle connections by `peer.reuse_hash()`, each list oldest first.
+#[derive(Default)]
+struct Table {
+    by_key: HashMap<u64, VecDeque<Idle>>,
+    len: usize,
     /// At most this many idle connections (all backends); the oldest goes first.
-    max_idle: usize,
-    sweeping: AtomicBool,
+    max: usize,
 }
 
 /// One idle connection, with what it was made for.
 struct Idle {
-    key: u64,
     addr: SocketAddr,
     stream: Stream,
+    since: Instant,
     expires: Option<Instant>,
 }
 
 impl Pool {
-    pub(super) fn new(transport: TransportConnector, max_idle: usize) -> Self {
-        Pool {
-            transport,
-            idle: Arc::default(),
-            max_idle,
-            sweeping: AtomicBool::new(false),
-        }
+    /// A pool of at most `max_idle` idle connections, swept by a task on `sweeper` (a
+    /// runtime that lives as long as the process serves).
+    pub(super) fn new(
+        transport: TransportConnector,
+        max_idle: usize,
+        sweeper: &tokio::runtime::Handle,
+    ) -> Self {
+        let idle = Arc::new(Mutex::new(Table {
+            max: max_idle,
+            ..Table::default()
+        }));
+        sweeper.spawn(sweep(Arc::downgrade(&idle)));
+        Pool { transport, idle }
     }
 
     /// An idle connection to `peer` (`true`), else a new one. A new connection's future
@@ -77,24 +89,15 @@ impl Pool {
         if !still_open(&mut stream) {
             return;
         }
-        let expires = peer.options.idle_timeout.map(|t| Instant::now() + t);
+        let since = Instant::now();
         let entry = Idle {
-            key: peer.reuse_hash(),
             addr: peer.address().clone(),
             stream,
-            expires,
+            since,
+            expires: peer.options.idle_timeout.map(|t| since + t),
         };
-        let evicted = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let full = idle.len() >= self.max_idle;
-            let evicted = if full { idle.pop_front() } else { None };
-            idle.push_back(entry);
-            evicted
-        };
+        let evicted = lock(&self.idle).keep(peer.reuse_hash(), entry);
         drop(evicted); // closed outside the lock
-        if !self.sweeping.swap(true, Ordering::Relaxed) {
-            tokio::spawn(sweep(Arc::downgrade(&self.idle)));
-        }
     }
 
     /// The most recently kept connection to `peer` that is unexpired and still open.
@@ -102,12 +105,8 @@ impl Pool {
         let (key, addr) = (peer.reuse_hash(), peer.address());
         let now = Instant::now();
         loop {
-            let entry = {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let at = idle.iter().rposition(|e| e.key == key && e.addr == *addr)?;
-                idle.remove(at)?
-            };
-            let mut stream = entry.stream;
+            let entry = lock(&self.idle).take(key, addr)?;
+            let mut stream = entry.stream; // dropped (closed) outside the lock if unusable
             if entry.expires.is_none_or(|t| t > now) && still_open(&mut stream) {
                 return Some(stream);
             }
@@ -115,29 +114,88 @@ impl Pool {
     }
 }
 
+impl Table {
+    /// Adds `entry` under `key`; the oldest idle connection of all when the table is full.
+    fn keep(&mut self, key: u64, entry: Idle) -> Option<Idle> {
+        if self.max == 0 {
+            return Some(entry);
+        }
+        let evicted = if self.len >= self.max {
+            self.take_oldest()
+        } else {
+            None
+        };
+        self.by_key.entry(key).or_default().push_back(entry);
+        self.len += 1;
+        evicted
+    }
+
+    /// The newest entry under `key` made for `addr` (another address means a hash collision).
+    fn take(&mut self, key: u64, addr: &SocketAddr) -> Option<Idle> {
+        let list = self.by_key.get_mut(&key)?;
+        let at = list.iter().rposition(|e| e.addr == *addr)?;
+        self.len -= 1;
+        list.remove(at)
+    }
+
+    fn take_oldest(&mut self) -> Option<Idle> {
+        let list = self
+            .by_key
+            .values_mut()
+            .filter(|l| !l.is_empty())
+            .min_by_key(|l| l.front().map(|e| e.since))?;
+        self.len -= 1;
+        list.pop_front()
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Once a second while the pool lives: closes the idle connections that expired, or that
-/// the upstream closed or wrote to.
-async fn sweep(idle: Weak<Mutex<VecDeque<Idle>>>) {
+/// the upstream closed or wrote to. The table is checked outside the lock (each check polls
+/// a socket); what was kept meanwhile is newer and goes after the survivors.
+async fn sweep(idle: Weak<Mutex<Table>>) {
     loop {
         tokio::time::sleep(SWEEP).await;
         let Some(idle) = idle.upgrade() else {
             return;
         };
+        let checking = {
+            let mut table = lock(&idle);
+            table.len = 0;
+            std::mem::take(&mut table.by_key)
+        };
         let now = Instant::now();
-        let mut gone = Vec::new();
-        {
-            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            let mut kept = VecDeque::with_capacity(idle.len());
-            for mut entry in idle.drain(..) {
-                if entry.expires.is_none_or(|t| t > now) && still_open(&mut entry.stream) {
-                    kept.push_back(entry);
-                } else {
-                    gone.push(entry);
-                }
-            }
-            *idle = kept;
+        let mut kept = Vec::new();
+        for (key, list) in checking {
+            let alive = list.into_iter().filter_map(|mut e| {
+                let usable = e.expires.is_none_or(|t| t > now) && still_open(&mut e.stream);
+                usable.then_some(e)
+            });
+            kept.push((key, alive.collect::<VecDeque<_>>()));
         }
-        drop(gone); // closed outside the lock
+        let mut evicted = Vec::new();
+        {
+            let mut table = lock(&idle);
+            for (key, mut older) in kept {
+                if older.is_empty() {
+                    continue;
+                }
+                let list = table.by_key.entry(key).or_default();
+                older.append(list);
+                *list = older;
+            }
+            table.len = table.by_key.values().map(VecDeque::len).sum();
+            table.by_key.retain(|_, list| !list.is_empty());
+            while table.len > table.max {
+                evicted.extend(table.take_oldest());
+            }
+        }
+        drop(evicted); // closed outside the lock
     }
 }
 
@@ -147,13 +205,21 @@ async fn sweep(idle: Weak<Mutex<VecDeque<Idle>>>) {
 fn still_open(stream: &mut Stream) -> bool {
     let mut byte = [0u8; 1];
     let read = pin!(tokio::task::unconstrained(stream.read(&mut byte)));
-    let quiet = read
-        .poll(&mut Context::from_waker(Waker::noop()))
-        .is_pending();
-    if !quiet {
-        tracing::debug!("an idle upstream connection was closed, or sent bytes unasked");
+    match read.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Pending => true,
+        Poll::Ready(Ok(0)) => {
+            tracing::debug!("an idle upstream connection was closed by the upstream");
+            false
+        }
+        Poll::Ready(Ok(_)) => {
+            tracing::warn!("an idle upstream connection received bytes nobody asked for; closed");
+            false
+        }
+        Poll::Ready(Err(e)) => {
+            tracing::debug!(error = %e, "an idle upstream connection failed");
+            false
+        }
     }
-    quiet
 }
 
 #[cfg(test)]
@@ -162,16 +228,20 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
+    /// A connected pair: ours as Pingora's stream, and the far end.
+    async fn pair(listener: &TcpListener) -> (Stream, tokio::net::TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let ours = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (
+            Box::new(pingora::protocols::l4::stream::Stream::from(ours)),
+            theirs,
+        )
+    }
+
     #[tokio::test]
     async fn a_quiet_connection_is_open_and_a_closed_or_talking_one_is_not() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connect = || async {
-            let ours = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (theirs, _) = listener.accept().await.unwrap();
-            let ours: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(ours));
-            (ours, theirs)
-        };
         // The reactor sees the peer's close or bytes at its next turn: poll until then.
         let until_not_open = |mut stream: Stream| async move {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -180,17 +250,62 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        let (mut quiet, _theirs) = connect().await;
+        let (mut quiet, _theirs) = pair(&listener).await;
 
-        let (closed, theirs) = connect().await;
+        let (closed, theirs) = pair(&listener).await;
         drop(theirs);
         until_not_open(closed).await;
 
-        let (talking, mut theirs) = connect().await;
+        let (talking, mut theirs) = pair(&listener).await;
         theirs.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
         until_not_open(talking).await;
 
         // The reactor has turned since `quiet` was made; nothing arrived on it.
         assert!(still_open(&mut quiet));
+    }
+
+    #[tokio::test]
+    async fn the_table_hands_out_the_newest_for_the_key_and_address_and_evicts_the_oldest() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = (
+            SocketAddr::Inet("127.0.0.1:1".parse().unwrap()),
+            SocketAddr::Inet("127.0.0.1:2".parse().unwrap()),
+        );
+        let mut far = Vec::new();
+        let mut table = Table {
+            max: 2,
+            ..Table::default()
+        };
+        let start = Instant::now();
+        let idle = |addr: &SocketAddr, stream: Stream, age: u64| Idle {
+            addr: addr.clone(),
+            stream,
+            since: start + Duration::from_secs(age),
+            expires: None,
+        };
+        let (mut ids, mut evicted) = (Vec::new(), Vec::new());
+        for (age, key, addr) in [(0, 1, &a), (1, 2, &b), (2, 1, &a)] {
+            let (ours, theirs) = pair(&listener).await;
+            far.push(theirs);
+            ids.push(ours.id());
+            let out = table.keep(key, idle(addr, ours, age));
+            evicted.push(out.map(|e| e.stream.id()));
+        }
+
+        // Full at 2: the third kept evicted the first (oldest of all).
+        assert_eq!(evicted, [None, None, Some(ids[0])]);
+        assert_eq!(table.len, 2);
+        assert_eq!(
+            table.take(1, &b).map(|e| e.stream.id()),
+            None,
+            "wrong address"
+        );
+        assert_eq!(table.take(1, &a).map(|e| e.stream.id()), Some(ids[2]));
+        assert!(table.take(1, &a).is_none(), "the first was evicted");
+        assert_eq!(table.take(2, &b).map(|e| e.stream.id()), Some(ids[1]));
+        assert_eq!(table.len, 0);
+
+        let none_kept = Table::default().keep(1, idle(&a, pair(&listener).await.0, 3));
+        assert!(none_kept.is_some(), "a table of 0 keeps nothing");
     }
 }
