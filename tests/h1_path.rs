@@ -204,27 +204,48 @@ async fn a_slow_answer_on_a_reused_connection_is_not_asked_again() {
     assert_eq!(upstream.requests(), 2, "the slow request was sent again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_upstream_connection_is_closed_after_idle_timeout() {
+/// A proxy (with `proxy_keys`) in front of an upstream that answers one request, then runs
+/// `after` on that connection; the proxy's one request is sent, and `after`'s result returned.
+async fn after_one_answer<F, Fut, T>(proxy_keys: &str, after: F) -> T
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = proxy_to(listener.local_addr().unwrap(), "idle-timeout = \"1s\"").await;
+    let proxy = proxy_to(listener.local_addr().unwrap(), proxy_keys).await;
     let upstream = tokio::spawn(async move {
         let (mut conn, _) = listener.accept().await.unwrap();
         read_head(&mut conn).await.unwrap();
-        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .unwrap();
-        let answered = std::time::Instant::now();
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest));
-        assert!(closed.await.is_ok(), "the pooled connection is still open");
-        assert!(rest.is_empty(), "another request came: {rest:?}");
-        answered.elapsed()
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        conn.write_all(answer).await.unwrap();
+        after(conn).await
     });
-
     assert_eq!(common::get(proxy.addr, "/").await.status, 200);
+    upstream.await.unwrap()
+}
 
-    let idle_for = upstream.await.unwrap();
+/// Whether the peer closes `conn` within 10 s (sending nothing more).
+async fn closed_within_10s(mut conn: TcpStream) -> bool {
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest));
+    let closed = closed.await.is_ok();
+    assert!(rest.is_empty(), "another request came: {rest:?}");
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_upstream_connection_is_closed_after_idle_timeout() {
+    let idle_for = after_one_answer("idle-timeout = \"1s\"", |conn| async move {
+        let answered = std::time::Instant::now();
+        assert!(
+            closed_within_10s(conn).await,
+            "the pooled connection is still open"
+        );
+        answered.elapsed()
+    })
+    .await;
+
     assert!(
         idle_for >= Duration::from_millis(900),
         "closed after {idle_for:?}, before idle-timeout"
@@ -239,14 +260,7 @@ async fn an_idle_upstream_connection_is_closed_after_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_the_upstream_closes_is_closed_by_the_proxy_too() {
     // idle-timeout is 60 s: a close within 10 s is the proxy noticing the upstream's.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = proxy_to(listener.local_addr().unwrap(), "").await;
-    let upstream = tokio::spawn(async move {
-        let (mut conn, _) = listener.accept().await.unwrap();
-        read_head(&mut conn).await.unwrap();
-        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .unwrap();
+    after_one_answer("", |mut conn| async move {
         // Pooled, not closed: nothing arrives for a while.
         let mut byte = [0u8; 1];
         let quiet = tokio::time::timeout(3 * PAUSE, conn.read(&mut byte)).await;
@@ -255,17 +269,12 @@ async fn an_idle_connection_the_upstream_closes_is_closed_by_the_proxy_too() {
             "the proxy did not keep the connection: {quiet:?}"
         );
         conn.shutdown().await.unwrap(); // our FIN; the socket stays readable
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest));
         assert!(
-            closed.await.is_ok(),
+            closed_within_10s(conn).await,
             "the proxy kept a half-closed connection"
         );
-    });
-
-    assert_eq!(common::get(proxy.addr, "/").await.status, 200);
-
-    upstream.await.unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
