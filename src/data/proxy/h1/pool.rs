@@ -60,10 +60,7 @@ impl Pool {
         max_idle: usize,
         sweeper: &tokio::runtime::Handle,
     ) -> Self {
-        let idle = Arc::new(Mutex::new(Table {
-            max: max_idle,
-            ..Table::default()
-        }));
+        let idle = Arc::new(Mutex::new(Table::with_max(max_idle)));
         sweeper.spawn(sweep(Arc::downgrade(&idle)));
         Pool { transport, idle }
     }
@@ -115,6 +112,13 @@ impl Pool {
 }
 
 impl Table {
+    fn with_max(max: usize) -> Table {
+        Table {
+            max,
+            ..Table::default()
+        }
+    }
+
     /// Adds `entry` under `key`; the oldest idle connection of all when the table is full.
     fn keep(&mut self, key: u64, entry: Idle) -> Option<Idle> {
         if self.max == 0 {
@@ -317,10 +321,7 @@ mod tests {
     #[tokio::test]
     async fn the_table_hands_out_the_newest_for_the_key_and_address_and_evicts_the_oldest() {
         let ((a, b), mut entries) = (addrs(), Entries::new().await);
-        let mut table = Table {
-            max: 3,
-            ..Table::default()
-        };
+        let mut table = Table::with_max(3);
         let (mut ids, mut evicted) = (Vec::new(), Vec::new());
         for (age, key, addr) in [(0, 2, &b), (1, 1, &a), (2, 1, &a), (3, 1, &a)] {
             let (entry, made) = entries.make(addr, age).await;
@@ -348,10 +349,7 @@ mod tests {
     #[tokio::test]
     async fn a_checked_list_goes_back_in_front_of_what_was_kept_meanwhile() {
         let ((a, _), mut entries) = (addrs(), Entries::new().await);
-        let mut table = Table {
-            max: 3,
-            ..Table::default()
-        };
+        let mut table = Table::with_max(3);
         let mut ids = Vec::new();
         for age in [1, 2] {
             let (entry, made) = entries.make(&a, age).await;
