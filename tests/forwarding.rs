@@ -133,7 +133,8 @@ async fn large_bodies_pass_intact_with_content_length_and_chunked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upstream_gives_502_with_a_plain_body() {
-    let closed = common::free_port();
+    let (_reserved, closed) = common::dead_backend();
+    let closed = closed.port();
     let config =
         format!("[pools.blue]\nbackends = [\"127.0.0.1:{closed}\"]\n\n[split]\nblue = 100\n");
     let proxy = TestProxy::start("", &config).await;

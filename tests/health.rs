@@ -171,12 +171,16 @@ async fn with_all_of_blue_down_green_answers_everything_and_the_log_says_so() {
         let reply = client.get("/").await;
         assert_eq!((reply.status, reply.text()), (200, "green".to_string()));
     }
-    let down = proxy
-        .history()
-        .await
-        .into_iter()
-        .find(|e| e["action"] == "pool-down")
-        .expect("a pool-down entry");
+    // The entry is written by the health supervisor's tick, after the status flipped.
+    let pool_down = || async {
+        let history = proxy.history().await;
+        history.into_iter().find(|e| e["action"] == "pool-down")
+    };
+    poll_until("a pool-down entry", DEADLINE, || async {
+        pool_down().await.is_some()
+    })
+    .await;
+    let down = pool_down().await.expect("found above");
     assert_eq!(down["actor"], "health");
     assert!(
         down["message"].as_str().unwrap().contains("fails over"),
@@ -227,7 +231,8 @@ async fn with_on_pool_down_fail_blues_share_gets_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_connect_is_retried_on_another_backend_for_every_method() {
     let live = Upstream::start("live").await;
-    let dead = format!("127.0.0.1:{}", free_port());
+    let (_reserved, dead) = common::dead_backend();
+    let dead = dead.to_string();
     let rest = format!(
         "[pools.blue]\nbackends = [\"{dead}\", \"{}\"]\n[pools.blue.outlier]\nconsecutive-failures = 0\n\
          [split]\nblue = 100\n",
@@ -272,7 +277,8 @@ async fn a_request_the_upstream_received_is_never_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_failures_eject_a_backend_but_never_more_than_the_allowed_share() {
     let live = Upstream::start("live").await;
-    let dead = format!("127.0.0.1:{}", free_port());
+    let (_reserved, dead) = common::dead_backend();
+    let dead = dead.to_string();
     let rest = format!(
         "[pools.blue]\nbackends = [\"{dead}\", \"{}\"]\n\
          [pools.blue.outlier]\nconsecutive-failures = 3\nbase-ejection = \"30s\"\nmax-ejected-percent = 50\n\
@@ -294,7 +300,8 @@ async fn consecutive_failures_eject_a_backend_but_never_more_than_the_allowed_sh
         .contains("backend ejected after consecutive failures"));
 
     // A one-backend pool may not eject its only backend (50 % cap): it keeps trying.
-    let lone = format!("127.0.0.1:{}", free_port());
+    let (_lone_reserved, lone) = common::dead_backend();
+    let lone = lone.to_string();
     let rest = format!(
         "[pools.blue]\nbackends = [\"{lone}\"]\n[pools.blue.outlier]\nconsecutive-failures = 1\n\
          [split]\nblue = 100\n"

@@ -5,12 +5,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::metrics::{scrape, value, Sample};
-use common::{free_port, Client, TestProxy, Upstream, DEADLINE};
+use common::{Client, TestProxy, Upstream, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_and_histograms_match_exactly_what_was_sent() {
     let blue = Upstream::start("blue").await;
-    let dead = format!("127.0.0.1:{}", free_port());
+    let (_reserved, dead) = common::dead_backend();
+    let dead = dead.to_string();
     let rest = format!(
         "[pools.blue]\nbackends = [\"{}\"]\n[pools.green]\nbackends = [\"{dead}\"]\n[split]\nblue = 100\n",
         blue.addr

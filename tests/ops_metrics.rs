@@ -6,12 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::metrics::{scrape, value};
-use common::{free_port, get, poll_until, TestProxy, Upstream};
+use common::{get, poll_until, TestProxy, Upstream};
 
 #[tokio::test]
 async fn checks_ejections_retries_reloads_and_the_process_are_counted() {
     let live = Upstream::start("live").await;
-    let dead = format!("127.0.0.1:{}", free_port());
+    let (_reserved, dead) = common::dead_backend();
+    let dead = dead.to_string();
     let check = "[pools.POOL.health-check]\ntype = \"tcp\"\ninterval = \"100ms\"\n";
     let rest = format!(
         "[pools.blue]\nbackends = [\"{dead}\", \"{live}\"]\n[pools.blue.outlier]\nconsecutive-failures = 1\n\

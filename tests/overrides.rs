@@ -132,7 +132,8 @@ async fn a_valid_token_reaches_its_pool_at_zero_percent_and_anything_else_is_ign
 
 #[tokio::test]
 async fn an_override_to_a_pool_with_no_backend_up_is_a_503_naming_it() {
-    let closed = format!("127.0.0.1:{}", common::free_port());
+    let (_reserved, closed) = common::dead_backend();
+    let closed = closed.to_string();
     let (_blue, proxy) = start(&closed).await;
     // The active check takes green down.
     poll_until(

@@ -287,6 +287,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An address nothing answers on, reserved while the returned socket lives: bound but not
+/// listening, so connecting is refused and no other test (or proxy) can take the port meanwhile
+/// (`free_port` for a dead backend once met another test's admin listener there).
+pub fn dead_backend() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 /// The `switchback` binary built by cargo for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchback"))
