@@ -84,6 +84,8 @@ pub struct PoolMetrics {
     pub overrides: [IntCounter; 6],
     /// `switchback_retries_total{pool}`: a request sent to a second backend.
     pub retries: IntCounter,
+    /// `switchback_upstream_response_seconds{pool}`: what the rollout analysis measures.
+    pub upstream_response: Histogram,
 }
 
 /// Pre-resolved handles for one backend.
@@ -333,6 +335,7 @@ impl Metrics {
             unavailable: self.requests.with_label_values(&[pool, "none", "5xx"]),
             overrides: CODE_CLASSES.map(|c| self.overrides.with_label_values(&[pool, c])),
             retries: self.ops.retries.with_label_values(&[pool]),
+            upstream_response: self.ops.upstream_response.with_label_values(&[pool]),
         }
     }
 

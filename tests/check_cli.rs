@@ -278,3 +278,39 @@ fn check_json_and_what_serve_needs_beyond_the_file() {
         "{v}"
     );
 }
+
+#[test]
+fn check_says_how_much_traffic_each_plan_needs_to_decide_its_steps_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[proxy]\nlisten = [\"127.0.0.1:0\"]\n\
+                [pools.blue]\nbackends = [\"127.0.0.1:9001\"]\n\
+                [pools.green]\nbackends = [\"127.0.0.1:9002\"]\n\
+                [split]\nblue = 100\ngreen = 0\n\
+                [plans.careful]\nmax-step-time = \"30m\"\nsteps = [\n\
+                { weight = 10, hold = \"5m\" },\n{ weight = 50, hold = \"5m\" },\n\
+                { weight = 100, hold = \"5m\" },\n]\n\
+                [plans.capped]\nsteps = [{ weight = 100 }]\n\
+                [plans.capped.analysis]\nmax-error-rate = 0.001\n";
+    let path = write_file(dir.path(), "switchback.toml", text.as_bytes());
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 10 % of 6.5 req/s gives the ~580 target requests a 0.5 % service needs in 15 minutes.
+    assert!(
+        stdout.contains(
+            "plan careful: each step decides within half of max-step-time 30m at 6.5 req/s or more in total (at 0.5 % errors)"
+        ),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "warning: plan capped: its steps cannot pass the advance gate at 0.5 % errors"
+        ),
+        "{stderr}"
+    );
+}

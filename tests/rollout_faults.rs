@@ -14,7 +14,7 @@ const SMOKED: &str = r#"
 [plans.smoked]
 steps = [{ weight = 10, hold = "1s", min-requests = 10 }, { weight = 100, min-requests = 10 }]
 [plans.smoked.analysis]
-max-error-rate = 0.5
+detect-ratio = 100
 [plans.smoked.smoke]
 path = "/healthz"
 repeat = 2

@@ -101,7 +101,7 @@ steps = [
   { weight = 100, hold = "1s", min-requests = 10, gate = "manual" },
 ]
 [plans.gated.analysis]
-max-error-rate = 0.5
+detect-ratio = 100
 "#;
     let bg = blue_green("blue = 100\ngreen = 0", plan).await;
     let _load = Load::start(bg.proxy.addr, 200);
@@ -352,4 +352,27 @@ async fn ctl_rollout_starts_shows_steers_and_explains_a_rollout() {
         "ended rollouts end the watch: {out}"
     );
     assert_eq!(current(&bg).await["release"]["version"], "2.4.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_three_requests_a_second_the_start_says_which_step_cannot_decide_in_time() {
+    let plan = r#"
+[plans.careful]
+steps = [{ weight = 10, hold = "1m" }, { weight = 100, hold = "1m" }]
+"#;
+    let bg = blue_green("blue = 100\ngreen = 0", plan).await;
+    let _load = Load::start(bg.proxy.addr, 3);
+    // The recent rate is measured over at least 5 s of the proxy's own samples.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let started = start(&bg, r#"{"to": "green", "plan": "careful"}"#).await;
+    let warnings = started["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{started}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains("step 1 (10 %) expects about")
+            && warning.contains("more than half of max-step-time 30m")
+            && (warning.starts_with("at 2.") || warning.starts_with("at 3.")),
+        "{warning}"
+    );
+    assert_eq!(act(&bg, "abort").await["state"], "rolled-back");
 }

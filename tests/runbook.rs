@@ -42,7 +42,7 @@ async fn every_runbook_block_does_what_it_says() {
     std::fs::write(&token_file, "ops:first-token\n").unwrap();
     let plan = "[plans.default]\nsteps = [{ weight = 50, hold = \"1s\", min-requests = 20 }, \
                 { weight = 100, hold = \"1s\", min-requests = 20 }]\n\
-                [plans.default.analysis]\nmax-error-rate = 0.2\n";
+                [plans.default.analysis]\ndetect-ratio = 100\n";
     let rest = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\ntoken-file = \"{}\"\n\n{plan}\n{}",
         token_file.display(),

@@ -123,8 +123,6 @@ pub const TOLERATED_RATIO: f64 = 1.2;
 pub const DETECT_RATIO: f64 = 3.0;
 /// `[plans.*.analysis] alpha` when absent.
 pub const ALPHA: f64 = 0.001;
-/// `[plans.*.analysis] max-error-rate` when absent.
-pub const MAX_ERROR_RATE: f64 = 0.01;
 /// `[plans.*.analysis] latency-margin` when absent: 10 %.
 pub const LATENCY_MARGIN: f64 = 0.10;
 /// `[plans.*.analysis] hard-failure.error-rate` when absent.

@@ -31,10 +31,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse`] reads it.
 pub fn format(duration: Duration) -> String {
     let ms = duration.as_millis();
+    let s = ms / 1000;
     if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
+    } else if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
     } else {
-        format!("{}s", ms / 1000)
+        format!("{s}s")
     }
 }
 
@@ -62,8 +67,11 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for d in [Duration::from_millis(250), Duration::from_secs(3)] {
+        for d in [250, 3_000, 90_000, 1_800_000, 7_200_000].map(Duration::from_millis) {
             assert_eq!(parse(&format(d)), Ok(d));
         }
+        assert_eq!(format(Duration::from_secs(1_800)), "30m");
+        assert_eq!(format(Duration::from_secs(7_200)), "2h");
+        assert_eq!(format(Duration::from_secs(90)), "90s");
     }
 }

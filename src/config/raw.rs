@@ -109,7 +109,7 @@ pub struct RawAnalysis {
     pub tolerated_ratio: Option<toml::Value>,
     /// Error-rate ratio the test is built to detect.
     pub detect_ratio: Option<toml::Value>,
-    /// False-rollback bound per test per step.
+    /// Sets the rollback threshold ln(1/α).
     pub alpha: Option<toml::Value>,
     /// Upper bound on the canary's error rate to advance.
     pub max_error_rate: Option<toml::Value>,

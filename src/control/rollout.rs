@@ -1,10 +1,12 @@
 //! Automated rollouts: a `to` pool grows from 0 % to 100 % in planned steps, smoke-checked
 //! before any user reaches it, compared with the live baseline every second, promoted or rolled
-//! back by itself with its reason and numbers.
+//! back by itself with its reason and numbers; the 100 % bake compared with the baseline's level
+//! before it.
 //!
 //! ```text
 //!            ┌──────── smoke failed / abort ──────────────────────────▶ aborted
-//! start ─▶ smoke ─▶ running ⇄ paused (manual, restart, inconclusive, baseline-degraded)
+//! start ─▶ smoke ─▶ running ⇄ paused (manual, restart, inconclusive, baseline-degraded;
+//!                     │                 an inconclusive bake steps back, then pauses)
 //!                     │   ⇅ waiting (a manual gate; approve)
 //!                     ├── last step held ─────────────────────────────▶ promoted
 //!                     └── regression, hard failure, no backend, abort ▶ rolled-back
@@ -26,6 +28,7 @@ pub mod latency;
 mod launch;
 pub mod machine;
 mod ops;
+pub mod pace;
 pub(super) mod recover;
 pub mod smoke;
 
@@ -136,11 +139,11 @@ pub struct StepView {
 pub struct PoolEvidence {
     /// Requests.
     pub requests: u64,
-    /// Errors (5xx, or no upstream answer).
+    /// Errors (5xx, or no upstream answer for an upstream reason).
     pub errors: u64,
     /// Slow requests.
     pub slow: u64,
-    /// The 99th percentile latency over the last 30 s, milliseconds.
+    /// The 99th percentile upstream response time over the last 30 s, milliseconds.
     pub p99_ms: Option<f64>,
 }
 
@@ -157,6 +160,10 @@ pub struct Evidence {
     pub threshold: f64,
     /// A request slower than this (ms) is slow; `None` before the baseline had enough traffic.
     pub slow_above_ms: Option<f64>,
+    /// What the canary was compared with in the last second: `baseline` (the live baseline)
+    /// or `reference` (the baseline's level before: the bake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_with: Option<String>,
 }
 
 /// A rollout as the API, the CLI and the deployment log show it.
@@ -197,7 +204,17 @@ pub struct Rollout {
     /// RFC 3339: when the step in force began (or its clock restarted).
     #[serde(default)]
     pub step_started: Option<String>,
+    /// The baseline's counts before the bake (its last 30 minutes of traffic), which the bake
+    /// is compared with; set when the rollout enters its 100 % step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<analysis::Reference>,
+    /// What was said up front at the start: steps that cannot decide within `max-step-time`
+    /// at the recent request rate, with their expected time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod sim_tests;

@@ -25,7 +25,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, Result};
+use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 #[cfg(test)]
@@ -127,6 +127,23 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        if e.esource() == &pingora::ErrorSource::Upstream
+            && e.etype() == &ErrorType::ReadTimedout
+            && ctx.request_sent.is_none()
+            && ctx.upstream_header.is_none()
+            && !h1::awaits_continue(session.req_header())
+            && !session.as_downstream_mut().is_body_done()
+        {
+            // The upstream timed out while the proxy waited on the client for more body (the
+            // rule of `h1/exchange.rs`): the client's doing — a 408, counted for no pool.
+            ctx.client_blocked = true;
+            let mut blocked = Error::explain(
+                ErrorType::HTTPStatus(408),
+                "the client did not send the rest of the request body in time",
+            );
+            blocked.set_cause(e);
+            return blocked.into_down();
+        }
         // Pingora's rule: only an idempotent request whose body is still buffered, and only
         // when a reused pooled connection turned out dead. Plus switchback's one-retry cap.
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -150,11 +167,14 @@ impl ProxyHttp for SwitchbackProxy {
         &self,
         session: &mut Session,
         _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if session.was_upgraded() {
             attempts::close_if_drained_too_long(ctx)?;
+        } else if end_of_stream && ctx.request_sent.is_none() {
+            // The last piece is on its way upstream: the response time starts here.
+            ctx.request_sent = Some(std::time::Instant::now());
         }
         Ok(())
     }
@@ -180,7 +200,13 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (client, tls) = (client_ip(session), is_tls(session));
-        phases::upstream_request(upstream_request, ctx, client, tls)
+        phases::upstream_request(upstream_request, ctx, client, tls)?;
+        let now = std::time::Instant::now();
+        ctx.head_sent = Some(now);
+        if session.as_downstream_mut().is_body_empty() {
+            ctx.request_sent = Some(now);
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

@@ -1,15 +1,20 @@
 //! Analysis counters: what the rollout engine reads once a second, per pool.
 //!
-//! The data path adds each finished request (overridden ones excluded) with three relaxed
-//! atomic increments: requests, errors when it failed, and one latency bucket. The counters
+//! The data path adds each request the upstream answered or failed (overridden ones and those
+//! the client broke excluded: see `proxy/record.rs`) with up to three atomic increments:
+//! requests, errors when it failed, and one bucket of its upstream response time. The counters
 //! only grow; the engine keeps the last [`Reading`] and works on differences, so nothing is
 //! ever reset under a request's feet. They exist whether or not `[metrics]` is on.
 //!
 //! Latencies go into log-linear buckets of microseconds, eight per power of two (each about
 //! 9 % wide), from 1 µs to about 2 minutes.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod history;
 
 /// Number of latency buckets.
 pub const BUCKETS: usize = 8 * 26;
@@ -33,44 +38,84 @@ impl Default for PoolTally {
 }
 
 impl PoolTally {
-    /// Adds one finished request that took `elapsed`; `error` when it was answered 5xx or got no
-    /// upstream answer.
+    /// Adds one request the upstream answered or failed: `error` when it answered 5xx or failed
+    /// it (see the attribution rule in `proxy/record.rs`), `response` its upstream response
+    /// time when a response head arrived (an error without one is no latency sample).
     #[inline]
-    pub fn record(&self, error: bool, elapsed: Duration) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    pub fn record(&self, error: bool, response: Option<Duration>) {
+        self.requests.fetch_add(1, Ordering::Release);
         if error {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.errors.fetch_add(1, Ordering::Release);
         }
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency[bucket(us)].fetch_add(1, Ordering::Relaxed);
+        if let Some(elapsed) = response {
+            let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            self.latency[bucket(us)].fetch_add(1, Ordering::Release);
+        }
     }
 
     /// The counters as they are now.
     pub fn read(&self) -> Reading {
+        // Requests last: `record` counts a request before its error and its latency, so a
+        // reading never holds more errors or samples than requests.
+        let errors = self.errors.load(Ordering::Acquire);
+        let latency = std::array::from_fn(|i| self.latency[i].load(Ordering::Acquire));
         Reading {
-            requests: self.requests.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            latency: std::array::from_fn(|i| self.latency[i].load(Ordering::Relaxed)),
+            requests: self.requests.load(Ordering::Acquire),
+            errors,
+            latency,
         }
     }
 }
 
 /// Every pool's counters by name; a pool keeps its counters across versions, and a removed
-/// pool's are dropped by [`Tallies::retain`].
+/// pool's are dropped by [`Tallies::retain`]. Beside them, the last 30 minutes of each pool's
+/// totals, sampled once a second ([`history`]).
 #[derive(Debug, Default)]
-pub struct Tallies(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PoolTally>>>);
+pub struct Tallies {
+    pools: Mutex<HashMap<String, Arc<PoolTally>>>,
+    history: Mutex<history::History>,
+}
 
 impl Tallies {
     /// The counters of `pool`, created on first use.
-    pub fn get(&self, pool: &str) -> std::sync::Arc<PoolTally> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn get(&self, pool: &str) -> Arc<PoolTally> {
+        let mut map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(pool.to_string()).or_default().clone()
     }
 
     /// Forgets every pool not in `keep`.
     pub fn retain(&self, keep: &[&str]) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|name, _| keep.contains(&name.as_str()));
+    }
+
+    /// Takes a sample of every pool's requests and errors at `now` (called once a second).
+    pub fn sample(&self, now: Instant) {
+        let totals: Vec<(String, u64, u64)> = {
+            let map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(name, t)| {
+                    // Errors first: a request is counted before its error, never after.
+                    let errors = t.errors.load(Ordering::Acquire);
+                    (name.clone(), t.requests.load(Ordering::Acquire), errors)
+                })
+                .collect()
+        };
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.push(now, totals);
+    }
+
+    /// Requests per second (all pools) and their error rate over the last minute, as far as
+    /// sampled; `None` before two samples 5 s apart.
+    pub fn recent(&self) -> Option<(f64, f64)> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.recent(std::time::Duration::from_secs(60))
+    }
+
+    /// `pool`'s `(requests, errors)` over its last 30 minutes (as far as sampled).
+    pub fn level(&self, pool: &str) -> Option<(u64, u64)> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.level(pool)
     }
 }
 
@@ -123,31 +168,42 @@ impl Reading {
         }
     }
 
-    /// Requests at or above `threshold_us`, counted by whole buckets whose lower bound is at
-    /// or above it (so a request is never called slow for the bucket's width).
+    /// Requests at or above `threshold_us`: whole buckets above it, and of the bucket the line
+    /// falls in the share above it (requests taken as spread evenly within a bucket), rounded.
     pub fn at_or_above(&self, threshold_us: u64) -> u64 {
-        (0..BUCKETS)
-            .filter(|&i| lower_bound(i) >= threshold_us)
-            .map(|i| self.latency[i])
-            .sum()
+        let mut above = 0.0;
+        for (i, &n) in self.latency.iter().enumerate() {
+            let (lo, hi) = (lower_bound(i), upper_bound(i));
+            if lo >= threshold_us {
+                above += n as f64;
+            } else if hi > threshold_us && n > 0 && hi != u64::MAX {
+                above += n as f64 * (hi - threshold_us) as f64 / (hi - lo) as f64;
+            }
+        }
+        above.round() as u64
     }
 
-    /// The 99th percentile in microseconds (the upper bound of its bucket); `None` with no
+    /// The 99th percentile in microseconds, interpolated within its bucket; `None` with no
     /// requests.
     pub fn p99_us(&self) -> Option<u64> {
         let total: u64 = self.latency.iter().sum();
         if total == 0 {
             return None;
         }
-        let rank = total - total / 100; // the smallest count covering 99 %
-        let mut seen = 0;
-        for (i, n) in self.latency.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(upper_bound(i));
+        let rank = total as f64 * 0.99;
+        let mut seen = 0u64;
+        for (i, &n) in self.latency.iter().enumerate() {
+            if n > 0 && (seen + n) as f64 >= rank {
+                let (lo, hi) = (lower_bound(i), upper_bound(i));
+                if hi == u64::MAX {
+                    return Some(lo);
+                }
+                let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+                return Some(lo + ((hi - lo) as f64 * within) as u64);
             }
+            seen += n;
         }
-        Some(upper_bound(BUCKETS - 1))
+        Some(lower_bound(BUCKETS - 1))
     }
 }
 
@@ -198,16 +254,43 @@ mod tests {
     fn p99_and_slow_counts_come_from_the_buckets() {
         let tally = PoolTally::default();
         for _ in 0..990 {
-            tally.record(false, Duration::from_millis(1));
+            tally.record(false, Some(Duration::from_millis(1)));
         }
         for _ in 0..10 {
-            tally.record(true, Duration::from_millis(200));
+            tally.record(true, Some(Duration::from_millis(200)));
         }
+        tally.record(true, None);
         let r = tally.read().since(&Reading::default());
-        assert_eq!((r.requests, r.errors), (1000, 10));
+        assert_eq!(
+            (r.requests, r.errors),
+            (1001, 11),
+            "an error without an answer counts"
+        );
         let p99 = r.p99_us().unwrap();
         assert!((1000..1200).contains(&p99), "{p99}");
         assert_eq!(r.at_or_above(10_000), 10);
-        assert_eq!(r.at_or_above(0), 1000);
+        assert_eq!(
+            r.at_or_above(0),
+            1000,
+            "no latency sample for the unanswered one"
+        );
+    }
+
+    #[test]
+    fn the_slow_line_within_a_bucket_counts_the_share_above_it() {
+        let tally = PoolTally::default();
+        // 1,000 requests in one bucket [lo, hi): a line halfway counts about half of them.
+        let (lo, hi) = (lower_bound(100), upper_bound(100));
+        for _ in 0..1000 {
+            tally.record(false, Some(Duration::from_micros(lo)));
+        }
+        let r = tally.read();
+        let half = r.at_or_above(lo + (hi - lo) / 2);
+        assert!((450..=550).contains(&half), "{half}");
+        assert_eq!(r.at_or_above(lo), 1000);
+        assert_eq!(r.at_or_above(hi), 0);
+        // p99 lies near the top of the one bucket, not at its upper edge.
+        let p99 = r.p99_us().unwrap();
+        assert!(p99 > lo && p99 < hi, "{lo} < {p99} < {hi}");
     }
 }

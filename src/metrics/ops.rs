@@ -1,9 +1,11 @@
 //! Operational families beside the request counters: the split as a ratio, the last reload's
 //! outcome, active health-check results, ejections, retries, and the `process_*` metrics.
 
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
-use super::must;
+use super::{must, BUCKETS};
 
 /// The families, registered once.
 pub(super) struct Ops {
@@ -13,6 +15,7 @@ pub(super) struct Ops {
     pub(super) checks: IntCounterVec,
     pub(super) ejections: IntCounterVec,
     pub(super) retries: IntCounterVec,
+    pub(super) upstream_response: HistogramVec,
 }
 
 impl Ops {
@@ -55,6 +58,15 @@ impl Ops {
                 ),
                 &["pool"],
             )),
+            upstream_response: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "switchback_upstream_response_seconds",
+                    "Upstream response time by pool: from the request's last byte written \
+                     upstream (its head, for an answer before the body ended) to the response head",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["pool"],
+            )),
         };
         for family in [
             Box::new(ops.split_ratio.clone()) as Box<dyn prometheus::core::Collector>,
@@ -63,6 +75,7 @@ impl Ops {
             Box::new(ops.checks.clone()),
             Box::new(ops.ejections.clone()),
             Box::new(ops.retries.clone()),
+            Box::new(ops.upstream_response.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(family));
@@ -93,6 +106,7 @@ impl Ops {
     pub(super) fn forget_pool(&self, pool: &str) {
         let _ = self.split_ratio.remove_label_values(&[pool]);
         let _ = self.retries.remove_label_values(&[pool]);
+        let _ = self.upstream_response.remove_label_values(&[pool]);
     }
 
     /// `[pass, fail]` check counters and the ejection counter of one backend.

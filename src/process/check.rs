@@ -162,9 +162,17 @@ pub fn run(path: &Path, json: bool) -> (String, u8) {
             (e.to_string(), problems)
         })
         .and_then(|config| match preflight(path, &config) {
-            Ok((_, warnings)) => {
+            Ok((_, mut warnings)) => {
                 let mut summary = summary(path, &config);
-                for line in certificates(path, &config).map(|c| c.0).unwrap_or_default() {
+                let mut plans = Vec::new();
+                for (name, plan) in &config.plans {
+                    match crate::control::rollout::pace::summary(name, plan) {
+                        Ok(line) => plans.push(line),
+                        Err(warning) => warnings.push(warning),
+                    }
+                }
+                let certs = certificates(path, &config).map(|c| c.0).unwrap_or_default();
+                for line in plans.into_iter().chain(certs) {
                     summary.push('\n');
                     summary.push_str(&line);
                 }

@@ -69,12 +69,13 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
          [pools.blue]\nbackends = [\"{blue_addr}\"]\n\n\
          [pools.green]\nbackends = [\"{green_addr}\"]\n\n\
          [split]\nblue = 50\ngreen = 50\n\n\
-         # A short rollout plan for the tour: 10 %, 50 %, 100 %, 5 s each.\n\
+         # A short rollout plan for the tour: 10 %, 50 %, 100 %, 5 s each. detect-ratio 10\n\
+         # (production plans keep 3) lets a step advance on ~110 clean target requests.\n\
          [plans.default]\nsteps = [\n  \
          {{ weight = 10, hold = \"5s\", min-requests = 50 }},\n  \
          {{ weight = 50, hold = \"5s\", min-requests = 50 }},\n  \
          {{ weight = 100, hold = \"5s\", min-requests = 50 }},\n]\n\
-         [plans.default.analysis]\nmax-error-rate = 0.05\n",
+         [plans.default.analysis]\ndetect-ratio = 10\n",
         ports.proxy, ports.admin
     );
     config::parse(&text).map_err(DemoError::Config)?;
@@ -143,7 +144,7 @@ fn print_tour(ports: DemoPorts, config: &std::path::Path, green: SocketAddr) {
          Automated rollouts (the demo sends ~100 requests/s of its own):\n  \
          {ctl} switch blue\n  \
          {ctl} rollout start green   # 10 % -> 50 % -> 100 %, 5 s each, judged against blue\n  \
-         {ctl} rollout status --watch   # promoted after about 15 s\n  \
+         {ctl} rollout status --watch   # promoted after about 20 s\n  \
          {ctl} switch blue\n  \
          curl -s 'http://{green}/_demo/fail?percent=20'   # green now fails 1 request in 5\n  \
          {ctl} rollout start green\n  \

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod clients;
 pub mod load;
 pub mod metrics;
 pub mod raw;
@@ -45,7 +46,9 @@ pub struct Seen {
 /// A real HTTP/1.1 upstream on `127.0.0.1:0`.
 ///
 /// Paths: `/echo` answers with the request body; `/slow/<ms>` waits then answers;
-/// `/stream/<bytes>` streams a chunked body of that size; `/status/<code>` answers that code;
+/// `/stream/<bytes>` streams a chunked body of that size; `/bulk/<bytes>` streams that many
+/// `x` bytes made as they are sent (the head goes out at once, whatever the size);
+/// `/status/<code>` answers that code;
 /// `/healthz` answers 200 or 503 as [`Upstream::set_healthy`] says (health checks are not
 /// counted as requests); `/ws` accepts an `Upgrade: websocket` and echoes every byte after
 /// the 101; anything else answers the upstream's name. Every answer carries
@@ -247,6 +250,8 @@ async fn handle(
         Full::new(Bytes::from(name.clone())).boxed()
     } else if let Some(n) = path.strip_prefix("/stream/") {
         streamed(n.parse().unwrap())
+    } else if let Some(n) = path.strip_prefix("/bulk/") {
+        bulk(n.parse().unwrap())
     } else if let Some(code) = path.strip_prefix("/status/") {
         response = response.status(code.parse::<u16>().unwrap());
         Full::new(Bytes::from(name.clone())).boxed()
@@ -270,6 +275,16 @@ fn streamed(len: usize) -> BoxBody {
         .chunks(16 * 1024)
         .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
         .collect();
+    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+/// A chunked body of `len` bytes of `x` in 64 KiB frames of one static buffer, made lazily.
+fn bulk(len: usize) -> BoxBody {
+    static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+    let frames = (0..len.div_ceil(CHUNK.len())).map(move |i| {
+        let n = (len - i * CHUNK.len()).min(CHUNK.len());
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(&CHUNK[..n])))
+    });
     StreamBody::new(futures_util::stream::iter(frames)).boxed()
 }
 
@@ -739,12 +754,17 @@ pub struct BlueGreen {
 }
 
 pub async fn blue_green(split: &str, extra: &str) -> BlueGreen {
+    blue_green_with("", split, extra).await
+}
+
+/// [`blue_green`] with `proxy_keys` (extra `[proxy]` lines, e.g. `read-timeout = "1s"`).
+pub async fn blue_green_with(proxy_keys: &str, split: &str, extra: &str) -> BlueGreen {
     let (blue, green) = (
         Upstream::start("blue").await,
         Upstream::start("green").await,
     );
     let pools = pools_toml(&[("blue", &[blue.addr]), ("green", &[green.addr])], split);
-    let proxy = TestProxy::start("", &format!("{extra}\n{pools}")).await;
+    let proxy = TestProxy::start(proxy_keys, &format!("{extra}\n{pools}")).await;
     BlueGreen { blue, green, proxy }
 }
 

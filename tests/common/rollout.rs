@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::BlueGreen;
 
 /// A plan holding 10 / 50 / 100 % for 2 s each, 50 target requests per step, and the
-/// `max-error-rate` loosened so that 50 clean requests are enough to advance.
+/// advance gate widened (`detect-ratio` 100: a gate of 1/3) so that 50 clean requests are
+/// enough to advance.
 pub const QUICK: &str = r#"
 [plans.quick]
 steps = [
@@ -16,7 +17,7 @@ steps = [
   { weight = 100, hold = "2s", min-requests = 50 },
 ]
 [plans.quick.analysis]
-max-error-rate = 0.2
+detect-ratio = 100
 "#;
 
 /// `GET /rollouts/current`, asserting a 200.

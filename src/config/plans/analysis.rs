@@ -14,11 +14,11 @@ pub struct AnalysisSettings {
     pub tolerated_ratio: f64,
     /// The regression the test is built to detect (default 3.0).
     pub detect_ratio: f64,
-    /// False-rollback bound per test per step (default 0.001).
+    /// Sets the rollback threshold ln(1/α) of both sequential tests (default 0.001).
     pub alpha: f64,
-    /// To advance, the canary's 95 % upper bound on its error rate must be below this
-    /// (default 0.01).
-    pub max_error_rate: f64,
+    /// An optional absolute ceiling: to advance, the canary's 95 % upper bound on its error
+    /// rate must also be below this (default: none; the gate is relative to the baseline).
+    pub max_error_rate: Option<f64>,
     /// A canary request is slow above max(baseline p99 × (1 + margin), baseline p99 + 5 ms)
     /// (default 0.10).
     pub latency_margin: f64,
@@ -43,7 +43,7 @@ impl Default for AnalysisSettings {
             tolerated_ratio: defaults::TOLERATED_RATIO,
             detect_ratio: defaults::DETECT_RATIO,
             alpha: defaults::ALPHA,
-            max_error_rate: defaults::MAX_ERROR_RATE,
+            max_error_rate: None,
             latency_margin: defaults::LATENCY_MARGIN,
             hard_failure: HardFailure {
                 error_rate: defaults::HARD_FAILURE_RATE,
@@ -78,13 +78,10 @@ pub(super) fn analysis(
         1000.0,
     );
     let alpha = number("alpha", raw.alpha.as_ref(), d.alpha, 1e-9, 0.5);
-    let max_error_rate = number(
-        "max-error-rate",
-        raw.max_error_rate.as_ref(),
-        d.max_error_rate,
-        1e-6,
-        1.0,
-    );
+    let max_error_rate = raw
+        .max_error_rate
+        .as_ref()
+        .map(|v| number("max-error-rate", Some(v), 1.0, 1e-6, 1.0));
     let hard = raw.hard_failure.as_ref();
     let error_rate = number(
         "hard-failure.error-rate",

@@ -1,33 +1,42 @@
 //! The canary analysis: a pure function of per-second counts.
 //!
-//! Every second the engine hands in, per pool, requests, errors and slow requests (overridden
-//! requests never reach these counts). With `s` the canary's *measured* share of that second's
-//! requests, an error comes from the canary with probability q(θ) = θs / (θs + 1 − s) when its
-//! error rate is θ times the baseline's. The evidence is the log-likelihood ratio of
-//! θ = `detect-ratio` against θ = `tolerated-ratio` over the error events:
+//! Every second the engine hands in, per pool, requests, errors and slow requests, counted as
+//! the *upstream's* doing only (see the README's attribution rule; overridden requests never
+//! reach these counts). Two sequential tests, one on errors and one on slow requests, weigh
+//! θ = `detect-ratio` against θ = `tolerated-ratio` (the canary's rate as a multiple of the
+//! baseline's):
 //!
-//! ```text
-//! + ln(q₁/q₀)             per canary error
-//! + ln((1 − q₁)/(1 − q₀))  per baseline error (negative)
-//! ```
+//! - **Both pools have traffic**: with `s` the canary's *measured* share of that second's
+//!   requests, an event comes from the canary with probability q(θ) = θs / (θs + 1 − s), and
+//!   the evidence adds ln(q₁/q₀) per canary event and ln((1 − q₁)/(1 − q₀)) per baseline event.
+//!   A shared outage moves both pools and gives no evidence; traffic swings and sticky skew
+//!   cancel out.
+//! - **The baseline has no traffic** (the 100 % bake): a one-sample test against the
+//!   baseline's level measured before ([`reference`]), ln(θ₁/θ₀) per canary event and
+//!   ln((1 − θ₁p)/(1 − θ₀p)) per canary request without one.
 //!
-//! It rolls back at ln(1/α). This sequential test may be checked every second without
-//! inflating α, is exact at tiny counts, and cancels out traffic swings and sticky skew because
-//! it uses the measured share. The same test runs on slow requests. Beside it: a hard-failure
-//! window, and a guard that holds everything while the baseline itself is failing.
+//! Each ratio moves at most ln(1/α)/2 in one second (bursts of errors that hit both pools alike
+//! cannot roll back alone) and never sinks below −ln(1/α) (a long healthy stretch cannot hide a
+//! late regression); it rolls back at ln(1/α). Beside the tests: a hard-failure window, and a
+//! baseline-degraded flag that stops advancing (never a rollback).
 
-use std::collections::VecDeque;
+mod baseline;
+mod gate;
+pub mod reference;
 
-use crate::config::model::{AnalysisSettings, Step};
+use crate::config::model::AnalysisSettings;
+
+pub use gate::{needed_requests, RATE_FLOOR};
+pub use reference::Reference;
 
 /// One pool's counts over some time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Requests answered (or failed).
+    /// Requests the upstream answered or failed.
     pub requests: u64,
-    /// Of which errors: 5xx, or no upstream answer.
+    /// Of which errors: 5xx, or no upstream answer for an upstream reason.
     pub errors: u64,
-    /// Of which slow.
+    /// Of which slow (upstream response time above the slow line).
     pub slow: u64,
 }
 
@@ -64,7 +73,7 @@ pub struct Second {
 pub enum Verdict {
     /// Nothing to act on.
     Clear,
-    /// The baseline is failing too: hold still.
+    /// The baseline is failing too: no advance (the tests still run).
     BaselineDegraded,
     /// The canary is much worse on errors.
     ErrorRegression,
@@ -74,21 +83,16 @@ pub enum Verdict {
     HardFailure,
 }
 
-/// The baseline's error rate above which it counts as degraded, whatever its history.
-pub const DEGRADED_RATE: f64 = 0.05;
-/// How many times its recent level the baseline's error rate must reach to count as degraded.
-const DEGRADED_JUMP: f64 = 5.0;
-/// The least recent level assumed, so that a spotless baseline's first errors are no jump.
-const LEVEL_FLOOR: f64 = 0.002;
-/// Fewest baseline errors in the window that can make it degraded.
-const DEGRADED_MIN_ERRORS: u64 = 5;
-/// Seconds of baseline history (beyond the window) before a jump over its level counts.
-const LEVEL_MIN_SECONDS: usize = 60;
-/// The baseline's recent level is measured over this many seconds (30 min).
-const LEVEL_SECONDS: usize = 30 * 60;
-/// Advancing needs both evidences below ln(10).
-pub fn advance_limit() -> f64 {
-    10f64.ln()
+/// What the canary was compared with in the last second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compared {
+    /// Nothing yet (no canary traffic).
+    #[default]
+    Nothing,
+    /// The live baseline, second by second.
+    Baseline,
+    /// The baseline's level before (the bake, or a second without baseline traffic).
+    Reference,
 }
 
 /// The running analysis of one rollout.
@@ -103,10 +107,14 @@ pub struct Analysis {
     pub step: [Counts; 2],
     /// The canary's counts since the rollout started.
     pub canary_total: Counts,
-    window: VecDeque<Second>,
-    window_sum: Second,
-    level: VecDeque<Counts>,
-    level_sum: Counts,
+    /// The baseline's counts since the rollout started.
+    pub baseline_total: Counts,
+    /// What the canary was compared with last.
+    pub compared: Compared,
+    /// The target has all traffic (the bake): compared with the reference whatever the
+    /// baseline still gets (a retry, a straggler), never with a handful of baseline requests.
+    pub bake: bool,
+    baseline: baseline::Baseline,
 }
 
 impl Analysis {
@@ -118,10 +126,10 @@ impl Analysis {
             latency_evidence: 0.0,
             step: [Counts::default(); 2],
             canary_total: Counts::default(),
-            window: VecDeque::new(),
-            window_sum: Second::default(),
-            level: VecDeque::new(),
-            level_sum: Counts::default(),
+            baseline_total: Counts::default(),
+            compared: Compared::Nothing,
+            bake: false,
+            baseline: baseline::Baseline::default(),
         }
     }
 
@@ -135,11 +143,9 @@ impl Analysis {
         (1.0 / self.settings.alpha).ln()
     }
 
-    /// A new step begins: counts restart and the evidences are floored at 0.
+    /// A new step begins: its counts restart (the evidence carries on, bounded both ways).
     pub fn new_step(&mut self) {
         self.step = [Counts::default(); 2];
-        self.error_evidence = self.error_evidence.max(0.0);
-        self.latency_evidence = self.latency_evidence.max(0.0);
     }
 
     /// Forgets the evidence of `verdict` (after a dry run reported it), so that the next report
@@ -148,131 +154,119 @@ impl Analysis {
         match verdict {
             Verdict::ErrorRegression => self.error_evidence = 0.0,
             Verdict::LatencyRegression => self.latency_evidence = 0.0,
-            Verdict::HardFailure => {
-                self.window.clear();
-                self.window_sum = Second::default();
-            }
+            Verdict::HardFailure => self.baseline.forget_window(),
             Verdict::Clear | Verdict::BaselineDegraded => {}
         }
     }
 
     /// `[baseline, canary]` counts over the hard-failure window.
     pub fn window(&self) -> [Counts; 2] {
-        [self.window_sum.baseline, self.window_sum.canary]
+        self.baseline.window()
     }
 
-    /// The baseline's error rate over the last 30 minutes (before the window's trouble).
+    /// The baseline's error rate over its last 30 minutes of traffic.
     pub fn baseline_level(&self) -> f64 {
-        self.level_sum.error_rate()
+        self.baseline.level().error_rate()
     }
 
-    /// Takes in one second and says what it shows.
+    /// The baseline's level the bake is compared with (its last 30 minutes of traffic).
+    pub fn reference(&self) -> Reference {
+        Reference(self.baseline.level())
+    }
+
+    /// Starts from the baseline's counts before: its last 30 minutes before the rollout, or the
+    /// reference kept with the rollout's record (after a restart). They join its level (the
+    /// bake's reference) and its totals (the advance gate's rate).
+    pub fn seed(&mut self, before: Counts) {
+        self.baseline.restore(before);
+        self.baseline_total.add(before);
+    }
+
+    /// Takes in one second and says what it shows. A regression or a hard failure wins over a
+    /// degraded baseline: a hold never stops a rollback.
     pub fn observe(&mut self, second: Second) -> Verdict {
         let window_len = self.settings.hard_failure.window.as_secs().max(1) as usize;
-        self.window.push_back(second);
-        self.window_sum.baseline.add(second.baseline);
-        self.window_sum.canary.add(second.canary);
-        while self.window.len() > window_len {
-            let old = self.window.pop_front().expect("longer than 1");
-            self.window_sum.baseline.subtract(old.baseline);
-            self.window_sum.canary.subtract(old.canary);
-        }
-        // A hard failure stands even while the baseline is above its usual level (as long as it
-        // is under 5 %): checked first.
-        let hard = self.hard_failure();
-        let degraded = !hard && self.baseline_degraded();
-        // Every second joins the baseline's level, outages included, so a baseline that stays at
-        // a new level becomes its level (and stops counting as degraded, unless over 5 %).
-        self.level.push_back(second.baseline);
-        self.level_sum.add(second.baseline);
-        if self.level.len() > LEVEL_SECONDS {
-            let old = self.level.pop_front().expect("longer than 1");
-            self.level_sum.subtract(old);
-        }
-        if degraded {
-            return Verdict::BaselineDegraded;
-        }
+        let reference = self.reference();
+        self.baseline.push_window(second, window_len);
+        let hard = self.hard_failure(&reference);
+        let degraded = self.baseline.degraded();
+        self.baseline.push_level(second.baseline);
         self.step[0].add(second.baseline);
         self.step[1].add(second.canary);
         self.canary_total.add(second.canary);
-        if hard {
-            return Verdict::HardFailure;
-        }
-        let (b, c) = (second.baseline, second.canary);
-        if let Some(s) = share(c.requests, b.requests) {
-            let settings = &self.settings;
-            let (per_canary, per_baseline) =
-                weights(s, settings.tolerated_ratio, settings.detect_ratio);
-            self.error_evidence += c.errors as f64 * per_canary + b.errors as f64 * per_baseline;
-            self.latency_evidence += c.slow as f64 * per_canary + b.slow as f64 * per_baseline;
-        }
+        self.baseline_total.add(second.baseline);
+        self.weigh(second, &reference);
         let threshold = self.threshold();
-        if self.error_evidence >= threshold {
+        if hard {
+            Verdict::HardFailure
+        } else if self.error_evidence >= threshold {
             Verdict::ErrorRegression
         } else if self.latency_evidence >= threshold {
             Verdict::LatencyRegression
+        } else if degraded {
+            Verdict::BaselineDegraded
         } else {
             Verdict::Clear
         }
     }
 
-    fn baseline_degraded(&self) -> bool {
-        let b = self.window_sum.baseline;
-        let rate = b.error_rate();
-        let level = self.baseline_level().max(LEVEL_FLOOR);
-        // The jump rule needs a level to jump from: a minute of history beyond the window.
-        let known = self.level.len() >= self.window.len() + LEVEL_MIN_SECONDS;
-        b.errors >= DEGRADED_MIN_ERRORS
-            && (rate > DEGRADED_RATE || (known && rate > DEGRADED_JUMP * level))
+    /// Adds one second's evidence to both tests, each step capped and floored.
+    fn weigh(&mut self, second: Second, reference: &Reference) {
+        let (b, c) = (second.baseline, second.canary);
+        let s = &self.settings;
+        let (theta0, theta1) = (s.tolerated_ratio, s.detect_ratio);
+        let (errors, slow) = if c.requests == 0 {
+            return;
+        } else if b.requests > 0 && !self.bake {
+            self.compared = Compared::Baseline;
+            let share = c.requests as f64 / (c.requests + b.requests) as f64;
+            let (per_canary, per_baseline) = weights(share, theta0, theta1);
+            (
+                c.errors as f64 * per_canary + b.errors as f64 * per_baseline,
+                c.slow as f64 * per_canary + b.slow as f64 * per_baseline,
+            )
+        } else {
+            self.compared = Compared::Reference;
+            let one = |events: u64, p: f64| {
+                let (per_event, per_other) = reference::weights(p, theta0, theta1);
+                events as f64 * per_event + c.requests.saturating_sub(events) as f64 * per_other
+            };
+            (
+                one(c.errors, reference.error_rate()),
+                one(c.slow, reference.slow_rate()),
+            )
+        };
+        let t = self.threshold();
+        let step = |evidence: f64, add: f64| (evidence + add.min(t / 2.0)).max(-t);
+        self.error_evidence = step(self.error_evidence, errors);
+        self.latency_evidence = step(self.latency_evidence, slow);
     }
 
-    fn hard_failure(&self) -> bool {
+    /// The canary fails outright: over the window at least `hard-failure.min-requests`, an
+    /// error rate of at least `hard-failure.error-rate`, and (by its 99.7 % lower bound) at
+    /// least twice the baseline's 99.7 % upper bound — the live baseline's, or the reference's
+    /// when the baseline had no traffic in the window.
+    fn hard_failure(&self, reference: &Reference) -> bool {
         let hard = self.settings.hard_failure;
-        let (b, c) = (self.window_sum.baseline, self.window_sum.canary);
+        let [b, c] = self.window();
+        let baseline_upper = match b.requests {
+            _ if self.bake => reference.error_rate(),
+            0 => reference.error_rate(),
+            _ => wilson(b.errors, b.requests, Z_HARD).1,
+        };
         c.requests >= hard.min_requests
             && c.error_rate() >= hard.error_rate
-            && b.error_rate() < DEGRADED_RATE
+            && wilson(c.errors, c.requests, Z_HARD).0 >= 2.0 * baseline_upper
     }
 
     /// Why the current step may not advance yet (`None`: it may), given the time spent in it.
-    pub fn not_ready(&self, step: &Step, held: std::time::Duration) -> Option<String> {
-        let canary = self.step[1];
-        let bound = wilson_upper(self.canary_total.errors, self.canary_total.requests);
-        let limit = advance_limit();
-        if held < step.hold {
-            Some(format!(
-                "holding ({} s of {} s)",
-                held.as_secs(),
-                step.hold.as_secs()
-            ))
-        } else if canary.requests < step.min_requests {
-            Some(format!(
-                "{} of {} target requests seen",
-                canary.requests, step.min_requests
-            ))
-        } else if self.error_evidence >= limit || self.latency_evidence >= limit {
-            Some(format!(
-                "evidence of a regression (errors {:.1}, latency {:.1}) is not below {limit:.1}",
-                self.error_evidence, self.latency_evidence
-            ))
-        } else if bound >= self.settings.max_error_rate {
-            Some(format!(
-                "the target's error rate could still be up to {:.2} % ({} errors in {} requests); \
-                 advancing needs it below {:.2} %",
-                bound * 100.0,
-                self.canary_total.errors,
-                self.canary_total.requests,
-                self.settings.max_error_rate * 100.0
-            ))
-        } else {
-            None
-        }
+    pub fn not_ready(
+        &self,
+        step: &crate::config::model::Step,
+        held: std::time::Duration,
+    ) -> Option<String> {
+        gate::not_ready(self, step, held)
     }
-}
-
-/// The canary's share of a second's requests, when both pools had some.
-fn share(canary: u64, baseline: u64) -> Option<f64> {
-    (canary > 0 && baseline > 0).then(|| canary as f64 / (canary + baseline) as f64)
 }
 
 /// The evidence per canary event and per baseline event at canary share `s`.
@@ -282,16 +276,36 @@ pub fn weights(s: f64, tolerated: f64, detect: f64) -> (f64, f64) {
     ((q1 / q0).ln(), ((1.0 - q1) / (1.0 - q0)).ln())
 }
 
-/// The upper end of the 95 % Wilson score interval of `errors` in `n`; 1 with no requests.
-pub fn wilson_upper(errors: u64, n: u64) -> f64 {
+/// z of the two-sided 95 % interval.
+const Z95: f64 = 1.96;
+/// z of the hard failure's bounds (99.7 %): a handful of requests must not look broken by chance.
+const Z_HARD: f64 = 3.0;
+
+/// The Wilson score interval of `errors` in `n` at `z`, as (lower, upper); (0, 1) with no
+/// requests.
+fn wilson(errors: u64, n: u64, z: f64) -> (f64, f64) {
     if n == 0 {
-        return 1.0;
+        return (0.0, 1.0);
     }
-    let (n, p, z) = (n as f64, errors as f64 / n as f64, 1.96f64);
+    let (n, p) = (n as f64, errors as f64 / n as f64);
     let z2 = z * z;
     let centre = p + z2 / (2.0 * n);
     let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((centre + spread) / (1.0 + z2 / n)).min(1.0)
+    let scale = 1.0 + z2 / n;
+    (
+        ((centre - spread) / scale).max(0.0),
+        ((centre + spread) / scale).min(1.0),
+    )
+}
+
+/// The upper end of the 95 % Wilson score interval of `errors` in `n`; 1 with no requests.
+pub fn wilson_upper(errors: u64, n: u64) -> f64 {
+    wilson(errors, n, Z95).1
+}
+
+/// The lower end of the 95 % Wilson score interval of `errors` in `n`; 0 with no requests.
+pub fn wilson_lower(errors: u64, n: u64) -> f64 {
+    wilson(errors, n, Z95).0
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

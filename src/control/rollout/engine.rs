@@ -44,6 +44,7 @@ async fn follow(control: Arc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        control.metrics().tallies.sample(Instant::now());
         let Some(view) = control.rollout_engine_view().await else {
             following = None;
             continue;
@@ -72,7 +73,7 @@ async fn follow(control: Arc<Control>) {
                 following = Some(Following {
                     id: view.id,
                     last: readings,
-                    latency: Latency::new(view.latency_margin),
+                    latency: Latency::new(view.latency_margin, view.slow_above_ms),
                 });
                 continue;
             }

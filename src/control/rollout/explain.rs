@@ -1,7 +1,7 @@
 //! The sentences a rollout's decisions are explained with: what the log, the API and
 //! `ctl rollout explain` show, always with the numbers that drove the decision.
 
-use super::analysis::Counts;
+use super::analysis::{Compared, Counts, RATE_FLOOR};
 use super::machine::{Active, Move};
 use super::Reason;
 use crate::config::model::format_percent;
@@ -50,12 +50,44 @@ fn errors_side_by_side(active: &Active) -> String {
     )
 }
 
+/// The bake's errors against the reference: `bake: green 16.1 % (627/3,901) vs blue's 0.33 %
+/// floor before the bake (0/2,410)`.
+fn errors_against_reference(active: &Active) -> String {
+    let a = &active.analysis;
+    let reference = a.reference();
+    let tested = reference.error_rate();
+    let kind = if tested <= RATE_FLOOR {
+        "floor"
+    } else {
+        "95 % bound"
+    };
+    let (what, when) = match active.weight {
+        crate::config::model::FULL => ("bake", "before the bake"),
+        _ => ("no baseline traffic", "before"),
+    };
+    format!(
+        "{what}: {} {} vs {}'s {:.2} % {kind} {when} ({}/{})",
+        active.record.to,
+        rate(a.step[1]),
+        active.record.from,
+        tested * 100.0,
+        thousands(reference.0.errors),
+        thousands(reference.0.requests)
+    )
+}
+
 /// Why an automatic rollback (or a dry run's report of one).
 pub(super) fn regression(active: &Active, reason: Reason) -> String {
     let a = &active.analysis;
     let (from, to) = (&active.record.from, &active.record.to);
     let t = a.threshold();
     let sentence = match reason {
+        Reason::ErrorRegression if a.compared == Compared::Reference => format!(
+            "error regression at {}: {}, evidence {:.1} ≥ {t:.1}",
+            at(active),
+            errors_against_reference(active),
+            a.error_evidence
+        ),
         Reason::ErrorRegression => format!(
             "error regression at {}: {}, evidence {:.1} ≥ {t:.1}",
             at(active),
@@ -111,7 +143,7 @@ pub(super) fn no_backend(active: &Active) -> String {
 pub(super) fn degraded(active: &Active) -> String {
     let [b, _] = active.analysis.window();
     format!(
-        "holding at {}: {} itself fails {} over the last {} s (its 30-minute level: {:.2} %); no advance, no rollback until it recovers",
+        "holding at {}: {} itself fails {} over the last {} s (its 30-minute level: {:.2} %); no advance until it recovers (the canary is still compared with it, and rolled back if worse)",
         at(active),
         active.record.from,
         rate(b),
@@ -128,6 +160,14 @@ pub(super) fn inconclusive(active: &Active, why: &str) -> String {
         active.plan.steps.len(),
         at(active),
         crate::config::duration::format(active.plan.max_step_time)
+    )
+}
+
+/// An inconclusive bake that stepped back to `weight`.
+pub(super) fn stepped_back(inconclusive: &str, weight: u32) -> String {
+    format!(
+        "{inconclusive}; the bake is never held: stepped back to {} % and paused (resume to try the bake again, or roll back)",
+        format_percent(weight)
     )
 }
 

@@ -20,6 +20,8 @@ pub struct EngineView {
     pub smoke: Option<crate::config::model::Smoke>,
     /// `latency-margin` as a fraction.
     pub latency_margin: f64,
+    /// The slow line the rollout's evidence last showed, ms.
+    pub slow_above_ms: Option<f64>,
 }
 
 impl Control {
@@ -108,6 +110,7 @@ impl Control {
             to: a.record.to.clone(),
             smoke: a.plan.smoke.clone(),
             latency_margin: a.plan.analysis.latency_margin,
+            slow_above_ms: a.record.evidence.as_ref().and_then(|e| e.slow_above_ms),
         })
     }
 }

@@ -35,13 +35,17 @@ pub struct Counted {
 }
 
 impl Latency {
-    /// Nothing seen yet; `margin` is `latency-margin` as a fraction.
-    pub fn new(margin: f64) -> Self {
+    /// Nothing seen yet; `margin` is `latency-margin` as a fraction; `line_ms` the slow line
+    /// in force before (kept with the rollout's evidence: after a restart in the bake, where
+    /// the baseline has no traffic to set it again).
+    pub fn new(margin: f64, line_ms: Option<f64>) -> Self {
         Latency {
             margin,
             recent: Default::default(),
             sums: Default::default(),
-            slow_above_us: None,
+            slow_above_us: line_ms
+                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                .map(|ms| (ms * 1000.0) as u64),
         }
     }
 
@@ -55,10 +59,14 @@ impl Latency {
                 self.slow_above_us = Some(relative.max(p99.saturating_add(MIN_MARGIN_US)));
             }
         }
+        // Never more errors or slow requests than requests, whatever a reading raced with.
         let counts = |r: &Reading| Counts {
             requests: r.requests,
-            errors: r.errors,
-            slow: self.slow_above_us.map_or(0, |line| r.at_or_above(line)),
+            errors: r.errors.min(r.requests),
+            slow: self
+                .slow_above_us
+                .map_or(0, |line| r.at_or_above(line))
+                .min(r.requests),
         };
         let second = Second {
             baseline: counts(&baseline),
@@ -91,14 +99,14 @@ mod tests {
     fn reading(n: u64, each: Duration) -> Reading {
         let tally = PoolTally::default();
         for _ in 0..n {
-            tally.record(false, each);
+            tally.record(false, Some(each));
         }
         tally.read()
     }
 
     #[test]
     fn a_canary_200ms_slower_than_a_1ms_baseline_is_all_slow_once_the_baseline_has_history() {
-        let mut latency = Latency::new(0.10);
+        let mut latency = Latency::new(0.10, None);
         let first = latency.count(
             reading(100, Duration::from_millis(1)),
             reading(10, Duration::from_millis(201)),
@@ -119,7 +127,7 @@ mod tests {
 
     #[test]
     fn an_equally_fast_canary_has_no_slow_requests() {
-        let mut latency = Latency::new(0.10);
+        let mut latency = Latency::new(0.10, None);
         for _ in 0..5 {
             let c = latency.count(
                 reading(100, Duration::from_millis(40)),

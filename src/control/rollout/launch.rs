@@ -25,6 +25,8 @@ pub struct Launch {
     pub dry_run: bool,
     /// Free-form metadata.
     pub release: Option<serde_json::Value>,
+    /// The baseline's `(requests, errors)` over its last 30 minutes before the start.
+    pub before: Option<(u64, u64)>,
 }
 
 impl Active {
@@ -74,8 +76,10 @@ impl Active {
                 release: launch.release,
                 start_split: crate::audit::split_json(&launch.start),
                 step_started: None,
+                reference: None,
+                warnings: Vec::new(),
             },
-            analysis: Analysis::new(plan.analysis),
+            analysis: seeded(Analysis::new(plan.analysis), launch.before),
             plan,
             weight: 0,
             since: now,
@@ -84,4 +88,19 @@ impl Active {
             reported: Vec::new(),
         }
     }
+}
+
+/// The analysis starting from the baseline's last 30 minutes before the rollout: its level
+/// (the bake's reference) and the advance gate's rate. Its slow requests were not measured
+/// (there was no line): 1 % is assumed, what a p99 line means (the margin makes it fewer), so
+/// the bake's latency test is never more eager for it.
+fn seeded(mut analysis: Analysis, before: Option<(u64, u64)>) -> Analysis {
+    if let Some((requests, errors)) = before.filter(|(n, _)| *n > 0) {
+        analysis.seed(super::analysis::Counts {
+            requests,
+            errors: errors.min(requests),
+            slow: requests / 100,
+        });
+    }
+    analysis
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::analysis::{Analysis, Verdict};
+use super::analysis::{Analysis, Compared, Verdict};
 use super::explain;
 use super::latency::Counted;
 use super::{Evidence, Phase, PoolEvidence, Reason, Rollout};
@@ -61,6 +61,13 @@ pub enum Move {
     Resume,
     /// A dry run's rollback: reported, nothing moves.
     WouldRollBack(Reason),
+    /// An inconclusive bake: back to step `step` at `weight` (0 before the first step), paused.
+    StepBack {
+        /// The step the rollout pauses in.
+        step: usize,
+        /// The target's share there.
+        weight: BasisPoints,
+    },
 }
 
 /// A move and the sentence that explains it.
@@ -125,6 +132,10 @@ impl Active {
                 let message = explain::degraded(self);
                 return Some(self.decide(Move::Pause(Reason::BaselineDegraded), message));
             }
+            // A hold counts against the step's time: one that outlasts it is inconclusive.
+            Verdict::BaselineDegraded if degraded_pause => {
+                return self.inconclusive_if_late(obs.now)
+            }
             Verdict::BaselineDegraded => return None,
             Verdict::Clear if degraded_pause => {
                 let message = format!("{} recovered; resuming", self.record.from);
@@ -157,26 +168,45 @@ impl Active {
 
     fn advance_or_wait(&self, now: Instant) -> Option<Decision> {
         let k = self.record.step;
-        let step = &self.plan.steps[k];
         let held = now.saturating_duration_since(self.since);
-        match self.analysis.not_ready(step, held) {
+        match self.analysis.not_ready(&self.plan.steps[k], held) {
             None => Some(self.next(k, false)),
-            Some(why) if held >= self.plan.max_step_time => {
-                let message = explain::inconclusive(self, &why);
-                let (kind, message) = match (self.plan.on_inconclusive, self.record.dry_run) {
-                    (OnInconclusive::Rollback, false) => {
-                        (Move::RollBack(Reason::Inconclusive), message)
-                    }
-                    (OnInconclusive::Rollback, true) => (
-                        Move::Pause(Reason::Inconclusive),
-                        format!("would roll back: {message}; paused instead (dry run)"),
-                    ),
-                    (OnInconclusive::Pause, _) => (Move::Pause(Reason::Inconclusive), message),
-                };
-                Some(self.decide(kind, message))
-            }
+            Some(why) if held >= self.plan.max_step_time => Some(self.inconclusive(&why)),
             Some(_) => None,
         }
+    }
+
+    /// A step held (by a degraded baseline) past `max-step-time` is inconclusive.
+    fn inconclusive_if_late(&self, now: Instant) -> Option<Decision> {
+        let held = now.saturating_duration_since(self.since);
+        (held >= self.plan.max_step_time)
+            .then(|| self.inconclusive(&format!("{} was degraded", self.record.from)))
+    }
+
+    /// What an inconclusive step does: pause there, or roll back (`on-inconclusive`; a dry run
+    /// pauses). The bake is never held: it steps back to the previous weight and pauses there.
+    fn inconclusive(&self, why: &str) -> Decision {
+        let message = explain::inconclusive(self, why);
+        let k = self.record.step;
+        let bake = self.plan.steps[k].weight == FULL;
+        let (kind, message) = match (self.plan.on_inconclusive, self.record.dry_run) {
+            (OnInconclusive::Rollback, false) => (Move::RollBack(Reason::Inconclusive), message),
+            _ if bake => {
+                let back = k.checked_sub(1);
+                let weight = back.map_or(0, |b| self.plan.steps[b].weight);
+                let kind = Move::StepBack {
+                    step: back.unwrap_or(0),
+                    weight,
+                };
+                (kind, explain::stepped_back(&message, weight))
+            }
+            (OnInconclusive::Rollback, true) => (
+                Move::Pause(Reason::Inconclusive),
+                format!("would roll back: {message}; paused instead (dry run)"),
+            ),
+            (OnInconclusive::Pause, _) => (Move::Pause(Reason::Inconclusive), message),
+        };
+        self.decide(kind, message)
     }
 
     /// The move after step `k` is done: promote, wait at a gate, or enter the next step.
@@ -260,6 +290,21 @@ impl Active {
                 record.state = Phase::Running;
                 record.reason = None;
                 record.step_started = Some(stamp.to_string());
+                if self.weight == FULL {
+                    // What the bake is compared with, kept with the record (a restart keeps it).
+                    record.reference = Some(self.analysis.reference());
+                }
+                self.since = now;
+                self.reported.clear();
+                self.waiting_for = None;
+                self.analysis.new_step();
+            }
+            Move::StepBack { step, weight } => {
+                record.step = step;
+                self.weight = weight;
+                record.state = Phase::Paused;
+                record.reason = Some(Reason::Inconclusive);
+                record.step_started = Some(stamp.to_string());
                 self.since = now;
                 self.reported.clear();
                 self.waiting_for = None;
@@ -289,11 +334,10 @@ impl Active {
                 record.reason = Some(reason);
             }
             Move::Resume => {
-                // After a wait that was no fault of the canary's, the step's clock starts again.
-                if matches!(
-                    record.reason,
-                    Some(Reason::Inconclusive | Reason::Restart | Reason::BaselineDegraded)
-                ) {
+                // After a wait that was no fault of the canary's, the step's clock starts again;
+                // a degraded baseline's hold counts against the step's time instead (a baseline
+                // that flaps cannot keep a step from ever ending).
+                if matches!(record.reason, Some(Reason::Inconclusive | Reason::Restart)) {
                     self.since = now;
                     record.step_started = Some(stamp.to_string());
                 }
@@ -305,6 +349,7 @@ impl Active {
             }
             Move::WouldRollBack(reason) => record.reason = Some(reason),
         }
+        self.analysis.bake = self.weight == FULL;
         let evidence = self.evidence();
         let record = &mut self.record;
         record.weight = crate::audit::percent_number(self.weight);
@@ -335,6 +380,11 @@ impl Active {
             latency_ratio: round(a.latency_evidence),
             threshold: round(a.threshold()),
             slow_above_ms: self.last.and_then(|c| c.slow_above_ms).map(round),
+            compared_with: match a.compared {
+                Compared::Nothing => None,
+                Compared::Baseline => Some("baseline".into()),
+                Compared::Reference => Some("reference".into()),
+            },
         }
     }
 }

@@ -119,7 +119,7 @@ fn action_of(kind: Move) -> Action {
         Move::Promote => Action::RolloutPromoted,
         Move::RollBack(_) | Move::WouldRollBack(_) => Action::RolloutRollback,
         Move::Abort(_) => Action::RolloutAbort,
-        Move::Pause(_) => Action::RolloutPause,
+        Move::Pause(_) | Move::StepBack { .. } => Action::RolloutPause,
         Move::Resume => Action::RolloutResume,
     }
 }
@@ -149,7 +149,12 @@ impl Control {
                 active.record.state.name()
             )));
         }
-        let active = self.new_rollout(&state, req)?;
+        let mut active = self.new_rollout(&state, req)?;
+        let recent = self.metrics.tallies.recent();
+        active.record.warnings = super::pace::at_recent(recent, &active.plan);
+        for warning in &active.record.warnings {
+            tracing::warn!("rollout: {warning}");
+        }
         let id = active.record.id;
         state.rollouts.next_id = id + 1;
         let split = split_at(
@@ -240,6 +245,7 @@ impl Control {
                 req.to
             )));
         }
+        let before = self.metrics.tallies.level(&from);
         let launch = Launch {
             id: state.rollouts.next_id.max(1),
             plan_name: req.plan,
@@ -249,6 +255,7 @@ impl Control {
             start: config.split.clone(),
             dry_run: req.dry_run,
             release: req.release,
+            before,
         };
         Ok(Active::launch(launch, Instant::now(), &stamp()))
     }

@@ -110,10 +110,16 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
     record.reason = Some(Reason::Restart);
     record.weight = crate::audit::percent_number(weight);
     record.message = format!(
-        "switchback restarted during this rollout; paused at {} % with its analysis started afresh; resume to go on",
-        crate::config::model::format_percent(weight)
+        "switchback restarted during this rollout; paused at {} % with its analysis started afresh{}; resume to go on",
+        crate::config::model::format_percent(weight),
+        if record.reference.is_some() { " (the bake's reference kept)" } else { "" }
     );
-    let analysis = Analysis::new(plan.analysis);
+    let mut analysis = Analysis::new(plan.analysis);
+    if let Some(reference) = record.reference {
+        // The bake's reference was measured before it: it cannot be measured again.
+        analysis.seed(reference.0);
+    }
+    analysis.bake = weight == crate::config::model::FULL;
     // A rollout waiting at a gate waits again after the resume (weight 0: the gate of step 0).
     let waiting_for = (was == Phase::Waiting).then(|| match weight {
         0 => 0,

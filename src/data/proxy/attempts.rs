@@ -40,9 +40,7 @@ pub(super) fn plan_retry(ctx: &mut RequestCtx, connect_failed: bool) {
         {
             // The answer will be counted for the other pool: the failed attempt counts here,
             // so that a canary's connect failures are never hidden by a retry on the baseline.
-            snapshot.pools[failed.0]
-                .tally
-                .record(true, ctx.started.elapsed());
+            snapshot.pools[failed.0].tally.record(true, None);
         }
         if let (Some(_), Some(m)) = (ctx.retry_to, &snapshot.pools[failed.0].metrics) {
             m.retries.inc();

@@ -19,6 +19,12 @@ pub struct RequestCtx {
     /// The request was answered 503 before any backend was chosen: the pool it was for.
     pub(super) unavailable: Option<usize>,
     pub(super) upstream_started: Option<Instant>,
+    /// When this attempt's request head, and then its last body byte, went upstream.
+    pub(super) head_sent: Option<Instant>,
+    pub(super) request_sent: Option<Instant>,
+    /// The upstream failed while the proxy waited on the client for more request body (all it
+    /// had sent was forwarded): the client's doing, answered 408 and counted for no pool.
+    pub(super) client_blocked: bool,
     pub(super) upstream_header: Option<(u16, Instant)>,
     /// The routing key: the user's bucket, or drawn at random; kept so a retry fails over
     /// the same way.
@@ -50,6 +56,9 @@ impl RequestCtx {
             inflight_pool: None,
             unavailable: None,
             upstream_started: None,
+            head_sent: None,
+            request_sent: None,
+            client_blocked: false,
             upstream_header: None,
             key: crate::keys::next(),
             key_from: crate::affinity::request::KeyFrom::None,

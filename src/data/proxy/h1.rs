@@ -16,6 +16,7 @@
 //! backends ([`H1Proxy::takes`]).
 
 mod exchange;
+pub(super) use exchange::awaits_continue;
 mod head;
 mod pool;
 

@@ -105,6 +105,7 @@ pub(super) fn next_backend(live: &Live, ctx: &mut RequestCtx) -> Result<(usize, 
     ctx.route = Some((route.pool_index, route.backend_index));
     ctx.backend_inflight = Some(route.backend.health.begin());
     ctx.upstream_started = Some(Instant::now());
+    (ctx.head_sent, ctx.request_sent) = (None, None);
     Ok((route.pool_index, route.backend_index))
 }
 
@@ -216,7 +217,8 @@ pub(super) fn finished(
     if let Some(log) = access_log {
         log.send(access_line(session, ctx, snapshot, p, Some(b), e));
     }
-    if e.is_some() && ctx.upstream_header.is_none() {
+    let upstream_failed = e.is_some_and(|e| e.esource() == &pingora::ErrorSource::Upstream);
+    if upstream_failed && ctx.upstream_header.is_none() {
         tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
     }
 }

@@ -1,7 +1,7 @@
 //! What a request leaves behind: its counts, its access-log line, the kind of upstream error,
 //! and the log line of a failed TLS handshake to its backend.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType};
@@ -12,17 +12,36 @@ use crate::snapshot::{BackendEntry, PoolEntry, Snapshot};
 use pingora::upstreams::peer::HttpPeer;
 
 /// Counts a request that reached `backend`: a tester's override apart from the others, which
-/// also feed the pool's latency histogram; upstream errors either way.
+/// also feed the pool's latency histograms; upstream errors either way.
+///
+/// The attribution rule (README, "Automated rollouts"): the rollout analysis counts a request
+/// only when the upstream answered it or failed it. It is an error when the upstream answered
+/// 5xx, or gave no answer for an upstream reason (connect failure, reset, timeout) while the
+/// proxy was not waiting on the client for more of the request body; one the client broke
+/// (stalled upload, disconnect before its request was sent) counts for no pool; one that left
+/// after sending its whole request counts, not as an error, with the time it waited as its
+/// latency. Once a response head arrived, its status decides: a failure mid-body may be the
+/// client's backpressure as well as the upstream's.
 pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, e: Option<&Error>) {
-    let class = ctx
-        .upstream_header
-        .map_or(5, |(status, _)| usize::from(status / 100).clamp(1, 5) - 1);
-    let upstream_error = e.and_then(upstream_error_kind);
-    let elapsed = ctx.started.elapsed(); // one clock read for the analysis and the histogram
-    if ctx.override_pool.is_none() {
-        // 5xx, or no upstream answer for an upstream reason (a client that left is not one).
-        let failed = class == 4 || (class == 5 && upstream_error.is_some());
-        pool.tally.record(failed, elapsed);
+    let upstream_error = e
+        .and_then(upstream_error_kind)
+        .filter(|_| !ctx.client_blocked);
+    let answered = ctx.upstream_header.is_some();
+    let class = match ctx.upstream_header {
+        Some((status, _)) => usize::from(status / 100).clamp(1, 5) - 1,
+        None if upstream_error.is_some() => 5,
+        None => 3, // the client's doing: answered 408, or it left (a 4xx in access logs)
+    };
+    // A client that left after sending its whole request, before any answer: the upstream had
+    // not answered in the time it waited — a lower bound of its response time, so that a canary
+    // that hangs shows as slow whoever gives up first. Not an error.
+    let waited = (!answered && upstream_error.is_none() && !ctx.client_blocked)
+        .then_some(ctx.request_sent)
+        .flatten()
+        .map(|sent| sent.elapsed());
+    let response = response_time(ctx);
+    if ctx.override_pool.is_none() && (answered || upstream_error.is_some() || waited.is_some()) {
+        pool.tally.record(class >= 4, response.or(waited));
     }
     let (Some(pm), Some(bm)) = (&pool.metrics, &backend.metrics) else {
         return;
@@ -30,12 +49,27 @@ pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, 
     if ctx.override_pool.is_some() {
         pm.overrides[class].inc();
     } else {
-        pm.duration.observe(elapsed.as_secs_f64());
+        pm.duration.observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(response) = response {
+            pm.upstream_response.observe(response.as_secs_f64());
+        }
         bm.requests[class].inc();
     }
     if let Some(kind) = upstream_error {
         bm.errors[kind].inc();
     }
+}
+
+/// The upstream's response time: from the request's last byte written upstream (its head, for
+/// an answer that came before the body ended) to the response head; `None` without one.
+pub(super) fn response_time(ctx: &RequestCtx) -> Option<Duration> {
+    let (_, at) = ctx.upstream_header?;
+    let from = ctx
+        .request_sent
+        .filter(|sent| *sent <= at)
+        .or(ctx.head_sent)
+        .or(ctx.upstream_started)?;
+    Some(at.saturating_duration_since(from))
 }
 
 pub(super) fn access_line(
@@ -48,10 +82,7 @@ pub(super) fn access_line(
 ) -> String {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let upstream_ms = match (ctx.upstream_started, ctx.upstream_header) {
-        (Some(start), Some((_, at))) => Some(at.duration_since(start).as_secs_f64() * 1e3),
-        _ => None,
-    };
+    let upstream_ms = response_time(ctx).map(|d| d.as_secs_f64() * 1e3);
     serde_json::json!({
         "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "client": session.client_addr().map(ToString::to_string),
@@ -98,7 +129,7 @@ pub(super) fn unavailable(
 ) {
     let pool = &snapshot.pools[p];
     if ctx.override_pool.is_none() {
-        pool.tally.record(true, ctx.started.elapsed());
+        pool.tally.record(true, None);
     }
     match (&pool.metrics, ctx.override_pool) {
         (Some(m), Some(_)) => m.overrides[4].inc(),

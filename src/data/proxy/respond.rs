@@ -97,6 +97,10 @@ pub(super) fn error_response(e: &Error) -> (u16, &'static str) {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (_, HTTPStatus(503)) => (503, "service unavailable: no pool can take traffic\n"),
+        (_, HTTPStatus(408)) => (
+            408,
+            "request timeout: the rest of the request body did not arrive in time\n",
+        ),
         (_, HTTPStatus(code)) if *code >= 500 => (*code, "upstream error\n"),
         (_, HTTPStatus(code)) => (*code, "bad request\n"),
         (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => (

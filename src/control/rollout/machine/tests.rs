@@ -34,6 +34,7 @@ fn active(dry_run: bool, gate_first: bool) -> (Active, Instant) {
         start,
         dry_run,
         release: None,
+        before: None,
     };
     (Active::launch(launch, t0, ""), t0)
 }
@@ -124,7 +125,7 @@ fn a_clean_step_advances_once_held_and_the_bake_promotes() {
     let first = a.first_step();
     a.apply(&first, t0, "");
     let mut settings = a.analysis.settings().to_owned();
-    settings.max_error_rate = 0.5;
+    settings.detect_ratio = 1000.0; // a gate wide enough for 10 clean requests
     a.analysis = crate::control::rollout::analysis::Analysis::new(settings);
     assert_eq!(
         step(&mut a, &obs(t0, 1, (90, 0), (10, 0), true)),
@@ -136,4 +137,63 @@ fn a_clean_step_advances_once_held_and_the_bake_promotes() {
         Some(Move::Promote)
     );
     assert_eq!(a.record.state, Phase::Promoted);
+}
+
+#[test]
+fn an_inconclusive_bake_steps_back_to_the_previous_weight_and_pauses_never_holding_at_100() {
+    let (mut a, t0) = active(false, false);
+    let mut plan = (*a.plan).clone();
+    plan.on_inconclusive = OnInconclusive::Pause;
+    plan.analysis.detect_ratio = 1000.0; // a gate wide enough for 10 clean requests
+    a.plan = Arc::new(plan.clone());
+    a.analysis = crate::control::rollout::analysis::Analysis::new(plan.analysis);
+    let first = a.first_step();
+    a.apply(&first, t0, "");
+    assert_eq!(
+        step(&mut a, &obs(t0, 1, (90, 0), (10, 0), true)),
+        Some(Move::Enter(1))
+    );
+    assert_eq!(a.weight, 10_000);
+    // The bake sees too few target requests to decide within max-step-time (60 s).
+    for s in 2..61 {
+        assert_eq!(step(&mut a, &obs(t0, s, (0, 0), (0, 0), true)), None);
+    }
+    assert_eq!(
+        step(&mut a, &obs(t0, 61, (0, 0), (1, 0), true)),
+        Some(Move::StepBack {
+            step: 0,
+            weight: 1000
+        })
+    );
+    assert_eq!(
+        (a.record.state, a.record.reason, a.weight),
+        (Phase::Paused, Some(Reason::Inconclusive), 1000)
+    );
+    assert!(
+        a.record.message.contains("stepped back to 10 %"),
+        "{}",
+        a.record.message
+    );
+    let resume = a.operator(Operator::Resume).unwrap();
+    a.apply(&resume, t0 + Duration::from_secs(62), "");
+    assert_eq!((a.record.state, a.record.step), (Phase::Running, 0));
+}
+
+#[test]
+fn the_bake_records_its_reference_for_a_restart() {
+    let (mut a, t0) = active(false, false);
+    let mut settings = a.analysis.settings().to_owned();
+    settings.detect_ratio = 1000.0;
+    a.analysis = crate::control::rollout::analysis::Analysis::new(settings);
+    let first = a.first_step();
+    a.apply(&first, t0, "");
+    assert_eq!(a.record.reference, None);
+    step(&mut a, &obs(t0, 1, (90, 1), (10, 0), true));
+    let reference = a.record.reference.expect("kept once the bake begins");
+    assert_eq!((reference.0.requests, reference.0.errors), (90, 1));
+    let json = serde_json::to_value(&a.record).unwrap();
+    assert_eq!(
+        json["reference"],
+        serde_json::json!({"requests": 90, "errors": 1, "slow": 0})
+    );
 }

@@ -50,16 +50,29 @@ pub(super) async fn exchange(
     bounded(limit, upstream.write_request_header(req))
         .await
         .map_err(up(true))?;
+    ctx.head_sent = Some(std::time::Instant::now());
     let mut body = Body::default();
     if session.is_body_empty() {
         body.forward(session, upstream, None).await;
+        ctx.request_sent = ctx.head_sent;
     }
     let mut informed = false; // a 1xx went to the client
     let mut resp = loop {
         tokio::select! {
             biased;
             head = upstream.read_response() => {
-                head.map_err(up(!body.sent && !informed))?;
+                if let Err(e) = head {
+                    // (A client that asked for `100 Continue` waits on the upstream until one
+                    // was forwarded.)
+                    let continued = informed || !awaits_continue(session.req_header());
+                    let waiting_on_client = !body.done && !body.broken && continued;
+                    if waiting_on_client && e.etype() == &ErrorType::ReadTimedout {
+                        // Everything the client sent went upstream; the proxy was waiting on
+                        // the client for the rest: the client's doing, not the upstream's.
+                        return Err(client_blocked(ctx, e));
+                    }
+                    return Err(up(!body.sent && !informed)(e));
+                }
                 let Some(head) = upstream.resp_header() else {
                     return Err(up(false)(Error::new(ErrorType::InvalidHTTPHeader)));
                 };
@@ -76,6 +89,9 @@ pub(super) async fn exchange(
             // After the body, this watches the client: one that hangs up ends the request.
             piece = session.read_body_or_idle(body.done) => {
                 body.forward(session, upstream, piece.map_err(down)?).await;
+                if body.done && ctx.request_sent.is_none() {
+                    ctx.request_sent = Some(std::time::Instant::now());
+                }
             }
         }
     };
@@ -118,6 +134,27 @@ pub(super) async fn exchange(
     session.finish_body().await.map_err(down)?;
     // A connection whose request went out whole can carry another one.
     Ok(body.done && !body.broken)
+}
+
+/// Whether the client waits for a `100 Continue` before it sends its body (then a stalled
+/// body is the upstream's doing until one was forwarded).
+pub(in crate::data::proxy) fn awaits_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The upstream timed out while the proxy waited on the client's body: a 408 to the client, and
+/// the request counts for no pool. Only a timeout says the upstream was waiting too; a reset or
+/// a close while the body arrives is the upstream's error.
+fn client_blocked(ctx: &mut RequestCtx, e: Box<Error>) -> Failed {
+    ctx.client_blocked = true;
+    let mut blocked = Error::explain(
+        ErrorType::HTTPStatus(408),
+        "the client did not send the rest of the request body in time",
+    );
+    blocked.set_cause(e);
+    down(blocked)
 }
 
 /// The client's request body on its way upstream.
