@@ -17,7 +17,6 @@
 use std::sync::Arc;
 
 use crate::health::Inflight;
-use crate::shutdown::Stopping;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +44,10 @@ pub use ctx::RequestCtx;
 pub use h1::H1Proxy;
 use phases::{client_ip, is_tls, MAX_ATTEMPTS};
 use respond::error_response;
+
+/// Set once a shutdown or upgrade signal arrived (by the process layer): responses then say
+/// `Connection: close`.
+pub type Stopping = Arc<std::sync::atomic::AtomicBool>;
 
 /// The switchback proxy logic.
 pub struct SwitchbackProxy {

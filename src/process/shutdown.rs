@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -40,8 +40,7 @@ pub const SETTLE: Duration = Duration::from_millis(50);
 /// request before idle connections are closed.
 pub const LINGER: Duration = Duration::from_millis(250);
 
-/// Set once a shutdown or upgrade signal arrived: responses then say `Connection: close`.
-pub type Stopping = Arc<AtomicBool>;
+pub use crate::data::proxy::Stopping;
 
 /// A Pingora app whose clean-up (closing connections that wait for a request) waits
 /// [`LINGER`] after the listeners closed.

@@ -33,11 +33,11 @@ use pingora::{Error, ErrorType, Result};
 
 use super::phases::{self, client_ip, is_tls, MAX_ATTEMPTS};
 use super::respond::error_response;
+use super::Stopping;
 use super::{attempts, RequestCtx};
 use crate::access_log::AccessLog;
 use crate::config::model::Protocol;
 use crate::health::Inflight;
-use crate::shutdown::Stopping;
 use crate::snapshot::{Live, Snapshot};
 use exchange::Failed;
 
