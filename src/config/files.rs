@@ -14,7 +14,7 @@ use super::validate::out_of_range;
 pub(super) struct Files {
     pub(super) state_dir: Option<PathBuf>,
     pub(super) deployment_log: PathBuf,
-    pub(super) deployment_rotation: crate::audit::Rotation,
+    pub(super) deployment_rotation: super::model::Rotation,
     pub(super) access_log: Option<AccessLogTarget>,
     pub(super) access_buffer: usize,
 }
@@ -51,7 +51,7 @@ pub(super) fn files(
         Some(path) => PathBuf::from(path),
         None => runtime(defaults::DEPLOYMENT_LOG),
     };
-    let deployment_rotation = crate::audit::Rotation {
+    let deployment_rotation = super::model::Rotation {
         max_bytes: match &raw.log.deployments_max_size {
             None => defaults::DEPLOYMENT_LOG_MAX_SIZE,
             Some(value) => super::size::parse(value).unwrap_or_else(|reason| {

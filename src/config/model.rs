@@ -26,7 +26,7 @@ pub struct Config {
     /// Deployment log path as written (relative to the config file's directory).
     pub deployment_log: PathBuf,
     /// When the deployment log rotates.
-    pub deployment_rotation: crate::audit::Rotation,
+    pub deployment_rotation: Rotation,
     /// Quiet time after the last config-file event before reloading.
     pub reload_debounce: Duration,
     /// Access log destination; `None` is off.
@@ -48,6 +48,15 @@ pub struct Config {
     pub plans: BTreeMap<String, std::sync::Arc<Plan>>,
     /// TLS listeners; `None`: plain HTTP only.
     pub tls: Option<FrontTls>,
+}
+
+/// When the deployment log rotates (`[log] deployment-max-size`, `deployment-keep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The current file rotates once it is larger than this many bytes.
+    pub max_bytes: u64,
+    /// Old files kept (`.1` … `.keep`); older ones are deleted.
+    pub keep: usize,
 }
 
 /// Where access-log lines go.

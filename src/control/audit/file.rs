@@ -31,14 +31,7 @@ pub const MAX_MESSAGE: usize = 512;
 /// Bytes read per step when reading a file backwards.
 const BLOCK: u64 = 64 * 1024;
 
-/// When the log rotates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rotation {
-    /// The current file rotates once it is larger than this many bytes.
-    pub max_bytes: u64,
-    /// Old files kept (`.1` … `.keep`); older ones are deleted.
-    pub keep: usize,
-}
+pub use crate::config::model::Rotation;
 
 /// Why the log could not be written or read.
 #[derive(Debug, thiserror::Error)]
