@@ -50,7 +50,7 @@ pub struct Config {
     pub tls: Option<FrontTls>,
 }
 
-/// When the deployment log rotates (`[log] deployment-max-size`, `deployment-keep`).
+/// When the deployment log rotates (`[log] deployments-max-size`, `deployments-keep`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     /// The current file rotates once it is larger than this many bytes.
