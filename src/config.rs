@@ -25,6 +25,6 @@ pub mod validate;
 pub mod watch;
 
 pub use backends::{resolve_host_names, with_known_addresses};
-pub use load::{load, parse, ConfigError};
+pub use load::{load, parse, resolve_beside, ConfigError};
 pub use model::{Backend, Config, Pool, Split};
 pub use problem::{Problem, ProblemKind};

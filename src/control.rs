@@ -365,10 +365,4 @@ impl Control {
     }
 }
 
-/// `path` as given when absolute, else relative to the config file's directory.
-pub fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    config_path.parent().unwrap_or(Path::new(".")).join(path)
-}
+pub use crate::config::resolve_beside;

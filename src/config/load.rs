@@ -143,6 +143,14 @@ fn key_path_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// `path` as given when absolute, else relative to the config file's directory.
+pub fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    config_path.parent().unwrap_or(Path::new(".")).join(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

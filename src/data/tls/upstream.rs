@@ -11,7 +11,7 @@ use pingora::utils::tls::WrappedX509;
 
 use crate::config::model::{CaBundle, Config, Pool, Protocol};
 use crate::config::problem::{Problem, ProblemKind};
-use crate::control::resolve_beside;
+use crate::config::resolve_beside;
 
 /// Streams a backend's HTTP/2 connection carries at once before another is opened.
 const H2_STREAMS: usize = 100;
