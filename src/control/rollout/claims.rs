@@ -2,7 +2,8 @@
 //! while it runs (a paused one is superseded by them), `POST /rollback` always works and ends
 //! it, and a config-file edit that moves the split supersedes it.
 
-use super::machine::{Decision, Move};
+use super::active::Move;
+use super::machine::Decision;
 use super::ops::split_at;
 use super::{Phase, Reason};
 use crate::audit::{Action, Entry};

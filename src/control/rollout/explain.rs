@@ -1,8 +1,8 @@
 //! The sentences a rollout's decisions are explained with: what the log, the API and
 //! `ctl rollout explain` show, always with the numbers that drove the decision.
 
+use super::active::{Active, Move};
 use super::analysis::{Compared, Counts, RATE_FLOOR};
-use super::machine::{Active, Move};
 use super::Reason;
 use crate::config::model::format_percent;
 

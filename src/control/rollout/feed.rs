@@ -1,7 +1,8 @@
 //! What the engine hands control: the smoke result, and each second's counts. Control runs the
 //! pure machine on them under its lock and takes in (logs, then moves) what it decides.
 
-use super::machine::{Decision, Move, Observation};
+use super::active::Move;
+use super::machine::{Decision, Observation};
 use super::{Phase, Reason};
 use crate::control::{Control, State};
 

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
+use super::active::Active;
 use super::analysis::Analysis;
-use super::machine::Active;
 use super::{Phase, Rollout, StepView};
 
 /// What a new rollout is made of.

@@ -2,14 +2,14 @@
 //! [`Decision`] out; [`Active::apply`] then moves the record. Control logs each decision and
 //! moves the weight; the simulation in `sim_tests` drives the same code with seeded traffic.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::analysis::{Analysis, Compared, Verdict};
+use super::active::{Active, Move};
+use super::analysis::{Compared, Verdict};
 use super::explain;
 use super::latency::Counted;
-use super::{Evidence, Phase, PoolEvidence, Reason, Rollout};
-use crate::config::model::{BasisPoints, OnInconclusive, Plan, FULL};
+use super::{Evidence, Phase, PoolEvidence, Reason};
+use crate::config::model::{OnInconclusive, FULL};
 
 /// One second, as the engine saw it.
 #[derive(Debug, Clone, Copy)]
@@ -40,36 +40,6 @@ pub enum Operator {
     Abort,
 }
 
-/// What happens next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Move {
-    /// Enter step k (the weight moves).
-    Enter(usize),
-    /// Enter gated step k on approval (the weight moves).
-    Approve(usize),
-    /// Wait for approval of step k.
-    Wait(usize),
-    /// 100 % to the target; ended.
-    Promote,
-    /// Target back to 0 %; ended `rolled-back`.
-    RollBack(Reason),
-    /// Target back to 0 %; ended `aborted` (no user request reached it).
-    Abort(Reason),
-    /// Hold still.
-    Pause(Reason),
-    /// Go on.
-    Resume,
-    /// A dry run's rollback: reported, nothing moves.
-    WouldRollBack(Reason),
-    /// An inconclusive bake: back to step `step` at `weight` (0 before the first step), paused.
-    StepBack {
-        /// The step the rollout pauses in.
-        step: usize,
-        /// The target's share there.
-        weight: BasisPoints,
-    },
-}
-
 /// A move and the sentence that explains it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -77,27 +47,6 @@ pub struct Decision {
     pub kind: Move,
     /// Why, with the numbers.
     pub message: String,
-}
-
-/// A rollout in progress: its record plus what only the running process knows.
-#[derive(Debug, Clone)]
-pub struct Active {
-    /// What the API and the log show.
-    pub record: Rollout,
-    /// The plan as it was when the rollout started.
-    pub plan: Arc<Plan>,
-    /// The running analysis.
-    pub analysis: Analysis,
-    /// The target's share now.
-    pub weight: BasisPoints,
-    /// When the current step (or the resumed wait) began.
-    pub since: Instant,
-    /// The step a `waiting` rollout waits to enter.
-    pub waiting_for: Option<usize>,
-    /// The last second seen, for the evidence's latencies.
-    pub last: Option<Counted>,
-    /// What a dry run has reported in this step (each reason once).
-    pub reported: Vec<Reason>,
 }
 
 impl Active {

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Instant, SystemTime};
 
+use super::active::{Active, Move};
 use super::launch::Launch;
-use super::machine::{ends, Active, Decision, Move, Operator};
+use super::machine::{ends, Decision, Operator};
 use super::Rollout;
 use crate::audit::{Action, Entry, Outcome};
 use crate::config::model::{format_percent, BasisPoints, Split, FULL};

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::active::Active;
 use super::analysis::Analysis;
-use super::machine::Active;
 use super::ops::Book;
 use super::{Phase, Reason, Rollout};
 use crate::audit::{Action, Entry};

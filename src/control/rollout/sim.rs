@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::active::Active;
 use super::analysis::{Counts, Second};
 use super::latency::Counted;
 use super::launch::Launch;
-use super::machine::{ends, Active, Observation, Operator};
+use super::machine::{ends, Observation, Operator};
 use super::{Phase, Reason};
 use crate::config::model::{AnalysisSettings, BasisPoints, OnInconclusive, Plan, Step};
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::model::{AnalysisSettings, Step};
+use crate::config::model::{AnalysisSettings, OnInconclusive, Plan, Step};
 use crate::control::rollout::analysis::{Counts, Second};
 use crate::control::rollout::Launch;
 
