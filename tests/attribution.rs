@@ -109,8 +109,10 @@ async fn a_canary_that_hangs_is_slow_even_when_its_clients_give_up_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_upload_through_the_proxyhttp_path_is_a_408_counted_for_no_pool() {
-    // A pool speaking h2 to its backend: HTTP/1 clients then go through Pingora's ProxyHttp.
+async fn a_stalled_upload_to_a_pool_speaking_h2_counts_against_it_as_documented() {
+    // Pingora's h2 client reads the answer under one timeout while it writes the body: a backend
+    // that stops taking the body cannot be told from a client that stopped sending it, so the
+    // 408 rule is for HTTP/1 backends only (README, "Automated rollouts").
     let any = "127.0.0.1:0".parse().unwrap();
     let blue = Upstream::start_speaking("blue", any, Speaks::H2c).await;
     let rest = format!(
@@ -120,18 +122,21 @@ async fn a_stalled_upload_through_the_proxyhttp_path_is_a_408_counted_for_no_poo
     let proxy = TestProxy::start("read-timeout = \"1s\"\n", &rest).await;
     let mut conn = half_upload(proxy.addr, "someone").await;
     let head = read_head(&mut conn).await;
-    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
-    poll_until("counted for no pool", Duration::from_secs(5), || async {
-        let samples = scrape(&proxy).await;
-        let class = |c| {
-            value(
-                &samples,
-                "switchback_requests_total",
-                &[("pool", "blue"), ("code_class", c)],
-            )
-        };
-        assert_eq!(class("error"), 0.0, "blamed on the upstream");
-        class("4xx") == 1.0
-    })
+    assert!(head.starts_with("HTTP/1.1 504"), "{head:?}");
+    poll_until(
+        "counted as the pool's error",
+        Duration::from_secs(5),
+        || async {
+            let samples = scrape(&proxy).await;
+            let class = |c| {
+                value(
+                    &samples,
+                    "switchback_requests_total",
+                    &[("pool", "blue"), ("code_class", c)],
+                )
+            };
+            class("error") == 1.0
+        },
+    )
     .await;
 }

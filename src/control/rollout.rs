@@ -19,6 +19,7 @@
 //!   [`smoke`] runs the probes. Control (`ops`) is the only writer: it logs each move, then
 //!   moves the weight.
 
+mod active;
 pub mod analysis;
 mod claims;
 pub mod engine;
@@ -36,9 +37,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use active::{Active, Move};
 pub use feed::EngineView;
 pub use launch::Launch;
-pub use machine::{Active, Move, Observation, Operator};
+pub use machine::{Observation, Operator};
 pub use ops::{split_at, Book, RolloutError, StartRequest};
 
 /// Where a rollout is.

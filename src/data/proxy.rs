@@ -130,15 +130,18 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        // The rule of `h1/exchange.rs`, for HTTP/1 backends only: Pingora's h2 client reads the
+        // answer under one timeout while it writes the body, so a backend that stops taking the
+        // body cannot be told from a client that stopped sending it.
         if e.esource() == &pingora::ErrorSource::Upstream
-            && e.etype() == &ErrorType::ReadTimedout
+            && peer.options.alpn != pingora::protocols::ALPN::H2
             && ctx.request_sent.is_none()
             && ctx.upstream_header.is_none()
-            && !h1::awaits_continue(session.req_header())
             && !session.as_downstream_mut().is_body_done()
+            && h1::client_silent(ctx, &e, false)
         {
-            // The upstream timed out while the proxy waited on the client for more body (the
-            // rule of `h1/exchange.rs`): the client's doing — a 408, counted for no pool.
+            // The upstream gave up while the proxy waited on the client for more body: the
+            // client's doing — a 408, counted for no pool.
             ctx.client_blocked = true;
             let mut blocked = Error::explain(
                 ErrorType::HTTPStatus(408),
@@ -175,7 +178,10 @@ impl ProxyHttp for SwitchbackProxy {
     ) -> Result<()> {
         if session.was_upgraded() {
             attempts::close_if_drained_too_long(ctx)?;
-        } else if end_of_stream && ctx.request_sent.is_none() {
+            return Ok(());
+        }
+        ctx.body_at = Some(std::time::Instant::now());
+        if end_of_stream && ctx.request_sent.is_none() {
             // The last piece is on its way upstream: the response time starts here.
             ctx.request_sent = Some(std::time::Instant::now());
         }

@@ -91,18 +91,14 @@ impl Tallies {
 
     /// Takes a sample of every pool's requests and errors at `now` (called once a second).
     pub fn sample(&self, now: Instant) {
-        let totals: Vec<(String, u64, u64)> = {
+        let readings: Vec<(String, Reading)> = {
             let map = self.pools.lock().unwrap_or_else(|e| e.into_inner());
             map.iter()
-                .map(|(name, t)| {
-                    // Errors first: a request is counted before its error, never after.
-                    let errors = t.errors.load(Ordering::Acquire);
-                    (name.clone(), t.requests.load(Ordering::Acquire), errors)
-                })
+                .map(|(name, t)| (name.clone(), t.read()))
                 .collect()
         };
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        history.push(now, totals);
+        history.push(now, readings);
     }
 
     /// Requests per second (all pools) and their error rate over the last minute, as far as
@@ -110,6 +106,12 @@ impl Tallies {
     pub fn recent(&self) -> Option<(f64, f64)> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.recent(std::time::Duration::from_secs(60))
+    }
+
+    /// What `pool` did over its last 30 s, latencies included (as far as sampled).
+    pub fn last_seconds(&self, pool: &str) -> Option<Reading> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.last_seconds(pool)
     }
 
     /// `pool`'s `(requests, errors)` over its last 30 minutes (as far as sampled).

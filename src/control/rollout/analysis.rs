@@ -42,9 +42,9 @@ pub struct Counts {
 
 impl Counts {
     fn add(&mut self, other: Counts) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.slow += other.slow;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.slow = self.slow.saturating_add(other.slow);
     }
 
     fn subtract(&mut self, other: Counts) {
@@ -105,9 +105,10 @@ pub struct Analysis {
     pub latency_evidence: f64,
     /// `[baseline, canary]` counts in the current step.
     pub step: [Counts; 2],
-    /// The canary's counts since the rollout started.
+    /// The canary's counts since the rollout started, the baseline's degraded seconds left out.
     pub canary_total: Counts,
-    /// The baseline's counts since the rollout started.
+    /// The baseline's counts since the rollout started (and its 30 minutes before), its
+    /// degraded seconds left out.
     pub baseline_total: Counts,
     /// What the canary was compared with last.
     pub compared: Compared,
@@ -169,9 +170,10 @@ impl Analysis {
         self.baseline.level().error_rate()
     }
 
-    /// The baseline's level the bake is compared with (its last 30 minutes of traffic).
+    /// The baseline's level the bake is compared with (its last 30 minutes of traffic, without
+    /// the seconds it was degraded).
     pub fn reference(&self) -> Reference {
-        Reference(self.baseline.level())
+        Reference(self.baseline.clean())
     }
 
     /// Starts from the baseline's counts before: its last 30 minutes before the rollout, or the
@@ -190,11 +192,15 @@ impl Analysis {
         self.baseline.push_window(second, window_len);
         let hard = self.hard_failure(&reference);
         let degraded = self.baseline.degraded();
-        self.baseline.push_level(second.baseline);
+        self.baseline.push_level(second.baseline, degraded);
         self.step[0].add(second.baseline);
         self.step[1].add(second.canary);
-        self.canary_total.add(second.canary);
-        self.baseline_total.add(second.baseline);
+        if !degraded {
+            // The advance gate compares both pools over the same seconds, outages left out
+            // (they would widen it, or hold a healthy canary back for the baseline's trouble).
+            self.canary_total.add(second.canary);
+            self.baseline_total.add(second.baseline);
+        }
         self.weigh(second, &reference);
         let threshold = self.threshold();
         if hard {
@@ -249,9 +255,11 @@ impl Analysis {
     fn hard_failure(&self, reference: &Reference) -> bool {
         let hard = self.settings.hard_failure;
         let [b, c] = self.window();
+        // A reference measured on nothing (or on an outage) would make the rule unreachable: it
+        // falls back to "twice 5 %", the absolute line a broken canary always crosses.
         let baseline_upper = match b.requests {
-            _ if self.bake => reference.error_rate(),
-            0 => reference.error_rate(),
+            0 => reference.error_rate().min(HARD_REFERENCE_CAP),
+            _ if self.bake => reference.error_rate().min(HARD_REFERENCE_CAP),
             _ => wilson(b.errors, b.requests, Z_HARD).1,
         };
         c.requests >= hard.min_requests
@@ -280,6 +288,8 @@ pub fn weights(s: f64, tolerated: f64, detect: f64) -> (f64, f64) {
 const Z95: f64 = 1.96;
 /// z of the hard failure's bounds (99.7 %): a handful of requests must not look broken by chance.
 const Z_HARD: f64 = 3.0;
+/// The most a reference's rate counts for in the hard failure.
+const HARD_REFERENCE_CAP: f64 = 0.05;
 
 /// The Wilson score interval of `errors` in `n` at `z`, as (lower, upper); (0, 1) with no
 /// requests.

@@ -70,10 +70,14 @@ async fn follow(control: Arc<Control>) {
         let state = match following.take() {
             Some(f) if f.id == view.id => f,
             _ => {
+                let mut latency = Latency::new(view.latency_margin, view.slow_above_ms);
+                if let Some(before) = control.metrics().tallies.last_seconds(&view.from) {
+                    latency.seed(before);
+                }
                 following = Some(Following {
                     id: view.id,
                     last: readings,
-                    latency: Latency::new(view.latency_margin, view.slow_above_ms),
+                    latency,
                 });
                 continue;
             }

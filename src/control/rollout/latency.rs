@@ -43,9 +43,19 @@ impl Latency {
             margin,
             recent: Default::default(),
             sums: Default::default(),
+            // A real line is at least 5 ms (p99 + 5 ms); a record edited by hand stays sane.
             slow_above_us: line_ms
-                .filter(|ms| ms.is_finite() && *ms > 0.0)
-                .map(|ms| (ms * 1000.0) as u64),
+                .filter(|ms| ms.is_finite())
+                .map(|ms| (ms.clamp(5.0, 600_000.0) * 1000.0) as u64),
+        }
+    }
+
+    /// Starts from the baseline's last 30 s before the rollout (one entry, aged out like any
+    /// second), so that a plan that goes straight to 100 % has a slow line from the start.
+    pub fn seed(&mut self, baseline: Reading) {
+        if self.recent[0].is_empty() && baseline.requests > 0 {
+            self.sums[0] = baseline.clone();
+            self.recent[0].push_back(baseline);
         }
     }
 
@@ -123,6 +133,22 @@ mod tests {
         assert_eq!(next.second.baseline.slow, 0);
         let line = next.slow_above_ms.unwrap();
         assert!((6.0..7.0).contains(&line), "p99 ≈ 1 ms + 5 ms, got {line}");
+    }
+
+    #[test]
+    fn a_line_seeded_from_the_baselines_last_seconds_judges_a_straight_to_100_plan_at_once() {
+        let mut latency = Latency::new(0.10, None);
+        latency.seed(reading(200, Duration::from_millis(1)));
+        // At 100 % the baseline has no traffic: the seeded history sets the line.
+        let first = latency.count(Reading::default(), reading(10, Duration::from_millis(201)));
+        assert_eq!(first.second.canary.slow, 10);
+    }
+
+    #[test]
+    fn a_restored_line_stays_sane() {
+        let tiny = Latency::new(0.10, Some(0.001));
+        assert_eq!(tiny.slow_above_us, Some(5_000));
+        assert_eq!(Latency::new(0.10, Some(f64::NAN)).slow_above_us, None);
     }
 
     #[test]

@@ -152,7 +152,8 @@ impl Control {
         }
         let mut active = self.new_rollout(&state, req)?;
         let recent = self.metrics.tallies.recent();
-        active.record.warnings = super::pace::at_recent(recent, &active.plan);
+        let before = active.analysis.reference().0.requests > 0;
+        active.record.warnings = super::pace::at_recent(recent, &active.plan, before);
         for warning in &active.record.warnings {
             tracing::warn!("rollout: {warning}");
         }

@@ -102,15 +102,28 @@ pub fn warnings(plan: &Plan, rate: f64, error_rate: f64) -> Vec<String> {
 }
 
 /// What `POST /rollouts` says up front, given the last minute's `(requests per second, error
-/// rate)` (`None`: not measured yet, nothing said).
-pub fn at_recent(recent: Option<(f64, f64)>, plan: &Plan) -> Vec<String> {
-    match recent {
+/// rate)` (`None`: not measured yet) and whether the baseline's traffic before was measured.
+pub fn at_recent(recent: Option<(f64, f64)>, plan: &Plan, before: bool) -> Vec<String> {
+    let mut said = match recent {
         None => Vec::new(),
         Some((rate, _)) if rate < 0.05 => {
             vec!["no requests in the last minute: no step can decide until traffic arrives".into()]
         }
         Some((rate, errors)) => warnings(plan, rate, errors),
+    };
+    if !before
+        && plan
+            .steps
+            .first()
+            .is_some_and(|s| s.weight == crate::config::model::FULL)
+    {
+        said.push(
+            "the plan goes straight to 100 % and no traffic of the baseline was measured before: \
+             the bake has no reference (the hard failure and the advance gate still apply)"
+                .into(),
+        );
     }
+    said
 }
 
 /// `check`'s line for a plan: the least rate at which it decides (`Ok`), or why it cannot at

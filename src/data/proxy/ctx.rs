@@ -22,6 +22,8 @@ pub struct RequestCtx {
     /// When this attempt's request head, and then its last body byte, went upstream.
     pub(super) head_sent: Option<Instant>,
     pub(super) request_sent: Option<Instant>,
+    /// When the last piece of the client's request body arrived (`None`: none yet).
+    pub(super) body_at: Option<Instant>,
     /// The upstream failed while the proxy waited on the client for more request body (all it
     /// had sent was forwarded): the client's doing, answered 408 and counted for no pool.
     pub(super) client_blocked: bool,
@@ -58,6 +60,7 @@ impl RequestCtx {
             upstream_started: None,
             head_sent: None,
             request_sent: None,
+            body_at: None,
             client_blocked: false,
             upstream_header: None,
             key: crate::keys::next(),

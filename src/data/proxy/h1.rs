@@ -16,7 +16,7 @@
 //! backends ([`H1Proxy::takes`]).
 
 mod exchange;
-pub(super) use exchange::awaits_continue;
+pub(super) use exchange::client_silent;
 mod head;
 mod pool;
 

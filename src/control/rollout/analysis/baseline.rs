@@ -27,6 +27,9 @@ pub(super) struct Baseline {
     window_sum: Second,
     level: VecDeque<Counts>,
     level_sum: Counts,
+    /// The same without the seconds the baseline was degraded: the bake's reference.
+    clean: VecDeque<Counts>,
+    clean_sum: Counts,
 }
 
 impl Baseline {
@@ -44,25 +47,26 @@ impl Baseline {
 
     /// Adds a second of the baseline to its level. Seconds without baseline traffic (the bake)
     /// leave the level as it was: the reference is the level measured just before.
-    pub(super) fn push_level(&mut self, counts: Counts) {
+    pub(super) fn push_level(&mut self, counts: Counts, degraded: bool) {
         if counts.requests == 0 {
             return;
         }
         // Outages join the level too: a baseline that stays at a new level becomes its level
-        // (and stops counting as degraded, unless over DEGRADED_RATE).
-        self.level.push_back(counts);
-        self.level_sum.add(counts);
-        if self.level.len() > LEVEL_SECONDS {
-            let old = self.level.pop_front().expect("longer than 1");
-            self.level_sum.subtract(old);
+        // (and stops counting as degraded, unless over DEGRADED_RATE). Not the clean level: an
+        // outage must not make the bake's reference (and so the bake) lenient.
+        push(&mut self.level, &mut self.level_sum, counts);
+        if !degraded {
+            push(&mut self.clean, &mut self.clean_sum, counts);
         }
     }
 
-    /// A level kept from before a restart, as one entry.
+    /// A level kept from before (the rollout, or a restart), as one entry.
     pub(super) fn restore(&mut self, counts: Counts) {
         if self.level.is_empty() && counts.requests > 0 {
             self.level.push_back(counts);
             self.level_sum = counts;
+            self.clean.push_back(counts);
+            self.clean_sum = counts;
         }
     }
 
@@ -81,6 +85,11 @@ impl Baseline {
         self.level_sum
     }
 
+    /// The same without its degraded seconds.
+    pub(super) fn clean(&self) -> Counts {
+        self.clean_sum
+    }
+
     /// The baseline is failing: at least a few errors in the window, and by its 95 % lower
     /// bound above 5 %, or (with a minute of history) above five times its level.
     pub(super) fn degraded(&self) -> bool {
@@ -92,5 +101,15 @@ impl Baseline {
         let level = self.level_sum.error_rate().max(LEVEL_FLOOR);
         let known = self.level.len() >= self.window.len() + LEVEL_MIN_SECONDS;
         lower > DEGRADED_RATE || (known && lower > DEGRADED_JUMP * level)
+    }
+}
+
+/// Appends `counts` to a 30-minute window and its sum.
+fn push(window: &mut VecDeque<Counts>, sum: &mut Counts, counts: Counts) {
+    window.push_back(counts);
+    sum.add(counts);
+    if window.len() > LEVEL_SECONDS {
+        let old = window.pop_front().expect("longer than 1");
+        sum.subtract(old);
     }
 }

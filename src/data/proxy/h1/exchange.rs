@@ -62,13 +62,10 @@ pub(super) async fn exchange(
             biased;
             head = upstream.read_response() => {
                 if let Err(e) = head {
-                    // (A client that asked for `100 Continue` waits on the upstream until one
-                    // was forwarded.)
-                    let continued = informed || !awaits_continue(session.req_header());
-                    let waiting_on_client = !body.done && !body.broken && continued;
-                    if waiting_on_client && e.etype() == &ErrorType::ReadTimedout {
-                        // Everything the client sent went upstream; the proxy was waiting on
-                        // the client for the rest: the client's doing, not the upstream's.
+                    // Everything the client sent went upstream (a blocked write would have
+                    // timed out as `broken`) and the proxy was waiting on the client for the
+                    // rest: the client's doing, not the upstream's.
+                    if !body.done && !body.broken && client_silent(ctx, &e, true) {
                         return Err(client_blocked(ctx, e));
                     }
                     return Err(up(!body.sent && !informed)(e));
@@ -88,6 +85,7 @@ pub(super) async fn exchange(
             }
             // After the body, this watches the client: one that hangs up ends the request.
             piece = session.read_body_or_idle(body.done) => {
+                ctx.body_at = Some(std::time::Instant::now());
                 body.forward(session, upstream, piece.map_err(down)?).await;
                 if body.done && ctx.request_sent.is_none() {
                     ctx.request_sent = Some(std::time::Instant::now());
@@ -136,17 +134,26 @@ pub(super) async fn exchange(
     Ok(body.done && !body.broken)
 }
 
-/// Whether the client waits for a `100 Continue` before it sends its body (then a stalled
-/// body is the upstream's doing until one was forwarded).
-pub(in crate::data::proxy) fn awaits_continue(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+/// How long a client that owes body bytes must have sent nothing for an upstream's failure
+/// other than a timeout (a reset, a close: often its own body timeout) to be the client's doing.
+const SILENT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the upstream's failure `e`, while the request body is unfinished, is the client's
+/// doing: a read timeout when the client sent nothing for that long (`timed`: the caller knows
+/// the timer restarted with each body piece, as the HTTP/1 path's does), or any other failure
+/// once the client was silent for [`SILENT`]. A client waiting for a `100 Continue` is silent
+/// too: it must send its body after a short wait all the same (RFC 9110 §10.1.1).
+pub(in crate::data::proxy) fn client_silent(ctx: &RequestCtx, e: &Error, timed: bool) -> bool {
+    let silent = ctx.body_at.unwrap_or(ctx.started).elapsed();
+    match e.etype() {
+        ErrorType::ReadTimedout => timed || silent >= SILENT,
+        ErrorType::WriteTimedout | ErrorType::WriteError => false,
+        _ => silent >= SILENT,
+    }
 }
 
-/// The upstream timed out while the proxy waited on the client's body: a 408 to the client, and
-/// the request counts for no pool. Only a timeout says the upstream was waiting too; a reset or
-/// a close while the body arrives is the upstream's error.
+/// The upstream gave up while the proxy waited on the client's body: a 408 to the client, and
+/// the request counts for no pool.
 fn client_blocked(ctx: &mut RequestCtx, e: Box<Error>) -> Failed {
     ctx.client_blocked = true;
     let mut blocked = Error::explain(
