@@ -22,7 +22,6 @@ mod size;
 mod sticky;
 pub mod tls;
 pub mod validate;
-pub mod watch;
 
 pub use backends::{resolve_host_names, with_known_addresses};
 pub use load::{load, parse, resolve_beside, ConfigError};

@@ -19,6 +19,7 @@ mod reload;
 pub mod rollout;
 pub mod state;
 mod sticky;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,8 +8,9 @@
 //!                          process (serve, shutdown, ctl)   data (framing → proxy → routing)
 //! ```
 //! - [`data`]: the request path (TLS, framing, proxy, snapshot, routing, affinity, health).
-//! - [`control`]: the single writer and its clients (admin API, deployment log).
-//! - [`config`]: parse → validate → model; watch; write-back.
+//! - [`control`]: the single writer and its clients (admin API, file watch, rollouts, deployment
+//!   log).
+//! - [`config`]: parse → validate → model; write-back.
 //! - [`process`]: the commands and the life cycle (serve, shutdown, upgrade).
 //! - [`metrics`]: Prometheus families, label handles resolved per snapshot.
 //!

@@ -84,3 +84,18 @@ pub fn ready_when_listening(addrs: Vec<SocketAddr>, within: Duration) {
         tracing::warn!(error = %e, "could not start the readiness notifier");
     }
 }
+
+/// Reloads on every SIGHUP. The handler is installed before this returns.
+///
+/// # Errors
+/// The signal handler could not be installed.
+pub fn spawn_sighup(control: std::sync::Arc<crate::control::Control>) -> std::io::Result<()> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config file");
+            around_reload(control.reload("signal")).await;
+        }
+    });
+    Ok(())
+}

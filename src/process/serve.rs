@@ -196,9 +196,9 @@ pub fn run(
     let closed = metrics.client_closed.clone();
     let control = Control::start(path, config, text, override_tokens, metrics)?;
     let _watcher = runtime.block_on(async {
-        crate::config::watch::spawn_sighup(control.clone())
+        super::notify::spawn_sighup(control.clone())
             .map_err(|e| ServeError::ControlPlane(format!("SIGHUP handler: {e}")))?;
-        crate::config::watch::spawn(control.clone(), debounce)
+        crate::control::watch::spawn(control.clone(), debounce)
             .map_err(|e| ServeError::ControlPlane(format!("watching {}: {e}", path.display())))
     })?;
     match admin_listener {

@@ -12,7 +12,7 @@
 //!   A shared outage moves both pools and gives no evidence; traffic swings and sticky skew
 //!   cancel out.
 //! - **The baseline has no traffic** (the 100 % bake): a one-sample test against the
-//!   baseline's level measured before ([`reference`]), ln(θ₁/θ₀) per canary event and
+//!   baseline's level measured before ([`reference`](mod@reference)), ln(θ₁/θ₀) per canary event and
 //!   ln((1 − θ₁p)/(1 − θ₀p)) per canary request without one.
 //!
 //! Each ratio moves at most ln(1/α)/2 in one second (bursts of errors that hit both pools alike

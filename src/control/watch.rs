@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::control::Control;
+use super::Control;
 
 /// The longest a stream of events can postpone a reload (unless the debounce is longer).
 const MAX_DELAY: Duration = Duration::from_secs(1);
@@ -99,19 +99,4 @@ async fn reload_loop(
         }
         control.reload("file").await;
     }
-}
-
-/// Reloads on every SIGHUP. The handler is installed before this returns.
-///
-/// # Errors
-/// The signal handler could not be installed.
-pub fn spawn_sighup(control: Arc<Control>) -> std::io::Result<()> {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config file");
-            crate::process::notify::around_reload(control.reload("signal")).await;
-        }
-    });
-    Ok(())
 }
