@@ -5,6 +5,7 @@ pub mod check;
 pub mod ctl;
 pub mod demo;
 pub mod notify;
+pub mod preflight;
 pub mod probe;
 pub mod serve;
 pub mod shutdown;

@@ -72,19 +72,11 @@ pub fn ensure_bindable(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeEr
         .collect()
 }
 
-/// The upgrade socket: `[proxy] upgrade-sock`, relative to the config file's directory, made
-/// absolute so that the old and the new process name it the same way whatever their working
-/// directories (the SIGQUIT check compares it with what `/proc/net/unix` shows).
-pub(crate) fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
-    let joined = config_path.parent().unwrap_or(Path::new(".")).join(sock);
-    std::path::absolute(&joined).unwrap_or(joined)
-}
-
 /// The Pingora server, bootstrapped: in an upgrade this is where the listeners of the running
 /// process are received (Pingora exits the process when none arrive within about 5 s).
 fn pingora_server(path: &Path, config: &Config, upgrade: bool) -> Result<Server, ServeError> {
     let grace = config.shutdown.grace;
-    let sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
+    let sock = super::preflight::upgrade_sock_path(path, &config.proxy.upgrade_sock);
     // sun_path holds 108 bytes on Linux.
     if sock.as_os_str().len() > 100 {
         return Err(ServeError::ControlPlane(format!(
@@ -132,7 +124,7 @@ pub fn run(
     shutdown: Option<Box<dyn ShutdownSignalWatch + Send>>,
     upgrade: bool,
 ) -> Result<(), ServeError> {
-    let config = super::check::load(path)?;
+    let config = super::preflight::load(path)?;
     let text = read_text(path).map_err(|p| ConfigError {
         path: path.to_path_buf(),
         problems: vec![p],
@@ -146,12 +138,12 @@ pub fn run(
     };
     // Before an upgrade's hand-over: once the listeners are taken over, failing is too late.
     let (override_tokens, warnings) =
-        super::check::preflight(path, &config).map_err(ServeError::Preflight)?;
+        super::preflight::preflight(path, &config).map_err(ServeError::Preflight)?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
     let grace = config.shutdown.grace;
-    let upgrade_sock = upgrade_sock_path(path, &config.proxy.upgrade_sock);
+    let upgrade_sock = super::preflight::upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
     let (proxy_listen, admin_listen) = (config.proxy.listen.clone(), config.admin.listen);
     let tls = config.tls.clone();
