@@ -32,6 +32,7 @@ pub mod app;
 mod delegate;
 pub mod guard;
 pub mod keepalive;
+mod outbuf;
 mod preface;
 mod syntax;
 mod write;

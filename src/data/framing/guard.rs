@@ -33,7 +33,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::write::{error_response, OutBuf};
+use super::outbuf::{error_response, OutBuf};
 use super::{Framing, Reject};
 
 /// The client-side time limits.
