@@ -18,6 +18,7 @@ mod plans;
 mod pool_policy;
 pub mod problem;
 pub mod raw;
+mod rules;
 mod size;
 mod sticky;
 pub mod tls;

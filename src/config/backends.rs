@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::defaults;
 use super::model::Backend;
 use super::problem::{Problem, ProblemKind};
-use super::validate::{out_of_range, wrong_type};
+use super::rules::{out_of_range, wrong_type};
 
 static RESOLVE: AtomicBool = AtomicBool::new(true);
 

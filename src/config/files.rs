@@ -8,7 +8,7 @@ use super::defaults;
 use super::model::{AccessLogTarget, ProxySettings};
 use super::problem::{Problem, ProblemKind};
 use super::raw::RawConfig;
-use super::validate::out_of_range;
+use super::rules::out_of_range;
 
 /// The validated `[log]` and `[state]` keys.
 pub(super) struct Files {

@@ -14,7 +14,7 @@ use super::percent::percent;
 use super::pool_policy::{probe_path, status_range};
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawPlan, RawSmoke, RawStep};
-use super::validate::{duration_key, out_of_range};
+use super::rules::{duration_key, out_of_range};
 
 /// A validated rollout plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +81,7 @@ pub(super) fn plans(
     raw.iter()
         .filter_map(|(name, plan)| {
             let path = format!("plans.{name}");
-            if !super::validate::valid_pool_name(name) {
+            if !super::rules::valid_pool_name(name) {
                 problems.push(Problem::at(
                     &path,
                     ProblemKind::Syntax(format!(

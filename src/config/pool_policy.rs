@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::defaults;
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawHealthCheck, RawOutlier, RawPool};
-use super::validate::{duration_key, out_of_range, wrong_type};
+use super::rules::{duration_key, out_of_range, wrong_type};
 
 /// How a pool behaves when backends fail.
 #[derive(Debug, Clone, PartialEq)]

@@ -140,7 +140,7 @@ pub(super) fn front(
     let mut seen = HashSet::new();
     for (i, text) in raw.listen.iter().flatten().enumerate() {
         let path = format!("tls.listen[{i}]");
-        match super::validate::listen_addr(text) {
+        match super::rules::listen_addr(text) {
             Ok(addr) if !seen.insert(addr) || plain.contains(&addr) => {
                 problems.push(Problem::at(path, ProblemKind::Duplicate(text.clone())));
             }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::backends::backends;
 use super::defaults;
-use super::duration;
 use super::model::{
     AdminSettings, BasisPoints, Config, ForwardedFor, Pool, ProxySettings, ShutdownSettings, Split,
 };
@@ -15,6 +14,7 @@ use super::percent::{checked_split, percent};
 use super::pool_policy::pool_policy;
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAdmin, RawConfig, RawPool, RawProxy};
+use super::rules::{duration_key, listen_addr, out_of_range, valid_pool_name};
 
 /// Validates a parsed file into a [`Config`].
 ///
@@ -265,14 +265,6 @@ fn admin(raw: &RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminSettings> {
     })
 }
 
-/// A listen address must be a literal `ip:port`, so that binding never depends on DNS.
-pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
-    text.parse().map_err(|_| ProblemKind::InvalidAddress {
-        value: text.into(),
-        reason: "expected ip:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"".into(),
-    })
-}
-
 fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeMap<String, Pool> {
     if raw.is_empty() {
         problems.push(Problem::at("pools", ProblemKind::Empty));
@@ -309,13 +301,6 @@ fn pools(raw: &BTreeMap<String, RawPool>, problems: &mut Vec<Problem>) -> BTreeM
         );
     }
     out
-}
-
-pub(super) fn valid_pool_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn split(
@@ -355,53 +340,4 @@ fn split(
             None
         }
     }
-}
-
-pub(super) fn out_of_range(path: &str, value: i64, min: i64, max: i64) -> Problem {
-    Problem::at(
-        path,
-        ProblemKind::OutOfRange {
-            value: value.to_string(),
-            min: min.to_string(),
-            max: max.to_string(),
-        },
-    )
-}
-
-pub(super) fn wrong_type(path: &str, expected: &'static str, found: &toml::Value) -> Problem {
-    Problem::at(
-        path,
-        ProblemKind::WrongType {
-            expected,
-            found: type_name(found),
-        },
-    )
-}
-
-fn type_name(value: &toml::Value) -> String {
-    value.type_str().to_string()
-}
-
-/// A duration key; zero is allowed only where `zero_ok` (it means "off" there).
-pub(super) fn duration_key(
-    path: &str,
-    value: Option<&str>,
-    default: Duration,
-    zero_ok: bool,
-    problems: &mut Vec<Problem>,
-) -> Duration {
-    let Some(text) = value else { return default };
-    let reason = match duration::parse(text) {
-        Ok(d) if d.is_zero() && !zero_ok => "must be more than 0".to_string(),
-        Ok(d) => return d,
-        Err(reason) => reason,
-    };
-    problems.push(Problem::at(
-        path,
-        ProblemKind::InvalidDuration {
-            value: text.into(),
-            reason,
-        },
-    ));
-    default
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::defaults;
 use crate::config::problem::{Problem, ProblemKind};
 use crate::config::raw::RawAnalysis;
-use crate::config::validate::{duration_key, out_of_range, wrong_type};
+use crate::config::rules::{duration_key, out_of_range, wrong_type};
 
 /// `[plans.<name>.analysis]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
