@@ -26,11 +26,11 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::admin::auth::Tokens;
 use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
 use crate::config::Config;
+use crate::data::tokens::Tokens;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Live, Snapshot};

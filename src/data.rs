@@ -17,3 +17,4 @@ pub mod routing;
 pub mod snapshot;
 pub mod tally;
 pub mod tls;
+pub mod tokens;

@@ -15,7 +15,7 @@
 //! Every response carries `x-switchback-version`. Writes need `Authorization: Bearer <token>`
 //! when `[admin] token-file` is set. Errors are `{"error": "..."}` with a 4xx/5xx status.
 
-pub mod auth;
+pub use crate::data::tokens as auth;
 mod drain;
 mod gate;
 mod listener;
@@ -37,7 +37,7 @@ use crate::config::defaults::{HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_ADMIN_BODY};
 use crate::config::percent::{percent_from_f64, PercentError};
 use crate::config::persist::PersistError;
 use crate::control::{self, Control, ControlError};
-use auth::Tokens;
+use crate::data::tokens::Tokens;
 pub use listener::{serve, serve_once_free};
 
 /// The header carrying the live version on every admin response.

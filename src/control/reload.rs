@@ -62,7 +62,7 @@ impl Control {
         }
         if Some(&text) == state.rejected_text.as_ref() {
             // Refused for its token file alone: tried again once that reads.
-            let fixed = |p: &std::path::PathBuf| crate::admin::auth::Tokens::load(p).is_ok();
+            let fixed = |p: &std::path::PathBuf| crate::data::tokens::Tokens::load(p).is_ok();
             if !state.rejected_tokens.as_ref().is_some_and(fixed) {
                 return ReloadOutcome::Unchanged;
             }

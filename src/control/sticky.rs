@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::admin::auth::{warn_if_exposed, TokenError, Tokens};
 use crate::affinity::{load_table, save_table, table_from_value, BucketTable, TableError};
 use crate::config::Config;
+use crate::data::tokens::{warn_if_exposed, TokenError, Tokens};
 
 use super::state::Saved;
 use super::{resolve_beside, Control, State};

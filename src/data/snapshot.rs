@@ -11,10 +11,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::admin::auth::Tokens;
 use crate::affinity::BucketTable;
 use crate::config::model::{BasisPoints, OnPoolDown, PoolPolicy, ProxySettings};
 use crate::config::Config;
+use crate::data::tokens::Tokens;
 use crate::health::{BackendHealth, HealthRegistry};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use crate::routing::Schedule;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use crate::admin::auth::Tokens;
+use crate::data::tokens::Tokens;
 
 mod client;
 mod rollout;

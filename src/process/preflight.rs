@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::admin::auth::Tokens;
 use crate::config::Config;
 use crate::control::state::Store;
+use crate::data::tokens::Tokens;
 
 /// What `serve` needs beyond a valid file, checked without binding anything (`serve` runs it
 /// too, so both refuse the same): the admin and override token files, the deployment and
