@@ -240,11 +240,7 @@ impl Control {
         ));
         metrics.set_live(version, &state.config.split);
         let record = state.rollouts.newest(1).pop();
-        metrics.set_rollout(
-            record
-                .as_ref()
-                .map(|r| (r.state, r.step, r.weight.as_f64().unwrap_or(0.0))),
-        );
+        metrics.set_rollout(record.as_ref().map(rollout::Rollout::gauge));
         Ok(Arc::new(Control {
             live,
             state: Mutex::new(state),

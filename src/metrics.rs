@@ -55,6 +55,7 @@ pub struct Metrics {
 
 mod ops;
 mod rollout;
+pub use rollout::{RolloutGauge, ROLLOUT_STATES};
 pub mod tls;
 
 /// Pools, and `(pool, backend)` pairs, that have series.

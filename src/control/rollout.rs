@@ -216,6 +216,27 @@ pub struct Rollout {
     pub warnings: Vec<String>,
 }
 
+impl Rollout {
+    /// What the rollout gauges show of it.
+    pub fn gauge(&self) -> crate::metrics::RolloutGauge<'_> {
+        crate::metrics::RolloutGauge {
+            state: self.state.name(),
+            active: self.state.is_active(),
+            step: self.step,
+            weight: self.weight.as_f64().unwrap_or(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_gauges_know_every_phase_by_its_name() {
+        let names = super::PHASES.map(super::Phase::name);
+        assert_eq!(names, crate::metrics::ROLLOUT_STATES);
+    }
+}
+
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

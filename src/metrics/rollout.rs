@@ -3,7 +3,31 @@
 use prometheus::{Gauge, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{must, Metrics};
-use crate::control::rollout::{Phase, PHASES};
+
+/// Every state a rollout can be in, as the `state` label shows it (the rollout's `Phase` names;
+/// a unit test in `control/rollout.rs` keeps the two lists equal).
+pub const ROLLOUT_STATES: [&str; 7] = [
+    "smoke",
+    "running",
+    "paused",
+    "waiting",
+    "promoted",
+    "rolled-back",
+    "aborted",
+];
+
+/// The current (or last) rollout as the gauges show it.
+#[derive(Debug, Clone, Copy)]
+pub struct RolloutGauge<'a> {
+    /// Its state, one of [`ROLLOUT_STATES`].
+    pub state: &'a str,
+    /// Whether it is still going (its evidence is shown).
+    pub active: bool,
+    /// The index of the step in force.
+    pub step: usize,
+    /// The target's share, percent.
+    pub weight: f64,
+}
 
 /// The families, registered once.
 pub(super) struct Gauges {
@@ -48,8 +72,8 @@ impl Gauges {
         ] {
             must(registry.register(family));
         }
-        for phase in PHASES {
-            gauges.state.with_label_values(&[phase.name()]).set(0);
+        for state in ROLLOUT_STATES {
+            gauges.state.with_label_values(&[state]).set(0);
         }
         gauges
     }
@@ -58,18 +82,15 @@ impl Gauges {
 impl Metrics {
     /// Publishes the current or last rollout's state, step and weight (percent); `None` when
     /// there has been none.
-    pub fn set_rollout(&self, rollout: Option<(Phase, usize, f64)>) {
+    pub fn set_rollout(&self, rollout: Option<RolloutGauge<'_>>) {
         let g = &self.rollout;
-        for phase in PHASES {
-            let on = rollout.is_some_and(|(p, _, _)| p == phase);
-            g.state
-                .with_label_values(&[phase.name()])
-                .set(i64::from(on));
+        for state in ROLLOUT_STATES {
+            let on = rollout.is_some_and(|r| r.state == state);
+            g.state.with_label_values(&[state]).set(i64::from(on));
         }
-        let (_, step, weight) = rollout.unwrap_or((Phase::Aborted, 0, 0.0));
-        g.step.set(step as i64);
-        g.weight.set(weight);
-        if !rollout.is_some_and(|(p, _, _)| p.is_active()) {
+        g.step.set(rollout.map_or(0, |r| r.step) as i64);
+        g.weight.set(rollout.map_or(0.0, |r| r.weight));
+        if !rollout.is_some_and(|r| r.active) {
             self.set_rollout_evidence(0.0, 0.0);
         }
     }

@@ -391,8 +391,7 @@ impl Control {
     pub(in crate::control) fn rollout_gauges(&self, state: &State) {
         let b = &state.rollouts;
         let record = b.active.as_ref().map(|a| &a.record).or(b.ended.back());
-        self.metrics
-            .set_rollout(record.map(|r| (r.state, r.step, r.weight.as_f64().unwrap_or(0.0))));
+        self.metrics.set_rollout(record.map(super::Rollout::gauge));
     }
 }
 
