@@ -14,6 +14,7 @@ pub mod audit;
 mod certs;
 mod change;
 pub mod dns;
+mod health;
 mod recover;
 mod reload;
 pub mod rollout;

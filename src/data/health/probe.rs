@@ -23,17 +23,28 @@ use pingora::{Error, ErrorType};
 use tokio::task::JoinHandle;
 
 use super::BackendHealth;
-use crate::audit::{Action, Entry};
 use crate::config::model::{HealthCheck, OnPoolDown, ProbeKind};
-use crate::control::Control;
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 /// How often the supervisor looks at snapshots and pool states.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 
+/// What the supervisor needs of its owner (control): the live snapshot, the metrics, and where
+/// a pool going down or coming back is recorded (the deployment log). Handed down, so that the
+/// data path knows nothing of control.
+pub trait Host: Send + Sync + 'static {
+    /// The snapshot live now.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// The process's metrics.
+    fn metrics(&self) -> &Metrics;
+    /// Records that a pool of `snapshot` went down (`down`) or came back, with `message`.
+    fn pool_changed(&self, snapshot: &Snapshot, down: bool, message: String);
+}
+
 /// The supervisor: runs until its runtime stops.
-pub async fn spawn_supervisor(control: Arc<Control>) {
-    supervise(control).await;
+pub async fn spawn_supervisor<H: Host>(host: Arc<H>) {
+    supervise(host).await;
 }
 
 struct Running {
@@ -45,7 +56,7 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-async fn supervise(control: Arc<Control>) {
+async fn supervise<H: Host>(host: Arc<H>) {
     let mut probes: HashMap<(String, String), Running> = HashMap::new();
     let mut pool_down: HashMap<String, bool> = HashMap::new();
     let mut version = 0;
@@ -54,7 +65,7 @@ async fn supervise(control: Arc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let snapshot = control.live().load_full();
+        let snapshot = host.snapshot();
         if snapshot.version != version {
             version = snapshot.version;
             reconcile(&snapshot, &mut probes);
@@ -64,13 +75,13 @@ async fn supervise(control: Arc<Control>) {
                 .flat_map(|p| p.backends.iter().map(|b| (p.name.clone(), b.name.clone())))
                 .collect();
             for (pool, backend) in backends.iter().filter(|b| !now.contains(b)) {
-                control.metrics().forget_backend(pool, backend);
+                host.metrics().forget_backend(pool, backend);
             }
             backends = now;
         }
         for pool in &snapshot.pools {
             for b in &pool.backends {
-                control.metrics().set_backend_state(
+                host.metrics().set_backend_state(
                     &pool.name,
                     &b.name,
                     b.health.available(),
@@ -79,7 +90,7 @@ async fn supervise(control: Arc<Control>) {
                 );
             }
         }
-        watch_pools(&control, &snapshot, &mut pool_down);
+        watch_pools(&*host, &snapshot, &mut pool_down);
     }
 }
 
@@ -270,35 +281,24 @@ fn build_probe(check: &HealthCheck, host: &str, peer: &HttpPeer) -> Box<dyn Prob
 
 /// Logs and records each pool with a share that goes down (no backend takes requests) or
 /// comes back.
-fn watch_pools(control: &Control, snapshot: &Snapshot, down: &mut HashMap<String, bool>) {
+fn watch_pools<H: Host>(host: &H, snapshot: &Snapshot, down: &mut HashMap<String, bool>) {
     for (i, pool) in snapshot.pools.iter().enumerate() {
         let is_down = pool.share > 0 && !snapshot.pool_up(i);
         let was_down = down.insert(pool.name.clone(), is_down).unwrap_or(false);
         if is_down == was_down {
             continue;
         }
-        let (action, message) = if is_down {
+        let message = if is_down {
             let fate = match pool.policy.on_pool_down {
                 OnPoolDown::Failover => "its share fails over to the other pools with a share",
                 OnPoolDown::Fail => "its share is answered 503 (on-pool-down = \"fail\")",
             };
             tracing::warn!(pool = %pool.name, "pool is down: {fate}");
-            (
-                Action::PoolDown,
-                format!("pool {} has no backend up; {fate}", pool.name),
-            )
+            format!("pool {} has no backend up; {fate}", pool.name)
         } else {
             tracing::info!(pool = %pool.name, "pool is up again");
-            (
-                Action::PoolUp,
-                format!("pool {} has a backend up again", pool.name),
-            )
+            format!("pool {} has a backend up again", pool.name)
         };
-        let split = &snapshot.config.split;
-        let mut entry = Entry::now(snapshot.version, "health", action, split, split);
-        entry.message = message;
-        if let Err(e) = control.audit().append(&entry) {
-            tracing::error!(error = %e, "could not record a pool state change");
-        }
+        host.pool_changed(snapshot, is_down, message);
     }
 }
