@@ -2,11 +2,11 @@
 //! means every invariant below holds.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::percent::{format_percent, BasisPoints, Split, FULL};
 pub use super::plans::{AnalysisSettings, HardFailure, OnInconclusive, Plan, Smoke, Step};
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
 pub use super::sticky::{Affinity, KeySource, Overrides};
@@ -172,69 +172,4 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Relative weight inside its pool, 1 to [`super::defaults::MAX_BACKEND_WEIGHT`].
     pub weight: u32,
-}
-
-/// Basis points: hundredths of a percent. 100 % = 10,000.
-pub type BasisPoints = u32;
-
-/// 100 % in basis points.
-pub const FULL: BasisPoints = 10_000;
-
-/// The share of traffic per pool, in basis points, summing to exactly [`FULL`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
-    shares: BTreeMap<String, BasisPoints>,
-}
-
-impl Split {
-    /// Builds a split. Callers (validation) guarantee the sum is [`FULL`].
-    pub(crate) fn new(shares: BTreeMap<String, BasisPoints>) -> Self {
-        debug_assert_eq!(shares.values().sum::<u32>(), FULL);
-        Split { shares }
-    }
-
-    /// Pool name → basis points, ordered by name.
-    pub fn shares(&self) -> &BTreeMap<String, BasisPoints> {
-        &self.shares
-    }
-
-    /// The share of one pool (0 when unknown).
-    pub fn share(&self, pool: &str) -> BasisPoints {
-        self.shares.get(pool).copied().unwrap_or(0)
-    }
-}
-
-impl fmt::Display for Split {
-    /// `blue=90 green=10`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .shares
-            .iter()
-            .map(|(name, bp)| format!("{name}={}", format_percent(*bp)))
-            .collect();
-        f.write_str(&parts.join(" "))
-    }
-}
-
-/// Formats basis points as a percentage with no trailing zeros: 9000 → `90`, 1 → `0.01`.
-pub fn format_percent(bp: BasisPoints) -> String {
-    let (whole, frac) = (bp / 100, bp % 100);
-    match frac {
-        0 => whole.to_string(),
-        f if f.is_multiple_of(10) => format!("{whole}.{}", f / 10),
-        f => format!("{whole}.{f:02}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_formatting_drops_trailing_zeros() {
-        assert_eq!(format_percent(9000), "90");
-        assert_eq!(format_percent(9050), "90.5");
-        assert_eq!(format_percent(1), "0.01");
-        assert_eq!(format_percent(10_000), "100");
-    }
 }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::defaults;
-use super::model::{BasisPoints, FULL};
-use super::percent::percent;
+use super::percent::{percent, BasisPoints, FULL};
 use super::pool_policy::{probe_path, status_range};
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawPlan, RawSmoke, RawStep};
