@@ -15,6 +15,5 @@ pub mod keys;
 pub mod proxy;
 pub mod routing;
 pub mod snapshot;
-pub mod tally;
 pub mod tls;
 pub mod tokens;

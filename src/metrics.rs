@@ -48,7 +48,7 @@ pub struct Metrics {
     known: Mutex<Known>,
     ops: ops::Ops,
     /// The rollout analysis counters (kept whether or not metrics are on).
-    pub tallies: crate::data::tally::Tallies,
+    pub tallies: tally::Tallies,
     rollout: rollout::Gauges,
     tls: tls::Families,
 }
@@ -56,6 +56,7 @@ pub struct Metrics {
 mod ops;
 mod rollout;
 pub use rollout::{RolloutGauge, ROLLOUT_STATES};
+pub mod tally;
 pub mod tls;
 
 /// Pools, and `(pool, backend)` pairs, that have series.

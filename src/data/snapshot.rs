@@ -52,7 +52,7 @@ pub struct PoolEntry {
     /// Metric handles, resolved once; `None` when metrics are disabled.
     pub metrics: Option<PoolMetrics>,
     /// The rollout analysis counters (shared by every version holding this pool).
-    pub tally: Arc<crate::data::tally::PoolTally>,
+    pub tally: Arc<crate::metrics::tally::PoolTally>,
     /// Health checks, ejection, slow start and pool-down behaviour.
     pub policy: PoolPolicy,
     /// The `[proxy] pool-header` line naming this pool, built once: the name as Pingora's

@@ -10,7 +10,7 @@ use super::latency::Latency;
 use super::machine::Observation;
 use super::Phase;
 use crate::control::Control;
-use crate::data::tally::Reading;
+use crate::metrics::tally::Reading;
 
 /// How often the counters are read.
 pub const TICK: Duration = Duration::from_secs(1);

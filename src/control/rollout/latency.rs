@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use super::analysis::{Counts, Second};
-use crate::data::tally::Reading;
+use crate::metrics::tally::Reading;
 
 /// Seconds of history behind the p99s.
 const RECENT_SECONDS: usize = 30;
@@ -104,7 +104,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::data::tally::PoolTally;
+    use crate::metrics::tally::PoolTally;
 
     fn reading(n: u64, each: Duration) -> Reading {
         let tally = PoolTally::default();
