@@ -109,7 +109,7 @@ impl Certs {
             .collect();
         if let Some(tls) = &config.tls {
             let served = load_all(config_path, tls)?;
-            metrics.certificates_served(&served);
+            metrics.certificates_served(gauged(&served));
             store.replace(served);
         }
         let seen = Seen {
@@ -201,7 +201,7 @@ impl Control {
                 .zip(previous.iter())
                 .any(|(a, b)| !Arc::ptr_eq(a, b));
         if changed {
-            self.metrics.certificates_served(&served);
+            self.metrics.certificates_served(gauged(&served));
             tracing::info!(
                 certificates = ?served.iter().map(|c| c.label()).collect::<Vec<_>>(),
                 "certificates read; new handshakes use them"
@@ -275,4 +275,18 @@ pub async fn watch(control: Arc<Control>) {
             warned = Some(tokio::time::Instant::now());
         }
     }
+}
+
+/// The expiry gauge's view of the certificates served: each one's names (its file's path when
+/// it has none) and notAfter, in the order SNI picks them.
+fn gauged(
+    served: &[Arc<crate::tls::certs::Certificate>],
+) -> impl Iterator<Item = (Vec<String>, i64)> + '_ {
+    served.iter().map(|cert| {
+        let names = match cert.names.is_empty() {
+            true => vec![cert.label()],
+            false => cert.names.clone(),
+        };
+        (names, cert.not_after)
+    })
 }

@@ -3,7 +3,6 @@
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::{must, Metrics};
-use crate::tls::certs::Certificate;
 
 /// Reasons a handshake fails, each with a series from the start.
 pub const HANDSHAKE_ERRORS: [&str; 8] = [
@@ -52,23 +51,16 @@ impl Families {
 }
 
 impl Metrics {
-    /// Sets the expiry series to exactly the certificates served, one per name (a certificate
-    /// without DNS names under its file's path). A name on two certificates shows the first,
-    /// the one SNI picks.
-    pub fn certificates_served(&self, served: &[std::sync::Arc<Certificate>]) {
+    /// Sets the expiry series to exactly the certificates served, given in the order SNI picks
+    /// them as `(names to show, notAfter)`, one series per name. A name on two certificates
+    /// shows the first.
+    pub fn certificates_served(&self, served: impl IntoIterator<Item = (Vec<String>, i64)>) {
         self.tls.expiry.reset();
         let mut shown = std::collections::HashSet::new();
-        for cert in served {
-            let labels = match cert.names.is_empty() {
-                true => vec![cert.label()],
-                false => cert.names.clone(),
-            };
-            for name in labels {
+        for (names, not_after) in served {
+            for name in names {
                 if shown.insert(name.clone()) {
-                    self.tls
-                        .expiry
-                        .with_label_values(&[&name])
-                        .set(cert.not_after);
+                    self.tls.expiry.with_label_values(&[&name]).set(not_after);
                 }
             }
         }
