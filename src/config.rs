@@ -10,6 +10,7 @@ mod backends;
 pub mod defaults;
 pub mod duration;
 mod files;
+pub mod key_hash;
 pub mod load;
 pub mod model;
 pub mod percent;

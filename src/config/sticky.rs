@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use http::HeaderName;
 
 use super::defaults;
+use super::key_hash::KeyHasher;
 use super::problem::{Problem, ProblemKind};
 use super::raw::{RawAffinity, RawOverride};
-use crate::affinity::KeyHasher;
 
 /// `[affinity]`: sticky users.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,28 +26,6 @@ fn random_split(rng: &mut impl Rng, pools: &[&str]) -> BTreeMap<String, u32> {
 }
 
 #[test]
-fn siphash_matches_the_reference_and_std() {
-    // The SipHash paper's test key 00..0f and empty input.
-    let k = KeyHasher {
-        k0: u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]),
-        k1: u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]),
-    };
-    assert_eq!(k.hash(b""), 0x726f_db47_dd0e_0e31);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    for len in 0..64 {
-        let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-        #[allow(deprecated)]
-        let mut std = std::hash::SipHasher::new_with_keys(k.k0, k.k1);
-        std::hash::Hasher::write(&mut std, &data);
-        assert_eq!(
-            k.hash(&data),
-            std::hash::Hasher::finish(&std),
-            "length {len}"
-        );
-    }
-}
-
-#[test]
 fn keys_spread_evenly_and_each_seed_gives_its_own_assignment() {
     let t = BucketTable::fresh(&split(&[("blue", 9000), ("green", 1000)]));
     let hasher = KeyHasher::from_seed("switchback");
