@@ -27,14 +27,14 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::audit::{Action, AuditError, AuditLog, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
 use crate::config::Config;
+use crate::control::audit::{Action, AuditError, AuditLog, Entry, Outcome};
+use crate::data::health::HealthRegistry;
+use crate::data::snapshot::{self, Live, Snapshot};
 use crate::data::tokens::Tokens;
-use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Live, Snapshot};
 
 pub use certs::{load_all as load_certificates, watch as watch_certificates, EXPIRY_WARNING};
 pub use change::{Applied, Request};
@@ -151,7 +151,7 @@ pub struct Status {
     /// The rollout in progress.
     pub rollout: Option<rollout::Rollout>,
     /// The certificates served on the TLS listeners.
-    pub certificates: Arc<Vec<Arc<crate::tls::certs::Certificate>>>,
+    pub certificates: Arc<Vec<Arc<crate::data::tls::certs::Certificate>>>,
 }
 
 impl Control {
@@ -268,7 +268,7 @@ impl Control {
     }
 
     /// The store the TLS listeners choose their certificate from.
-    pub fn certificate_store(&self) -> Arc<crate::tls::store::CertStore> {
+    pub fn certificate_store(&self) -> Arc<crate::data::tls::store::CertStore> {
         self.certs.store()
     }
 

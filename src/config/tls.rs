@@ -2,7 +2,7 @@
 //! `[pools.<name>.tls]` and `protocol`. Their raw shapes live here too, beside the checks.
 //!
 //! Only names and paths are validated here; the files themselves are read (and their
-//! certificates checked) by [`crate::tls`], at start-up, on every reload and when they change.
+//! certificates checked) by [`crate::data::tls`], at start-up, on every reload and when they change.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -111,7 +111,7 @@ pub struct UpstreamTls {
     pub ca_file: Option<PathBuf>,
     /// Whether the backend's certificate chain and name are verified.
     pub verify: bool,
-    /// The CA certificates of `ca_file` (DER), once read by [`crate::tls::upstream`].
+    /// The CA certificates of `ca_file` (DER), once read by [`crate::data::tls::upstream`].
     pub ca: Option<std::sync::Arc<CaBundle>>,
 }
 

@@ -16,9 +16,9 @@ use std::time::{Duration, SystemTime};
 use super::{resolve_beside, Control, State};
 use crate::config::model::{CertPair, FrontTls};
 use crate::config::Config;
+use crate::data::tls::certs::{self, Certificate};
+use crate::data::tls::store::CertStore;
 use crate::metrics::Metrics;
-use crate::tls::certs::{self, Certificate};
-use crate::tls::store::CertStore;
 
 /// A certificate this close to its expiry is warned about (by `check`, and daily by `serve`).
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -280,7 +280,7 @@ pub async fn watch(control: Arc<Control>) {
 /// The expiry gauge's view of the certificates served: each one's names (its file's path when
 /// it has none) and notAfter, in the order SNI picks them.
 fn gauged(
-    served: &[Arc<crate::tls::certs::Certificate>],
+    served: &[Arc<crate::data::tls::certs::Certificate>],
 ) -> impl Iterator<Item = (Vec<String>, i64)> + '_ {
     served.iter().map(|cert| {
         let names = match cert.names.is_empty() {

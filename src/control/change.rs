@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::audit::{Action, Entry};
 use crate::config::model::{BasisPoints, Split, FULL};
 use crate::config::percent::checked_split;
 use crate::config::persist::{rewrite_split, stage, PersistError};
 use crate::config::Config;
+use crate::control::audit::{Action, Entry};
 
 use super::{Control, ControlError, State};
 

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::{Action, Entry};
 use crate::config::Config;
+use crate::control::audit::{Action, Entry};
 
 use super::reload::{keep_bound_listeners, parse_off_worker};
 use super::{Control, ReloadOutcome, State};

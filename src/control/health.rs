@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::Control;
-use crate::audit::{Action, Entry};
+use crate::control::audit::{Action, Entry};
 use crate::data::health::probe::Host;
+use crate::data::snapshot::Snapshot;
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
 
 impl Host for Control {
     fn snapshot(&self) -> Arc<Snapshot> {

@@ -1,8 +1,8 @@
 //! Recovering control state from the deployment log at start-up.
 
-use crate::audit::{split_json, Entry, Outcome};
 use crate::config::model::Split;
 use crate::config::percent::{checked_split, percent_from_f64};
+use crate::control::audit::{split_json, Entry, Outcome};
 
 /// What the log says about the past.
 #[derive(Debug, Default)]

@@ -1,8 +1,8 @@
 //! Reloading the config file: last known good, restart-only fields, own writes ignored.
 
-use crate::audit::{Action, Entry};
 use crate::config::load::{parse, read_text};
 use crate::config::{Config, ProblemKind};
+use crate::control::audit::{Action, Entry};
 
 use super::state::positive;
 use super::{Control, State};
@@ -174,7 +174,7 @@ pub(super) fn parse_off_worker(
         .collect();
     let parse = || {
         let mut config = crate::config::with_known_addresses(known, || parse(text))?;
-        crate::tls::upstream::read_ca_files(config_path, &mut config).map_err(|p| vec![p])?;
+        crate::data::tls::upstream::read_ca_files(config_path, &mut config).map_err(|p| vec![p])?;
         Ok(config)
     };
     let on_multi_thread = tokio::runtime::Handle::try_current()

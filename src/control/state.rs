@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::split_json;
 use crate::config::model::Split;
 use crate::config::persist::{stage, PersistError};
 use crate::config::Config;
+use crate::control::audit::split_json;
 
 use super::recover::to_split;
 use super::resolve_beside;
@@ -229,7 +229,7 @@ pub(super) fn current(state: &super::State) -> Current<'_> {
             .config
             .affinity
             .as_ref()
-            .map(|_| crate::affinity::table_to_value(&state.buckets.table)),
+            .map(|_| crate::data::affinity::table_to_value(&state.buckets.table)),
     }
 }
 

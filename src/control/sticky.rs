@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::affinity::{load_table, save_table, table_from_value, BucketTable, TableError};
 use crate::config::Config;
+use crate::data::affinity::{load_table, save_table, table_from_value, BucketTable, TableError};
 use crate::data::tokens::{warn_if_exposed, TokenError, Tokens};
 
 use super::state::Saved;
 use super::{resolve_beside, Control, State};
-use crate::snapshot::Snapshot;
+use crate::data::snapshot::Snapshot;
 
 /// Where `config`'s bucket table lives (`[affinity] table`, beside the config file by
 /// default); `None` without `[affinity]`.

@@ -1,4 +1,4 @@
-//! Request keys: a fast per-thread pseudo-random source feeding [`crate::routing`].
+//! Request keys: a fast per-thread pseudo-random source feeding [`crate::data::routing`].
 //!
 //! Kept apart from routing so routing stays pure; tests pass their own seeded keys.
 

@@ -1,4 +1,4 @@
-//! The data plane over the live [`crate::snapshot::Snapshot`]: our own HTTP/1 path
+//! The data plane over the live [`crate::data::snapshot::Snapshot`]: our own HTTP/1 path
 //! (`h1`, for HTTP/1 clients while every pool speaks HTTP/1 to its backends) and Pingora's
 //! [`ProxyHttp`] (HTTP/2 clients, and HTTP/1 clients while a pool speaks h2), both making the
 //! decisions of `phases`.
@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::health::Inflight;
+use crate::data::health::Inflight;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::access_log::AccessLog;
+use crate::data::access_log::AccessLog;
 #[cfg(test)]
 mod allocations;
 mod attempts;
@@ -39,7 +39,7 @@ mod redirect;
 mod respond;
 mod sticky;
 
-use crate::snapshot::Live;
+use crate::data::snapshot::Live;
 pub use ctx::RequestCtx;
 pub use h1::H1Proxy;
 use phases::{client_ip, is_tls, MAX_ATTEMPTS};
@@ -238,7 +238,7 @@ impl ProxyHttp for SwitchbackProxy {
         if upgrading && session.is_upgrade_req() {
             // Pingora tunnels from here on; the framing check must stop exactly then.
             if let Some(stream) = session.as_downstream().stream() {
-                crate::framing::guard::upgraded(stream);
+                crate::data::framing::guard::upgraded(stream);
             }
         }
         let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::affinity::BucketTable;
 use crate::config::model::{BasisPoints, OnPoolDown, PoolPolicy, ProxySettings};
 use crate::config::Config;
+use crate::data::affinity::BucketTable;
+use crate::data::health::{BackendHealth, HealthRegistry};
+use crate::data::routing::Schedule;
 use crate::data::tokens::Tokens;
-use crate::health::{BackendHealth, HealthRegistry};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
-use crate::routing::Schedule;
 
 // Pool indices in the bucket lookup are bytes.
 const _: () = assert!(crate::config::defaults::MAX_POOLS <= 256);
@@ -177,7 +177,7 @@ impl Snapshot {
             .iter()
             .map(|(name, pool)| {
                 let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
-                let ca = crate::tls::upstream::ca_list(pool);
+                let ca = crate::data::tls::upstream::ca_list(pool);
                 PoolEntry {
                     name: name.clone(),
                     share: config.split.share(name),
@@ -355,7 +355,7 @@ fn build_peer(
     ca: Option<&Arc<[pingora::utils::tls::WrappedX509]>>,
 ) -> HttpPeer {
     let mut peer = HttpPeer::new(backend.addr, false, String::new());
-    crate::tls::upstream::configure(&mut peer, pool, &backend.name, ca);
+    crate::data::tls::upstream::configure(&mut peer, pool, &backend.name, ca);
     peer.options.connection_timeout = Some(settings.connect_timeout);
     peer.options.read_timeout = Some(settings.read_timeout);
     peer.options.write_timeout = Some(settings.write_timeout);

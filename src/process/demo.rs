@@ -12,7 +12,7 @@ mod upstreams;
 use std::net::{SocketAddr, TcpListener};
 
 use crate::config;
-use crate::serve::{self, ServeError};
+use crate::process::serve::{self, ServeError};
 
 /// Ports for the demo.
 #[derive(Debug, Clone, Copy)]

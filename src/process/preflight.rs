@@ -107,7 +107,7 @@ fn exposed(file: &Path, key: &str) -> Option<String> {
 /// Every problem of the file, or the first CA file that does not read.
 pub fn load(path: &Path) -> Result<Config, crate::config::ConfigError> {
     let mut config = crate::config::load(path)?;
-    crate::tls::upstream::read_ca_files(path, &mut config).map_err(|p| {
+    crate::data::tls::upstream::read_ca_files(path, &mut config).map_err(|p| {
         crate::config::ConfigError {
             path: path.to_path_buf(),
             problems: vec![p],
@@ -128,7 +128,7 @@ pub fn certificates(path: &Path, config: &Config) -> Result<(Vec<String>, Vec<St
     }
     if let Some(pair) = &config.admin.tls {
         let base = path.parent().unwrap_or(Path::new("."));
-        let cert = crate::tls::certs::load(base, pair, std::time::SystemTime::now())
+        let cert = crate::data::tls::certs::load(base, pair, std::time::SystemTime::now())
             .map_err(|e| format!("admin.tls: {e}"))?;
         served.push(std::sync::Arc::new(cert));
     }

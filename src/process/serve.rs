@@ -17,17 +17,17 @@ use pingora::services::listening::Service;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use crate::access_log::AccessLog;
-use crate::admin;
 use crate::config::{load::read_text, Config, ConfigError};
+use crate::control::admin;
 use crate::control::Control;
-use crate::framing::app::GuardedApp;
-use crate::framing::guard::{OnRefuse, Refusal};
-use crate::health::Inflight;
+use crate::data::access_log::AccessLog;
+use crate::data::framing::app::GuardedApp;
+use crate::data::framing::guard::{OnRefuse, Refusal};
+use crate::data::health::Inflight;
+use crate::data::proxy::{H1Proxy, SwitchbackProxy};
+use crate::data::tls::accept::{OnHandshakeError, TlsApp};
 use crate::metrics::Metrics;
-use crate::proxy::{H1Proxy, SwitchbackProxy};
-use crate::shutdown::{self, Exit};
-use crate::tls::accept::{OnHandshakeError, TlsApp};
+use crate::process::shutdown::{self, Exit};
 
 /// Why the proxy could not start. Nothing is left running in any case.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +205,9 @@ pub fn run(
             runtime.spawn(admin::serve_once_free(admin_listen, control.clone()));
         }
     }
-    runtime.spawn(crate::health::probe::spawn_supervisor(control.clone()));
+    runtime.spawn(crate::data::health::probe::spawn_supervisor(
+        control.clone(),
+    ));
     runtime.spawn(crate::control::rollout::engine::run(control.clone()));
     runtime.spawn(crate::control::dns::refresh_periodically(control.clone()));
     if tls.is_some() {

@@ -30,7 +30,7 @@ use pingora::protocols::Stream;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use tokio::sync::broadcast;
 
-use crate::health::Inflight;
+use crate::data::health::Inflight;
 
 /// How long the in-flight count must stay at zero before the process exits: covers a request
 /// whose connection was accepted just before the listeners closed.
@@ -62,7 +62,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Lingering<A> {
     }
 }
 
-/// Why [`crate::serve::run`] stops waiting.
+/// Why [`crate::process::serve::run`] stops waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Every request finished after a graceful shutdown began.

@@ -7,7 +7,7 @@
 use http::StatusCode;
 
 use super::{fail, views, Answer};
-use crate::audit::{Action, Entry};
+use crate::control::audit::{Action, Entry};
 use crate::control::Control;
 
 /// Splits `/backends/{pool}/{addr}/{drain|undrain}`; `None` when the path has another shape.

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::{handle, HEADER_TIMEOUT, MAX_CONNECTIONS};
 use crate::control::Control;
-use crate::tls::store::CertStore;
+use crate::data::tls::store::CertStore;
 
 /// The TLS acceptor for `[admin] tls` (read once, at start-up), or `None` for plain HTTP.
 fn acceptor(control: &Control) -> Result<Option<TlsAcceptor>, String> {
@@ -24,11 +24,11 @@ fn acceptor(control: &Control) -> Result<Option<TlsAcceptor>, String> {
         return Ok(None);
     };
     let base = control.config_path().parent().unwrap_or(Path::new("."));
-    let cert = crate::tls::certs::load(base, pair, std::time::SystemTime::now())
+    let cert = crate::data::tls::certs::load(base, pair, std::time::SystemTime::now())
         .map_err(|e| e.to_string())?;
     let store = CertStore::new();
     store.replace(vec![Arc::new(cert)]);
-    let mut tls = ServerConfig::builder_with_provider(crate::tls::certs::provider())
+    let mut tls = ServerConfig::builder_with_provider(crate::data::tls::certs::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()

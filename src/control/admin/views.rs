@@ -2,10 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::audit::split_json;
 use crate::config::defaults::{OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
+use crate::control::audit::split_json;
 use crate::control::{Applied, Status};
-use crate::snapshot::Snapshot;
+use crate::data::snapshot::Snapshot;
 
 /// `GET /status`: per pool its share and whether any backend is up; per backend its state
 /// (`up`, `down`, `ejected`, `drained`), drain flag and requests in flight.

@@ -247,8 +247,8 @@ fn read_backwards(mut file: File, limit: usize, out: &mut Vec<Entry>) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Action, Outcome};
     use crate::config::percent::checked_split;
+    use crate::control::audit::{Action, Outcome};
 
     fn entry(version: u64, message: &str) -> Entry {
         let split = checked_split([("blue".to_string(), 10_000)].into()).unwrap();

@@ -6,9 +6,9 @@ use super::active::Move;
 use super::machine::Decision;
 use super::ops::split_at;
 use super::{Phase, Reason};
-use crate::audit::{Action, Entry};
 use crate::config::model::Split;
 use crate::config::persist::PersistError;
+use crate::control::audit::{Action, Entry};
 use crate::control::{Applied, Control, ControlError, Request, State};
 
 impl Control {
@@ -44,7 +44,7 @@ impl Control {
                 };
                 next.apply(&decision, std::time::Instant::now(), &super::ops::stamp());
                 next.weight = split.share(&r.to);
-                next.record.weight = crate::audit::percent_number(next.weight);
+                next.record.weight = crate::control::audit::percent_number(next.weight);
                 let mut entry = Entry::now(
                     state.version + 1,
                     actor,
@@ -97,7 +97,7 @@ impl Control {
         };
         next.apply(&decision, std::time::Instant::now(), &super::ops::stamp());
         next.weight = state.config.split.share(&next.record.to);
-        next.record.weight = crate::audit::percent_number(next.weight);
+        next.record.weight = crate::control::audit::percent_number(next.weight);
         let split = &state.config.split;
         let mut entry = Entry::now(state.version, actor, Action::RolloutAbort, split, split);
         entry.message = decision.message.clone();

@@ -38,7 +38,7 @@ impl Active {
             .steps
             .iter()
             .map(|s| StepView {
-                weight: crate::audit::percent_number(s.weight),
+                weight: crate::control::audit::percent_number(s.weight),
                 hold_s: s.hold.as_secs_f64(),
                 min_requests: s.min_requests,
                 gate: s.gate,
@@ -66,7 +66,7 @@ impl Active {
                 state,
                 step: 0,
                 steps,
-                weight: crate::audit::percent_number(0),
+                weight: crate::control::audit::percent_number(0),
                 started: stamp.to_string(),
                 updated: stamp.to_string(),
                 reason: None,
@@ -74,7 +74,7 @@ impl Active {
                 evidence: None,
                 dry_run: launch.dry_run,
                 release: launch.release,
-                start_split: crate::audit::split_json(&launch.start),
+                start_split: crate::control::audit::split_json(&launch.start),
                 step_started: None,
                 reference: None,
                 warnings: Vec::new(),

@@ -301,7 +301,7 @@ impl Active {
         self.analysis.bake = self.weight == FULL;
         let evidence = self.evidence();
         let record = &mut self.record;
-        record.weight = crate::audit::percent_number(self.weight);
+        record.weight = crate::control::audit::percent_number(self.weight);
         record.message = decision.message.clone();
         record.updated = stamp.to_string();
         record.evidence = Some(evidence);

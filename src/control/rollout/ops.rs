@@ -9,8 +9,8 @@ use super::active::{Active, Move};
 use super::launch::Launch;
 use super::machine::{ends, Decision, Operator};
 use super::Rollout;
-use crate::audit::{Action, Entry, Outcome};
 use crate::config::model::{format_percent, BasisPoints, Split, FULL};
+use crate::control::audit::{Action, Entry, Outcome};
 use crate::control::{Control, ControlError, State};
 
 /// Ended rollouts kept in memory for `GET /rollouts`.

@@ -11,10 +11,10 @@ use super::active::Active;
 use super::analysis::Analysis;
 use super::ops::Book;
 use super::{Phase, Reason, Rollout};
-use crate::audit::{Action, Entry};
 use crate::config::model::{Plan, Step};
 use crate::config::percent::percent_from_f64;
 use crate::config::Config;
+use crate::control::audit::{Action, Entry};
 
 /// The book the log describes (`history` oldest first), with an active rollout paused, and the
 /// entry that says so (to be logged after the start).
@@ -108,7 +108,7 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
     let was = record.state;
     record.state = Phase::Paused;
     record.reason = Some(Reason::Restart);
-    record.weight = crate::audit::percent_number(weight);
+    record.weight = crate::control::audit::percent_number(weight);
     record.message = format!(
         "switchback restarted during this rollout; paused at {} % with its analysis started afresh{}; resume to go on",
         crate::config::model::format_percent(weight),

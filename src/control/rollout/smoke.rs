@@ -9,7 +9,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 
 use crate::config::model::Smoke;
-use crate::snapshot::{BackendEntry, Snapshot};
+use crate::data::snapshot::{BackendEntry, Snapshot};
 
 /// The most of a failing body quoted in the message.
 const QUOTED: usize = 512;

@@ -17,7 +17,7 @@ use pingora::server::ShutdownWatch;
 use super::guard::{Guarded, Limits, OnRefuse, Refusal};
 use super::keepalive::{self, Apps, Closing, OneRequest};
 use super::preface::PrefaceDeadline;
-use crate::snapshot::Live;
+use crate::data::snapshot::Live;
 
 /// The client preface that opens an HTTP/2 connection (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

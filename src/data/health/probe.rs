@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 
 use super::BackendHealth;
 use crate::config::model::{HealthCheck, OnPoolDown, ProbeKind};
+use crate::data::snapshot::Snapshot;
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
 
 /// How often the supervisor looks at snapshots and pool states.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);

@@ -61,10 +61,10 @@ mod tests {
 
     use super::allocations;
     use crate::config::model::ForwardedFor;
-    use crate::health::{HealthRegistry, Inflight};
+    use crate::data::health::{HealthRegistry, Inflight};
+    use crate::data::proxy::{forwarding, record, respond, sticky, RequestCtx};
+    use crate::data::snapshot::Snapshot;
     use crate::metrics::Metrics;
-    use crate::proxy::{forwarding, record, respond, sticky, RequestCtx};
-    use crate::snapshot::Snapshot;
 
     const CONFIG: &str = "[proxy]\npool-header = \"x-served-by\"\n\
         [pools.blue]\nbackends = [\"127.0.0.1:1001\", \"127.0.0.1:1002\"]\n\

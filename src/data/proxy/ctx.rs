@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::health::{Inflight, InflightGuard, RequestGuard};
-use crate::snapshot::Snapshot;
+use crate::data::health::{Inflight, InflightGuard, RequestGuard};
+use crate::data::snapshot::Snapshot;
 
 /// Per-request state.
 pub struct RequestCtx {
@@ -32,7 +32,7 @@ pub struct RequestCtx {
     /// the same way.
     pub(super) key: u32,
     /// Where the key came from.
-    pub(super) key_from: crate::affinity::request::KeyFrom,
+    pub(super) key_from: crate::data::affinity::request::KeyFrom,
     /// `Set-Cookie` for a freshly minted user id, sent with the response.
     pub(super) minted: Option<String>,
     /// A tester's valid override: this pool, whatever the split, with no failover.
@@ -63,8 +63,8 @@ impl RequestCtx {
             body_at: None,
             client_blocked: false,
             upstream_header: None,
-            key: crate::keys::next(),
-            key_from: crate::affinity::request::KeyFrom::None,
+            key: crate::data::keys::next(),
+            key_from: crate::data::affinity::request::KeyFrom::None,
             minted: None,
             override_pool: None,
             attempts: 0,

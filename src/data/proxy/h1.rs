@@ -35,10 +35,10 @@ use super::phases::{self, client_ip, is_tls, MAX_ATTEMPTS};
 use super::respond::error_response;
 use super::Stopping;
 use super::{attempts, RequestCtx};
-use crate::access_log::AccessLog;
 use crate::config::model::Protocol;
-use crate::health::Inflight;
-use crate::snapshot::{Live, Snapshot};
+use crate::data::access_log::AccessLog;
+use crate::data::health::Inflight;
+use crate::data::snapshot::{Live, Snapshot};
 use exchange::Failed;
 
 /// The HTTP/1 proxy: the same state as [`super::SwitchbackProxy`], and its own upstream pool.
@@ -208,7 +208,7 @@ fn speaks_h2(snapshot: &Snapshot) -> bool {
         .any(|p| p.protocol == Protocol::H2)
 }
 
-impl crate::framing::keepalive::OneRequest for H1Proxy {
+impl crate::data::framing::keepalive::OneRequest for H1Proxy {
     fn takes(&self) -> bool {
         H1Proxy::takes(self)
     }

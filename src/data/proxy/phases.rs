@@ -14,8 +14,8 @@ use pingora::{Error, ErrorType, Result};
 use super::record::{access_line, count};
 use super::respond::{respond_plain, strip_response_hop_by_hop};
 use super::{attempts, forwarding, record, redirect, respond, sticky, RequestCtx};
-use crate::access_log::AccessLog;
-use crate::snapshot::{Live, NoRoute};
+use crate::data::access_log::AccessLog;
+use crate::data::snapshot::{Live, NoRoute};
 
 /// Connection attempts per request: the first and one retry.
 pub(super) const MAX_ATTEMPTS: u8 = 2;
@@ -195,7 +195,7 @@ pub(super) fn finished(
     e: Option<&Error>,
 ) {
     if let Some(stream) = session.stream() {
-        crate::framing::guard::response_done(stream);
+        crate::data::framing::guard::response_done(stream);
     }
     let Some(snapshot) = &ctx.snapshot else {
         return;

@@ -7,8 +7,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
-use crate::access_log::AccessLog;
-use crate::snapshot::{BackendEntry, PoolEntry, Snapshot};
+use crate::data::access_log::AccessLog;
+use crate::data::snapshot::{BackendEntry, PoolEntry, Snapshot};
 use pingora::upstreams::peer::HttpPeer;
 
 /// Counts a request that reached `backend`: a tester's override apart from the others, which
@@ -157,7 +157,7 @@ pub(super) fn tls_failure(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
         pool,
         backend,
         sni = %peer.sni,
-        reason = %crate::tls::upstream::failure_reason(e),
+        reason = %crate::data::tls::upstream::failure_reason(e),
         "TLS to the backend failed"
     );
 }

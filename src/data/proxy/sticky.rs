@@ -1,5 +1,5 @@
 //! Per request: a tester's override, else the user key that keeps a user on one pool
-//! ([`crate::affinity::request`]). Nothing allocates unless a key is minted or an override
+//! ([`crate::data::affinity::request`]). Nothing allocates unless a key is minted or an override
 //! cookie has to be cut out of what is forwarded.
 
 use std::net::IpAddr;
@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
-use crate::affinity::request::{cookie, cookie_name, user_key};
 use crate::config::defaults::{OVERRIDE_COOKIE, OVERRIDE_TOKEN_HEADER};
-use crate::snapshot::{NoRoute, Snapshot};
+use crate::data::affinity::request::{cookie, cookie_name, user_key};
+use crate::data::snapshot::{NoRoute, Snapshot};
 use http::HeaderName;
 
 use super::RequestCtx;
@@ -109,7 +109,7 @@ pub(super) fn strip_overrides(req: &mut RequestHeader, header: Option<&HeaderNam
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::affinity::request::test_request as request;
+    use crate::data::affinity::request::test_request as request;
 
     #[test]
     fn the_override_cookie_is_cut_out_and_the_others_kept() {

@@ -22,7 +22,7 @@ use pingora::tls::{version, ServerConfig};
 
 use super::store::CertStore;
 use crate::config::model::{Alpn, FrontTls, TlsVersion};
-use crate::snapshot::Live;
+use crate::data::snapshot::Live;
 
 /// Counts a failed handshake by its reason.
 pub type OnHandshakeError = Arc<dyn Fn(&'static str) + Send + Sync>;

@@ -110,7 +110,7 @@ pub(super) async fn exchange(
     }
     if upgrading {
         if let Some(stream) = session.stream() {
-            crate::framing::guard::upgraded(stream);
+            crate::data::framing::guard::upgraded(stream);
         }
     }
     session.write_response_header(resp).await.map_err(down)?;
