@@ -1,6 +1,7 @@
 # switchback — the two commands the README opens with, plus helpers.
 #   make demo   build and run the zero-setup showcase
-#   make test   fmt check, clippy, every test, and the load benchmark's smoke run
+#   make test   fmt check, clippy, the layering check, every test, and the load benchmark's
+#               smoke run
 #   make bench-load   side-by-side load benchmark (see docs/BENCHMARKS.md)
 #   make bench        routing micro-benchmarks (criterion)
 #   make bench-control   admin switch round trip and file-write-to-live latency
@@ -31,6 +32,7 @@ demo: deps
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tests/layers.py
 	$(CARGO) test
 	$(MAKE) --no-print-directory bench-smoke
 
