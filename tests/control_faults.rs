@@ -216,11 +216,6 @@ async fn requests_refused_because_a_pool_is_down_are_counted_and_logged() {
     assert_eq!(gauge(&metrics, "blue"), "0", "{metrics}");
 }
 
-/// A backend address nothing listens on (bound, then closed: connections are refused).
-fn dead_addr() -> std::net::SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 fn gauge(metrics: &str, pool: &str) -> String {
     let prefix = format!("switchback_in_flight_requests{{pool=\"{pool}\"}} ");
     metrics
@@ -232,8 +227,9 @@ fn gauge(metrics: &str, pool: &str) -> String {
 #[tokio::test]
 async fn a_retry_to_another_pool_leaves_both_in_flight_gauges_at_zero() {
     let green = Upstream::start("green").await;
+    let (_reserved, dead) = common::dead_backend();
     let pools = common::pools_toml(
-        &[("blue", &[dead_addr()]), ("green", &[green.addr])],
+        &[("blue", &[dead]), ("green", &[green.addr])],
         "blue = 50\ngreen = 50",
     );
     let proxy = TestProxy::start("", &pools).await;
@@ -256,9 +252,10 @@ async fn a_retry_to_another_pool_leaves_both_in_flight_gauges_at_zero() {
 #[tokio::test]
 async fn a_retry_never_takes_a_request_out_of_a_pool_set_to_fail() {
     let green = Upstream::start("green").await;
+    let (_reserved, dead) = common::dead_backend();
     let pools = format!(
         "[pools.blue]\nbackends = [\"{}\"]\non-pool-down = \"fail\"\n[pools.green]\nbackends = [\"{}\"]\n[split]\nblue = 90\ngreen = 10\n",
-        dead_addr(),
+        dead,
         green.addr
     );
     let proxy = TestProxy::start("", &pools).await;

@@ -42,7 +42,12 @@ async fn counters_and_histograms_match_exactly_what_was_sent() {
     };
     common::poll_until("the last request to be counted", DEADLINE, || async {
         let m = scrape(&proxy).await;
-        pool_count(&m, "blue") >= 50.0 && pool_count(&m, "green") >= 10.0
+        let errors = value(
+            &m,
+            "switchback_upstream_errors_total",
+            &[("pool", "green"), ("kind", "connect")],
+        );
+        pool_count(&m, "blue") >= 50.0 && pool_count(&m, "green") >= 10.0 && errors >= 10.0
     })
     .await;
     let m = scrape(&proxy).await;

@@ -73,10 +73,16 @@ async fn a_tls_pool_is_verified_with_its_ca_and_a_wrong_ca_or_name_answers_502_w
         common::get(proxy.addr, "/").await.status == 200
     })
     .await;
-    assert!(proxy.history().await.iter().any(|e| e["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("re-read CA files")));
+    // The snapshot is published before the entry is appended.
+    poll_until("the refresh in the deployment log", DEADLINE, || async {
+        proxy.history().await.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("re-read CA files")
+        })
+    })
+    .await;
     drop(proxy);
 
     // The right CA but another name: 502, name mismatch.
