@@ -15,6 +15,18 @@ use common::{blue_green_with, poll_until, pools_toml, TestProxy, Upstream};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+/// `switchback_requests_total{pool="blue"}` by code class, as scraped now.
+async fn blue_requests(proxy: &TestProxy) -> impl Fn(&str) -> f64 {
+    let samples = scrape(proxy).await;
+    move |class| {
+        value(
+            &samples,
+            "switchback_requests_total",
+            &[("pool", "blue"), ("code_class", class)],
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_closes_during_an_upload_fails_it_as_its_own_error() {
     // An upstream that reads the request head, then closes without answering.
@@ -39,14 +51,7 @@ async fn an_upstream_that_closes_during_an_upload_fails_it_as_its_own_error() {
         "counted as the upstream's error",
         Duration::from_secs(5),
         || async {
-            let samples = scrape(&proxy).await;
-            let class = |c| {
-                value(
-                    &samples,
-                    "switchback_requests_total",
-                    &[("pool", "blue"), ("code_class", c)],
-                )
-            };
+            let class = blue_requests(&proxy).await;
             assert_eq!(class("4xx"), 0.0, "blamed on the client");
             class("error") == 1.0
         },
@@ -126,17 +131,7 @@ async fn a_stalled_upload_to_a_pool_speaking_h2_counts_against_it_as_documented(
     poll_until(
         "counted as the pool's error",
         Duration::from_secs(5),
-        || async {
-            let samples = scrape(&proxy).await;
-            let class = |c| {
-                value(
-                    &samples,
-                    "switchback_requests_total",
-                    &[("pool", "blue"), ("code_class", c)],
-                )
-            };
-            class("error") == 1.0
-        },
+        || async { blue_requests(&proxy).await("error") == 1.0 },
     )
     .await;
 }
