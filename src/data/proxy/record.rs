@@ -16,13 +16,16 @@ use pingora::upstreams::peer::HttpPeer;
 ///
 /// The attribution rule (README, "Automated rollouts"): the rollout analysis counts a request
 /// only when the upstream answered it or failed it. It is an error when the upstream answered
-/// 5xx, or gave no answer for an upstream reason (connect failure, reset, timeout) while the
-/// proxy was not waiting on the client for more of the request body; one the client broke
-/// (stalled upload, disconnect before its request was sent) counts for no pool; one that left
+/// 5xx, or gave no answer for an upstream reason (connect failure, reset, close, timeout),
+/// unless it gave up on a silent client that owed body (answered 408: `h1/exchange.rs`'s
+/// `client_silent`); one the client broke (stalled upload, disconnect before its request was
+/// sent) counts for no pool; one that left
 /// after sending its whole request counts, not as an error, with the time it waited as its
 /// latency. Once a response head arrived, its status decides: a failure mid-body may be the
 /// client's backpressure as well as the upstream's.
 pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, e: Option<&Error>) {
+    // A 408 for a silent client is a downstream error already; the flag also covers a path that
+    // logs the upstream's own error.
     let upstream_error = e
         .and_then(upstream_error_kind)
         .filter(|_| !ctx.client_blocked);
