@@ -45,10 +45,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an upstream read may wait: past it, no response head means 504 (switchback's default).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The guard's limits: switchback's default header and idle timeouts.
+/// The guard's limits: switchback's default header, idle and client write timeouts.
 const LIMITS: Limits = Limits {
     header_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(CLIENT_IDLE_SECS),
+    write_timeout: Duration::from_secs(60),
 };
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

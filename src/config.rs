@@ -9,8 +9,10 @@
 mod backends;
 pub mod defaults;
 pub mod duration;
+pub mod exclusive;
 mod files;
 pub mod key_hash;
+mod listeners;
 pub mod load;
 pub mod model;
 pub mod percent;

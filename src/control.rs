@@ -15,6 +15,7 @@ mod certs;
 mod change;
 pub mod dns;
 mod health;
+mod journal;
 mod recover;
 mod reload;
 pub mod rollout;
@@ -50,7 +51,7 @@ pub enum StartError {
     /// The state file cannot be read, or the state directory written.
     #[error("{0}")]
     State(String),
-    /// A `[tls]` certificate or key does not read.
+    /// A `[tls]` or `[admin] tls` certificate or key does not read.
     #[error("{0}")]
     Certificates(String),
 }
@@ -122,6 +123,8 @@ struct State {
     file_split: Split,
     /// The active rollout and the recent ended ones.
     rollouts: rollout::Book,
+    /// The restart journal's content, as last written.
+    journal: journal::Journal,
 }
 
 /// The control plane's single writer.
@@ -135,8 +138,10 @@ pub struct Control {
     health: Arc<HealthRegistry>,
     /// Set once the listeners were handed to a new process: no change is taken any more.
     retired: std::sync::atomic::AtomicBool,
-    /// The certificates served on the TLS listeners.
+    /// The certificates served on the TLS listeners and the admin listener.
     certs: certs::Certs,
+    /// The restart journal, beside the deployment log.
+    journal_path: PathBuf,
 }
 
 /// A consistent view for `GET /status`.
@@ -179,10 +184,16 @@ impl Control {
         if let Some(resumed) = &resumed {
             config.split = resumed.split.clone();
         }
-        let audit = AuditLog::new(
-            resolve_beside(config_path, &config.deployment_log),
-            config.deployment_rotation,
-        );
+        let audit_path = resolve_beside(config_path, &config.deployment_log);
+        let audit = AuditLog::new(audit_path.clone(), config.deployment_rotation);
+        let journal_path = journal::path_for(&audit_path);
+        let journal = journal::Journal::load(&journal_path).map_err(StartError::State)?;
+        let saved_version = saved.as_ref().map(|s| s.version);
+        let at_start = journal.at_start(&config, &file_split, saved_version);
+        let stored = config.split.clone();
+        if let Some(split) = &at_start.split {
+            config.split = split.clone();
+        }
         let mut history = audit.newest(crate::config::defaults::RECOVERY_ENTRIES)?;
         history.reverse();
         let mut recovered = recover::recover(&history, &config.split);
@@ -194,9 +205,28 @@ impl Control {
                 message = format!("{message}; {note}");
             }
         }
+        if let Some(rollback) = &journal.rollback {
+            recovered.last_version = recovered.last_version.max(rollback.version);
+        }
+        if let Some(split) = &at_start.split {
+            // A rollout's rollback leaves `rollback` restoring the rollout's start, as before
+            // the restart; an operator's, the split it replaced.
+            recovered.previous = Some(match at_start.rolled_back {
+                Some(_) => split.clone(),
+                None => stored,
+            });
+        }
+        if let Some(note) = &at_start.note {
+            message = format!("{message}; {note}");
+        }
         let version = recovered.last_version + 1;
         let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
-        let (rollouts, rollout_note) = rollout::recover::recover(&history, &config);
+        let memo = match store.writes_config() {
+            true => journal.rollouts.clone(),
+            false => saved.as_ref().and_then(|s| s.rollouts.clone()),
+        };
+        let (rollouts, rollout_note) =
+            rollout::recover::recover(&history, &config, memo.as_ref(), at_start.rolled_back);
         let mut entry = Entry::now(
             version,
             "serve",
@@ -205,7 +235,7 @@ impl Control {
             &config.split,
         );
         entry.message = message;
-        let state = State {
+        let mut state = State {
             config: Arc::new(config),
             version,
             previous: recovered.previous,
@@ -217,6 +247,7 @@ impl Control {
             override_tokens,
             file_split,
             rollouts,
+            journal,
         };
         // Saved before the start is logged: a log never shows a start that did not serve.
         store
@@ -230,6 +261,7 @@ impl Control {
             note.rollout = Some(Box::new(record));
             audit.append(&note)?;
         }
+        journal::settle_at_start(config_path, &store, &journal_path, &mut state);
         let health = Arc::new(HealthRegistry::default());
         let live = snapshot::live(Snapshot::build_with(
             state.config.clone(),
@@ -252,6 +284,7 @@ impl Control {
             health,
             retired: std::sync::atomic::AtomicBool::new(false),
             certs,
+            journal_path,
         }))
     }
 
@@ -270,6 +303,11 @@ impl Control {
     /// The store the TLS listeners choose their certificate from.
     pub fn certificate_store(&self) -> Arc<crate::data::tls::store::CertStore> {
         self.certs.store()
+    }
+
+    /// The store the admin listener serves its certificate from (`[admin] tls`; empty without).
+    pub fn admin_certificate_store(&self) -> Arc<crate::data::tls::store::CertStore> {
+        self.certs.admin_store()
     }
 
     /// The live cell the data plane reads.

@@ -308,13 +308,26 @@ async fn writes_need_a_valid_named_token_and_the_name_is_the_actor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_cannot_be_persisted_is_not_applied() {
-    let (_blue, _green, proxy) = blue_green("").await;
-    // Occupy the proxy's temp-file name with a directory so the atomic write fails.
-    let blocker = proxy
-        .dir
-        .path()
-        .join(format!(".switchback.toml.switchback-{}.tmp", proxy.pid()));
-    std::fs::create_dir(&blocker).unwrap();
+    // A config file whose name leaves no room for the temp file's (`.<name>.<16 hex>.tmp`, 22
+    // bytes longer, over the 255-byte limit): the atomic write fails, even for root. (The temp
+    // name is random and created exclusively, so it cannot be occupied in advance.)
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join(format!("{}.toml", "s".repeat(240)));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let pools = common::pools_toml(
+        &[("blue", &[blue.addr]), ("green", &[green.addr])],
+        "blue = 90\ngreen = 10",
+    );
+    let text =
+        format!("[proxy]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{pools}");
+    std::fs::write(&config_path, text).unwrap();
+    let proxy = TestProxy::start_at(dir, config_path, addr).await;
 
     let reply = proxy.admin("POST", "/switch", r#"{"to": "green"}"#).await;
 

@@ -80,7 +80,9 @@ async fn sni_picks_the_certificate_and_tls_requests_are_routed_by_the_split() {
     // And the expiry gauge has a series per name.
     let metrics = f.proxy.admin("GET", "/metrics", "").await.text();
     assert!(
-        metrics.contains("switchback_tls_certificate_expiry_timestamp_seconds{name=\"*.b.test\"}"),
+        metrics.contains(
+            "switchback_tls_certificate_expiry_timestamp_seconds{listener=\"proxy\",name=\"*.b.test\"}"
+        ),
         "{metrics}"
     );
 }

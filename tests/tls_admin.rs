@@ -1,13 +1,14 @@
-//! The admin API over TLS with `ctl` as its client, and certificates that are not usable at
-//! start-up: a key that is not the certificate's, an expired certificate (refused), and one
-//! close to expiry (served, warned about by `check` and `serve`).
+//! The admin API over TLS with `ctl` as its client; its certificate renewed without a restart
+//! (and its expiry in the gauge under `listener="admin"`); and certificates that are not
+//! usable at start-up: a key that is not the certificate's, an expired certificate (refused),
+//! and one close to expiry (served, warned about by `check` and `serve`).
 
 mod common;
 
 use std::process::Command;
 
-use common::tls::{Issued, Pki};
-use common::{binary, free_port, TestProxy, Upstream};
+use common::tls::{self, Issued, Pki};
+use common::{binary, free_port, metrics, poll_until, TestProxy, Upstream, DEADLINE};
 
 fn ctl(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(binary())
@@ -132,4 +133,132 @@ fn unusable_certificates_stop_the_start_and_one_close_to_expiry_is_warned_about(
     let (code, out) = run_with("serve", &soon.cert, &soon.key);
     assert_eq!(code, None, "serve keeps running until killed: {out}");
     assert!(out.contains("expires within 14 days"), "{out}");
+}
+
+/// `GET path` on the admin API over TLS (any certificate accepted): status and body.
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let stream = tls::connect(addr, None, tls::client_config(None, &["http/1.1"]))
+        .await
+        .expect("admin TLS handshake");
+    let mut sender = tls::http1(stream).await;
+    let req = hyper::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(bytes::Bytes::new()).boxed())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("admin answer");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The expiry gauge's value for `listener` and `name` (0 when there is no such series).
+async fn expiry(admin: std::net::SocketAddr, listener: &str, name: &str) -> f64 {
+    let (status, text) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    metrics::value(
+        &metrics::parse(&text),
+        "switchback_tls_certificate_expiry_timestamp_seconds",
+        &[("listener", listener), ("name", name)],
+    )
+}
+
+/// A leaf for `names` expiring `days` from now, with that notAfter in whole seconds.
+fn leaf(pki: &Pki, names: &[&str], days: i64) -> (Issued, i64) {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let until = now + time::Duration::days(days);
+    let issued = pki.issue_between(names, now - time::Duration::days(1), until);
+    (issued, until.unix_timestamp())
+}
+
+#[tokio::test]
+async fn the_admin_certificate_reloads_like_the_front_doors_and_its_expiry_is_labelled_admin() {
+    let pki = Pki::new("test CA");
+    // One name on both listeners: a series each, told apart by `listener`.
+    let (front, front_until) = leaf(&pki, &["shared.test"], 30);
+    let (first, first_until) = leaf(&pki, &["shared.test"], 20);
+    let blue = Upstream::start("blue").await;
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let rest = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"admin.pem\", key = \"admin.key\" }}\n\
+         [tls]\nlisten = [\"{tls_addr}\"]\ncertificates = [{{ cert = \"front.pem\", key = \"front.key\" }}]\n\
+         [pools.blue]\nbackends = [\"{}\"]\n[split]\nblue = 100\n",
+        blue.addr
+    );
+    let files = [
+        ("admin.pem", first.cert.as_str()),
+        ("admin.key", first.key.as_str()),
+        ("front.pem", front.cert.as_str()),
+        ("front.key", front.key.as_str()),
+    ];
+    let proxy = TestProxy::start_with_files("", &rest, &files).await;
+    assert_eq!(tls::served_names(proxy.admin, None).await, ["shared.test"]);
+    assert_eq!(
+        expiry(proxy.admin, "admin", "shared.test").await,
+        first_until as f64
+    );
+    assert_eq!(
+        expiry(proxy.admin, "proxy", "shared.test").await,
+        front_until as f64
+    );
+
+    // A renewal by rename reaches new admin handshakes, and the gauge follows.
+    let (renewed, renewed_until) = leaf(&pki, &["shared.test", "renewed.test"], 60);
+    let dir = proxy.dir.path();
+    for (name, text) in [("admin.key", &renewed.key), ("admin.pem", &renewed.cert)] {
+        std::fs::write(dir.join(format!(".{name}.new")), text).unwrap();
+        std::fs::rename(dir.join(format!(".{name}.new")), dir.join(name)).unwrap();
+    }
+    let took = poll_until(
+        "the renewed admin certificate is served",
+        DEADLINE,
+        || async { tls::served_names(proxy.admin, None).await.len() == 2 },
+    )
+    .await;
+    eprintln!("renewed admin certificate served after {took:?}");
+    assert_eq!(
+        expiry(proxy.admin, "admin", "renewed.test").await,
+        renewed_until as f64
+    );
+    assert_eq!(
+        expiry(proxy.admin, "admin", "shared.test").await,
+        renewed_until as f64
+    );
+    assert_eq!(
+        expiry(proxy.admin, "proxy", "shared.test").await,
+        front_until as f64
+    );
+    assert_eq!(expiry(proxy.admin, "proxy", "renewed.test").await, 0.0);
+
+    // One that does not read is rejected; the renewed certificate keeps serving.
+    std::fs::write(dir.join("admin.pem"), "not a certificate").unwrap();
+    poll_until(
+        "the broken admin certificate is rejected",
+        DEADLINE,
+        || async {
+            let (_, history) = admin_get(proxy.admin, "/history").await;
+            history.contains("certificate rejected: admin.tls")
+        },
+    )
+    .await;
+    assert_eq!(tls::served_names(proxy.admin, None).await.len(), 2);
+
+    // A reload that points `[admin] tls` at other files serves them without a restart.
+    let (moved, _) = leaf(&pki, &["shared.test", "moved.test", "third.test"], 60);
+    std::fs::write(dir.join("admin2.pem"), &moved.cert).unwrap();
+    std::fs::write(dir.join("admin2.key"), &moved.key).unwrap();
+    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let text = text.replace(
+        "\"admin.pem\", key = \"admin.key\"",
+        "\"admin2.pem\", key = \"admin2.key\"",
+    );
+    std::fs::write(&proxy.config_path, text).unwrap();
+    poll_until(
+        "the moved admin certificate is served",
+        DEADLINE,
+        || async { tls::served_names(proxy.admin, None).await.len() == 3 },
+    )
+    .await;
 }

@@ -18,6 +18,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[proxy] client-idle-timeout` when absent: 60 s.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[proxy] client-write-timeout` when absent: 60 s.
+pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[proxy] dns-refresh` when absent: 30 s.
 pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 /// `[log] deployments` when absent: this file beside the config file.

@@ -151,6 +151,17 @@ pub fn resolve_beside(config_path: &Path, path: &Path) -> PathBuf {
     config_path.parent().unwrap_or(Path::new(".")).join(path)
 }
 
+/// Where a file named in the config is read, as [`resolve_beside`]; except that a relative
+/// `path` found only from the working directory (how `[admin] token-file` was read before)
+/// is read there for one more release: `(the path to read, Some(where it should move))`.
+pub fn resolve_beside_or_cwd(config_path: &Path, path: &Path) -> (PathBuf, Option<PathBuf>) {
+    let beside = resolve_beside(config_path, path);
+    if path.is_absolute() || beside.exists() || !path.exists() {
+        return (beside, None);
+    }
+    (path.to_path_buf(), Some(beside))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +189,27 @@ mod tests {
             .map(|p| p.path)
             .collect();
         assert_eq!(paths, ["proxy.listne", "pools.blue.weight", "split"]);
+    }
+
+    #[test]
+    fn a_file_beside_the_config_wins_and_the_working_directory_is_only_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("switchback.toml");
+        // The working directory of the test is the crate's: Cargo.toml exists there.
+        let old = Path::new("Cargo.toml");
+        assert_eq!(
+            resolve_beside_or_cwd(&config, old),
+            (old.to_path_buf(), Some(dir.path().join("Cargo.toml")))
+        );
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
+        assert_eq!(
+            resolve_beside_or_cwd(&config, old),
+            (dir.path().join("Cargo.toml"), None)
+        );
+        let absent = Path::new("absent.tokens");
+        assert_eq!(
+            resolve_beside_or_cwd(&config, absent),
+            (dir.path().join("absent.tokens"), None)
+        );
     }
 }

@@ -102,6 +102,9 @@ pub struct ProxySettings {
     pub header_timeout: Duration,
     /// Idle time after which a keep-alive client connection is closed (60 s by default).
     pub client_idle_timeout: Duration,
+    /// Time a write towards a client may make no progress before its connection is closed
+    /// (an HTTP/2 stream is reset) (60 s by default).
+    pub client_write_timeout: Duration,
     /// What happens to the `X-Forwarded-For` a client sent (append by default).
     pub forwarded_for: ForwardedFor,
     /// How often backend host names are resolved again (30 s by default; zero: never).

@@ -1,11 +1,12 @@
 //! Durable write-back of admin changes into the operator's config file.
 //!
 //! Only `[split]` is rewritten, with `toml_edit`, so comments and layout elsewhere stay
-//! byte-for-byte. The write is atomic: a temp file in the same directory, fsync, rename over
-//! the target, fsync of the directory. A symlinked config file is written through to its
-//! target, so the link itself survives.
+//! byte-for-byte. The write is atomic: a temp file in the same directory (a new file under a
+//! random name, never through a link: `exclusive`), fsync, rename over the target, fsync of
+//! the directory. A symlinked config file is written through to its target, so the link itself
+//! survives; switchback's own files ([`stage_own`]) replace a link instead.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -101,34 +102,56 @@ pub struct Staged {
     target: PathBuf,
 }
 
-/// Writes `bytes` to a synced temp file beside the file at `path` (or its symlink target).
+/// Writes `bytes` to a synced temp file beside the operator's file at `path`, or beside its
+/// target when `path` is a symlink (the link itself survives the commit).
 ///
 /// # Errors
 /// [`PersistError::Write`] naming the file; nothing on disk changed.
 pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, PersistError> {
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = target.parent().unwrap_or(Path::new("."));
+    stage_at(target, bytes)
+}
+
+/// [`stage`] for a file of switchback's own (`state.json`, the affinity table): a symlink at
+/// `path` is replaced by the commit, never written through.
+///
+/// # Errors
+/// [`PersistError::Write`] naming the file; nothing on disk changed.
+pub fn stage_own(path: &Path, bytes: &[u8]) -> Result<Staged, PersistError> {
+    stage_at(path.to_path_buf(), bytes)
+}
+
+/// The temp file is new, under a name nobody can guess, never a link ([`super::exclusive`]);
+/// it takes the mode of the file it replaces (0600 when there is none, or it is a link).
+fn stage_at(target: PathBuf, bytes: &[u8]) -> Result<Staged, PersistError> {
+    let dir = dir_of(&target);
     let name = target
         .file_name()
         .map_or("config".into(), |n| n.to_string_lossy().into_owned());
-    let staged = Staged {
-        temp: dir.join(format!(".{name}.switchback-{}.tmp", std::process::id())),
-        target,
+    let fail = |source| PersistError::Write {
+        path: target.clone(),
+        source,
     };
+    let (mut file, temp) = super::exclusive::create(dir, &name).map_err(fail)?;
+    let staged = Staged { temp, target };
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&staged.temp)?;
-        if let Ok(meta) = std::fs::metadata(&staged.target) {
-            file.set_permissions(meta.permissions())?;
+        match std::fs::symlink_metadata(&staged.target) {
+            Ok(meta) if meta.is_file() => file.set_permissions(meta.permissions())?,
+            _ => {}
         }
         file.write_all(bytes)?;
         file.sync_all()
     })();
     written.map_err(|source| staged.fail(source))?;
     Ok(staged)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 impl Staged {
@@ -161,7 +184,7 @@ impl Staged {
             }
         }
         std::fs::rename(&self.temp, &self.target).map_err(|e| self.fail(e))?;
-        let dir = self.target.parent().unwrap_or(Path::new("."));
+        let dir = dir_of(&self.target);
         if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not sync the directory after writing the config file");
         }
@@ -238,6 +261,31 @@ mod tests {
             .commit(Some("operator's save"))
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    /// A file outside the directory that a planted link points at; its text afterwards.
+    fn victim() -> (tempfile::TempDir, PathBuf) {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, "victim").unwrap();
+        (elsewhere, victim)
+    }
+
+    #[test]
+    fn a_link_planted_at_the_old_predictable_temp_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "old").unwrap();
+        let (_elsewhere, victim) = victim();
+        let planted = dir
+            .path()
+            .join(format!(".c.toml.switchback-{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(&path, b"new").unwrap();
+        write_atomic(&path, b"newer").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "newer");
+        assert!(planted.symlink_metadata().unwrap().is_symlink());
     }
 
     #[test]

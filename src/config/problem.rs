@@ -138,6 +138,23 @@ pub enum ProblemKind {
     /// No pool receives traffic.
     #[error("no pool has a positive share; give at least one pool more than 0 %")]
     NoTraffic,
+    /// Two listeners that cannot both be bound: the same port, the same address or a
+    /// wildcard of the same family.
+    #[error("{value} takes the port of {other_key} {other}: the same port on the same address, or on a wildcard address (which takes it on every address of its family), cannot be bound twice; use another port")]
+    AddressClash {
+        /// The address given here.
+        value: String,
+        /// The key of the listener it clashes with.
+        other_key: &'static str,
+        /// That listener's address.
+        other: String,
+    },
+    /// `[proxy] listen = []` and no `[tls]` listener: nothing would accept a client.
+    #[error("empty and there is no [tls] listen: switchback would accept no client connection; list an address here (or leave the key out for the default), or add a [tls] table with listen addresses for a TLS-only front door")]
+    NoListener,
+    /// `[tls] redirect-http` with no plain listener to answer from.
+    #[error("true, but [proxy] listen is empty: there is no plain listener to redirect from; remove the key or add a plain listen address")]
+    RedirectWithoutPlain,
     /// A non-loopback admin listener without a token file.
     #[error("required when admin.listen is not a loopback address (anyone who can reach it could move traffic)")]
     TokenRequired,

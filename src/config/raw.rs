@@ -231,6 +231,8 @@ pub struct RawProxy {
     pub header_timeout: Option<String>,
     /// Idle time after which a keep-alive client connection is closed, a duration string.
     pub client_idle_timeout: Option<String>,
+    /// Time a write towards a client may make no progress, a duration string.
+    pub client_write_timeout: Option<String>,
     /// `"append"` or `"replace"`: what happens to a client's `X-Forwarded-For`.
     pub forwarded_for: Option<String>,
     /// How often backend host names are resolved again, a duration string (`"0s"`: never).

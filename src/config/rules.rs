@@ -1,6 +1,6 @@
 //! Small checks every section validator uses: out-of-range and wrong-type problems, duration
-//! keys, listen addresses, pool names. A leaf: the section validators depend on it, and
-//! `validate.rs` only composes them.
+//! keys, listen addresses (and which of them clash), pool names. A leaf: the section
+//! validators depend on it, and `validate.rs` only composes them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +13,32 @@ pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
     text.parse().map_err(|_| ProblemKind::InvalidAddress {
         value: text.into(),
         reason: "expected ip:port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"".into(),
+    })
+}
+
+/// Whether `a` and `b` cannot both be bound: the same port (port 0 is any free port, so it
+/// never clashes) in the same address family, on the same address or with a wildcard address
+/// on either side.
+pub(super) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The problem when `addr` (written `text`) clashes with one of `others`' addresses, named
+/// by `other_key`.
+pub(super) fn clash_with(
+    text: &str,
+    addr: SocketAddr,
+    other_key: &'static str,
+    others: &[SocketAddr],
+) -> Option<ProblemKind> {
+    let other = others.iter().find(|o| clash(addr, **o))?;
+    Some(ProblemKind::AddressClash {
+        value: text.to_string(),
+        other_key,
+        other: other.to_string(),
     })
 }
 

@@ -129,7 +129,8 @@ pub enum Protocol {
     H2,
 }
 
-/// Validates `[tls]`; `plain` are `[proxy] listen`, which the TLS listeners may not share.
+/// Validates `[tls]`; `plain` are `[proxy] listen`, whose ports the TLS listeners may not take
+/// (`rules::clash`).
 pub(super) fn front(
     raw: Option<&RawTls>,
     plain: &[SocketAddr],
@@ -141,10 +142,13 @@ pub(super) fn front(
     for (i, text) in raw.listen.iter().flatten().enumerate() {
         let path = format!("tls.listen[{i}]");
         match super::rules::listen_addr(text) {
-            Ok(addr) if !seen.insert(addr) || plain.contains(&addr) => {
+            Ok(addr) if !seen.insert(addr) => {
                 problems.push(Problem::at(path, ProblemKind::Duplicate(text.clone())));
             }
-            Ok(addr) => listen.push(addr),
+            Ok(addr) => match super::rules::clash_with(text, addr, "proxy.listen", plain) {
+                Some(kind) => problems.push(Problem::at(path, kind)),
+                None => listen.push(addr),
+            },
             Err(kind) => problems.push(Problem::at(path, kind)),
         }
     }

@@ -41,6 +41,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let plans = super::plans::plans(&raw.plans, &mut problems);
     let plain: &[SocketAddr] = proxy.as_ref().map_or(&[], |p| &p.listen);
     let tls = super::tls::front(raw.tls.as_ref(), plain, &mut problems);
+    let secure: &[SocketAddr] = tls.as_ref().map_or(&[], |t| &t.listen);
+    let admin_listen = admin.as_ref().map(|a| a.listen);
+    super::listeners::check(&raw, plain, secure, admin_listen, &mut problems);
     let metrics_enabled = raw.metrics.enabled.unwrap_or(defaults::METRICS_ENABLED);
     let shutdown = ShutdownSettings {
         grace: duration_key(
@@ -91,10 +94,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
 fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
     let listen = match &raw.listen {
         None => vec![defaults::PROXY_LISTEN.parse().expect("default is valid")],
-        Some(list) if list.is_empty() => {
-            problems.push(Problem::at("proxy.listen", ProblemKind::Empty));
-            vec![]
-        }
         Some(list) => listen_list(list, problems),
     };
     let threads = match raw.threads {
@@ -176,6 +175,12 @@ fn proxy(raw: &RawProxy, problems: &mut Vec<Problem>) -> Option<ProxySettings> {
             "client-idle-timeout",
             &raw.client_idle_timeout,
             defaults::CLIENT_IDLE_TIMEOUT,
+            problems,
+        ),
+        client_write_timeout: timeout(
+            "client-write-timeout",
+            &raw.client_write_timeout,
+            defaults::CLIENT_WRITE_TIMEOUT,
             problems,
         ),
         connect_timeout: timeout(

@@ -20,6 +20,7 @@ mod drain;
 mod gate;
 mod listener;
 mod rollouts;
+mod token_file;
 mod views;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::config::persist::PersistError;
 use crate::control::{self, Control, ControlError};
 use crate::data::tokens::Tokens;
 pub use listener::{serve, serve_once_free};
+pub use token_file::{legacy_token_warning, token_path};
 
 /// The header carrying the live version on every admin response.
 pub const VERSION_HEADER: &str = "x-switchback-version";
@@ -259,15 +261,8 @@ fn status_of(error: &ControlError) -> StatusCode {
 
 /// The actor for a write: the token's name, or `admin` when no token file is configured.
 async fn authorize(req: &Request<Incoming>, control: &Control) -> Result<String, Answer> {
-    let Some(path) = control
-        .status()
-        .await
-        .snapshot
-        .config
-        .admin
-        .token_file
-        .clone()
-    else {
+    let config = control.status().await.snapshot.config.clone();
+    let Some(path) = token_path(control.config_path(), &config) else {
         return Ok("admin".into());
     };
     let tokens = Tokens::load(&path).map_err(|e| {

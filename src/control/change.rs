@@ -174,6 +174,7 @@ impl Control {
     fn apply(&self, state: &mut State, actor: &str, config: Config, before: Split) -> Applied {
         let split = config.split.clone();
         self.publish(state, config);
+        self.journal_superseded(state);
         tracing::info!(actor, version = state.version, split = %split, "change applied");
         Applied {
             version: state.version,

@@ -77,7 +77,12 @@ impl Control {
         let (mut config, needs_restart) = keep_bound_listeners(config, &state.config);
         let file_split = config.split.clone();
         let same_split = |a: &Split, b: &Split| positive(a) == positive(b);
-        if !self.store.writes_config() && same_split(&file_split, &state.file_split) {
+        // A rollback that could not be written into the file is journaled: while the file's
+        // [split] is the one it replaced, the rollback's split stays live (as at a restart).
+        let journaled = (state.journal.rollback.as_ref())
+            .is_some_and(|r| self.store.writes_config() && r.same_file_split(&file_split));
+        if journaled || (!self.store.writes_config() && same_split(&file_split, &state.file_split))
+        {
             // The file's [split] is the one already applied (a GitOps re-sync, or an edit
             // elsewhere in the file): the live split, which the state holds, stays.
             match super::state::carry(&state.config.split, &config) {
@@ -91,6 +96,11 @@ impl Control {
                 config.admin.listen
             );
             return self.reject_text(state, actor, Some(text), &message);
+        }
+        if config.admin.token_file != state.config.admin.token_file {
+            if let Some(warning) = super::admin::legacy_token_warning(&self.config_path, &config) {
+                tracing::warn!("{warning}");
+            }
         }
         let tokens = match super::load_override_tokens(&self.config_path, &config) {
             Ok(tokens) => tokens,
@@ -126,6 +136,9 @@ impl Control {
             tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
         }
         self.publish(state, config);
+        if !journaled {
+            self.journal_superseded(state); // the file's edit is newer than the rollback
+        }
         self.metrics.reload("applied");
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "reload applied but not recorded");
@@ -222,12 +235,15 @@ pub(super) fn keep_bound_listeners(
         "proxy.h2c",
         &mut changed,
     );
-    keep(
-        &mut next.admin.tls,
-        &running.admin.tls,
-        "admin.tls",
-        &mut changed,
-    );
+    // The admin listener speaks TLS or not from its start; its certificate files reload.
+    if next.admin.tls.is_some() != running.admin.tls.is_some() {
+        keep(
+            &mut next.admin.tls,
+            &running.admin.tls,
+            "admin.tls",
+            &mut changed,
+        );
+    }
     // The TLS listeners are bound once; their certificates and settings reload.
     match (&mut next.tls, &running.tls) {
         (Some(next), Some(running)) => {

@@ -21,6 +21,7 @@
 
 mod active;
 pub mod analysis;
+mod book;
 mod claims;
 pub mod engine;
 mod explain;
@@ -38,10 +39,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use active::{Active, Move};
+pub use book::Book;
 pub use feed::EngineView;
 pub use launch::Launch;
 pub use machine::{Observation, Operator};
-pub use ops::{split_at, Book, RolloutError, StartRequest};
+pub use ops::{split_at, RolloutError, StartRequest};
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

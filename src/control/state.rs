@@ -2,8 +2,9 @@
 //!
 //! - [`Store::ConfigFile`] (the single-host default): `[split]` is written back into the config
 //!   file (`config::persist`), the affinity table into its own file.
-//! - [`Store::Dir`] (`[state] dir`): everything in `<dir>/state.json`, written atomically; the
-//!   config file is only ever read, so it may sit on a read-only mount.
+//! - [`Store::Dir`] (`[state] dir`): everything in `<dir>/state.json`, written atomically (a
+//!   link at that name is replaced, never written through); the config file is only ever
+//!   read, so it may sit on a read-only mount.
 //!
 //! The next store (shared by several replicas) implements the same three calls: `load`,
 //! `save`, `location`.
@@ -14,9 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::model::Split;
-use crate::config::persist::{stage, PersistError};
+use crate::config::persist::{stage_own, PersistError};
 use crate::config::Config;
 use crate::control::audit::split_json;
+use crate::control::rollout::Rollout;
 
 use super::recover::to_split;
 use super::resolve_beside;
@@ -54,6 +56,32 @@ pub(super) struct Saved {
     /// The affinity bucket table (`affinity::store`'s format), while `[affinity]` is on.
     #[serde(default)]
     pub(super) affinity: Option<serde_json::Value>,
+    /// The next rollout id and the active rollout (`None` in a state file written before they
+    /// were kept here).
+    #[serde(default)]
+    pub(super) rollouts: Option<Memo>,
+}
+
+/// What rollout recovery needs besides the log: the next id and the active rollout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Memo {
+    /// The id the next rollout gets.
+    pub(crate) next_id: u64,
+    /// The rollout in progress, as it was last taken in.
+    pub(crate) active: Option<Rollout>,
+    /// The newest rollout id seen ending (0: none): a rollout up to it that the deployment log
+    /// still shows active ended without its end logged.
+    #[serde(default)]
+    pub(crate) last_ended: u64,
+}
+
+/// The rollouts' memo for what `state` holds now.
+pub(super) fn memo(state: &super::State) -> Memo {
+    Memo {
+        next_id: state.rollouts.next_id,
+        active: state.rollouts.active.as_ref().map(|a| a.record.clone()),
+        last_ended: state.rollouts.ended.iter().map(|r| r.id).max().unwrap_or(0),
+    }
 }
 
 /// The live state `save` writes.
@@ -63,6 +91,7 @@ pub(super) struct Current<'a> {
     pub(super) previous: Option<&'a Split>,
     pub(super) file_split: &'a Split,
     pub(super) affinity: Option<serde_json::Value>,
+    pub(super) rollouts: Memo,
 }
 
 impl Store {
@@ -158,10 +187,11 @@ impl Store {
             previous: current.previous.map(split_json),
             file_split: split_json(&positive(current.file_split)),
             affinity: current.affinity.clone(),
+            rollouts: Some(current.rollouts.clone()),
         };
         let mut bytes = serde_json::to_vec_pretty(&saved).expect("plain data serialises");
         bytes.push(b'\n');
-        stage(path, &bytes)?.commit(None)
+        stage_own(path, &bytes)?.commit(None)
     }
 }
 
@@ -230,6 +260,7 @@ pub(super) fn current(state: &super::State) -> Current<'_> {
             .affinity
             .as_ref()
             .map(|_| crate::data::affinity::table_to_value(&state.buckets.table)),
+        rollouts: memo(state),
     }
 }
 

@@ -22,8 +22,13 @@
 //! - chunk sizes are 1–16 hex digits; extensions hold no control octet but HTAB;
 //! - a request head (or trailer section) is at most [`MAX_HEAD`] bytes.
 //!
-//! Once the proxy has switched a connection to a tunnel (a `101` to an upgrade request),
-//! [`Framing::enter_tunnel`] stops the checks: the proxy, not the bytes written, decides.
+//! After a request that asks to upgrade (HTTP/1.1, `Upgrade: websocket` and the `upgrade`
+//! connection option: the only upgrade the proxy forwards), what follows is not checked yet:
+//! it may be the new protocol's first bytes, sent without waiting for the `101`. The guard
+//! holds it until the proxy decides: once the connection became a tunnel,
+//! [`Framing::enter_tunnel`] stops the checks (the proxy, not the bytes written, decides);
+//! when the upgrade was declined, [`Framing::upgrade_declined`] checks those bytes as the
+//! next request's.
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +39,9 @@ pub mod guard;
 pub mod keepalive;
 mod outbuf;
 mod preface;
+mod stall;
 mod syntax;
+mod upgrade;
 mod write;
 
 use syntax::{chunk_size, content_length, field, request_line, HOST};
@@ -78,6 +85,8 @@ enum Phase {
     ChunkEnd(bool),
     /// The trailer section after the last chunk.
     Trailers,
+    /// After a request asking to upgrade: the bytes that follow wait for the proxy's decision.
+    AwaitUpgrade,
     /// An upgraded connection: nothing is checked any more.
     Tunnel,
 }
@@ -91,6 +100,11 @@ pub(super) struct Head {
     pub(super) content_length: u64,
     pub(super) transfer_encodings: u8,
     pub(super) chunked: bool,
+    /// `Upgrade: websocket` (in its only `Upgrade` line), and `upgrade` among the `Connection`
+    /// options.
+    pub(super) websocket: bool,
+    pub(super) upgrades: u8,
+    pub(super) connection_upgrade: bool,
 }
 
 /// The framing state of one client connection.
@@ -108,6 +122,8 @@ pub struct Framing {
     offset: u64,
     /// Where the current request (its first byte) starts, as an offset of the stream.
     request_start: u64,
+    /// The current request asks to upgrade: after it, [`Phase::AwaitUpgrade`].
+    upgrade_asked: bool,
 }
 
 impl Default for Framing {
@@ -120,6 +136,7 @@ impl Default for Framing {
             heads: 0,
             offset: 0,
             request_start: 0,
+            upgrade_asked: false,
         }
     }
 }
@@ -137,6 +154,10 @@ impl Framing {
             }
             let used = match self.phase {
                 Phase::Tunnel => data.len(),
+                Phase::AwaitUpgrade => {
+                    self.head_len += data.len();
+                    data.len()
+                }
                 Phase::Body(left) | Phase::ChunkData(left) => {
                     let n = left.min(data.len() as u64);
                     self.phase = match (self.phase, left - n) {
@@ -240,7 +261,11 @@ impl Framing {
                 Ok(())
             }
             Phase::Trailers => field(content).map(|_| ()),
-            Phase::Body(_) | Phase::ChunkData(_) | Phase::ChunkEnd(_) | Phase::Tunnel => Ok(()),
+            Phase::Body(_)
+            | Phase::ChunkData(_)
+            | Phase::ChunkEnd(_)
+            | Phase::AwaitUpgrade
+            | Phase::Tunnel => Ok(()),
         }
     }
 
@@ -262,6 +287,15 @@ impl Framing {
             17 if is("transfer-encoding") => {
                 head.transfer_encodings = head.transfer_encodings.saturating_add(1);
                 head.chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            7 if is("upgrade") => {
+                head.upgrades = head.upgrades.saturating_add(1);
+                head.websocket = head.upgrades == 1 && value.eq_ignore_ascii_case(b"websocket");
+            }
+            10 if is("connection") => {
+                head.connection_upgrade |= value
+                    .split(|b| *b == b',')
+                    .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
             }
             _ => {}
         }
@@ -293,6 +327,7 @@ impl Framing {
         }
         self.heads += 1;
         self.head_len = 0;
+        self.upgrade_asked = !head.http10 && head.websocket && head.connection_upgrade;
         self.phase = if head.chunked {
             Phase::ChunkSize
         } else if head.content_lengths == 1 && head.content_length > 0 {
@@ -303,10 +338,29 @@ impl Framing {
         Ok(())
     }
 
-    /// The request (head and body) is complete: the next byte starts a new request.
+    /// The request (head and body) is complete: the next byte starts a new request, or waits
+    /// for the proxy's decision after a request asking to upgrade.
     fn request_done(&mut self) -> Phase {
         self.head_len = 0;
-        Phase::RequestLine
+        match std::mem::take(&mut self.upgrade_asked) {
+            true => Phase::AwaitUpgrade,
+            false => Phase::RequestLine,
+        }
+    }
+
+    /// The proxy answered the request asking to upgrade without switching: the bytes held
+    /// since ([`Self::partial_head`] of them) are to be fed again, as the next request's.
+    pub fn upgrade_declined(&mut self) {
+        if self.phase == Phase::AwaitUpgrade {
+            self.offset -= self.head_len as u64;
+            self.head_len = 0;
+            self.phase = Phase::RequestLine;
+        }
+    }
+
+    /// Whether the last request asked to upgrade and the proxy has not decided yet.
+    pub fn awaits_upgrade(&self) -> bool {
+        self.phase == Phase::AwaitUpgrade
     }
 
     /// The proxy switched the connection to a tunnel (an upgrade): nothing more is checked.
@@ -333,10 +387,10 @@ impl Framing {
     }
 
     /// Bytes of a request head that has started but not finished (0 between requests and
-    /// inside bodies). These are the last bytes fed.
+    /// inside bodies), or held after a request asking to upgrade. These are the last bytes fed.
     pub fn partial_head(&self) -> usize {
         match self.phase {
-            Phase::RequestLine | Phase::Fields => self.head_len,
+            Phase::RequestLine | Phase::Fields | Phase::AwaitUpgrade => self.head_len,
             _ => 0,
         }
     }

@@ -33,6 +33,7 @@ mod attempts;
 mod ctx;
 mod forwarding;
 mod h1;
+mod log_every;
 mod phases;
 mod record;
 mod redirect;
@@ -209,6 +210,17 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (client, tls) = (client_ip(session), is_tls(session));
+        if !h1::asks_websocket(session.req_header()) {
+            // Only a WebSocket asked as RFC 9110 §7.8 says is upgraded (`h1::head`): any other
+            // `Upgrade` is dropped, and the request goes on as a plain one.
+            if upstream_request
+                .remove_header(&http::header::UPGRADE)
+                .is_some()
+            {
+                // Pingora's request policy says `Connection: upgrade` for any `Upgrade`.
+                upstream_request.remove_header(&http::header::CONNECTION);
+            }
+        }
         phases::upstream_request(upstream_request, ctx, client, tls)?;
         let now = std::time::Instant::now();
         ctx.head_sent = Some(now);
@@ -235,11 +247,16 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let upgrading = response.status == http::StatusCode::SWITCHING_PROTOCOLS;
-        if upgrading && session.is_upgrade_req() {
+        if upgrading && h1::asks_websocket(session.req_header()) {
             // Pingora tunnels from here on; the framing check must stop exactly then.
             if let Some(stream) = session.as_downstream().stream() {
                 crate::data::framing::guard::upgraded(stream);
             }
+        }
+        if session.req_header().version < http::Version::HTTP_11
+            && phases::for_http10_client(response)
+        {
+            session.set_keepalive(None);
         }
         let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
         if phases::client_response(response, ctx, stopping)? {

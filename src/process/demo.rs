@@ -83,10 +83,13 @@ pub fn run(ports: DemoPorts) -> Result<(), DemoError> {
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], ports.admin));
     serve::ensure_bindable(&[proxy_addr])?;
     serve::ensure_bindable(&[admin_addr]).map_err(|e| DemoError::AdminBind(Box::new(e)))?;
-    let dir = std::env::temp_dir().join(format!("switchback-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(DemoError::Io)?;
+    // A fresh private directory: nobody else can plant a link where the demo writes.
+    let dir = config::exclusive::create_dir(&std::env::temp_dir(), "switchback-demo")
+        .map_err(DemoError::Io)?;
     let path = dir.join("switchback.toml");
-    std::fs::write(&path, text).map_err(DemoError::Io)?;
+    config::exclusive::open_new(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+        .map_err(DemoError::Io)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

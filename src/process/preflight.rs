@@ -22,9 +22,10 @@ pub fn preflight(
     config: &Config,
 ) -> Result<(Option<Arc<Tokens>>, Vec<String>), String> {
     let mut warnings = Vec::new();
-    if let Some(file) = &config.admin.token_file {
-        Tokens::load(file).map_err(|e| format!("admin.token-file: {e}"))?;
-        warnings.extend(exposed(file, "admin.token-file"));
+    if let Some(file) = crate::control::admin::token_path(path, config) {
+        Tokens::load(&file).map_err(|e| format!("admin.token-file: {e}"))?;
+        warnings.extend(crate::control::admin::legacy_token_warning(path, config));
+        warnings.extend(exposed(&file, "admin.token-file"));
     }
     let tokens = crate::control::load_override_tokens(path, config)
         .map_err(|e| format!("override.token-file: {e}"))?;
@@ -83,9 +84,8 @@ fn writable(dir: &Path, key: &str) -> Result<(), String> {
         .find(|d| d.as_os_str().is_empty() || d.exists())
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let probe = existing.join(format!(".switchback-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
+    crate::config::exclusive::create(existing, "switchback-check")
+        .and_then(|(_, probe)| std::fs::remove_file(probe))
         .map_err(|e| format!("{key}: cannot write in {}: {e}", dir.display()))
 }
 
@@ -160,4 +160,27 @@ pub fn certificates(path: &Path, config: &Config) -> Result<(Vec<String>, Vec<St
 pub(crate) fn upgrade_sock_path(config_path: &Path, sock: &Path) -> std::path::PathBuf {
     let joined = config_path.parent().unwrap_or(Path::new(".")).join(sock);
     std::path::absolute(&joined).unwrap_or(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_probe_never_writes_through_a_link_planted_at_its_old_name() {
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, "victim").unwrap();
+        let planted = dir
+            .path()
+            .join(format!(".switchback-check-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        writable(dir.path(), "state.dir").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the probe is gone"
+        );
+    }
 }

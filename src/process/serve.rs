@@ -146,7 +146,7 @@ pub fn run(
     let upgrade_sock = super::preflight::upgrade_sock_path(path, &config.proxy.upgrade_sock);
     let mut server = pingora_server(path, &config, upgrade)?;
     let (proxy_listen, admin_listen) = (config.proxy.listen.clone(), config.admin.listen);
-    let tls = config.tls.clone();
+    let (tls, admin_tls) = (config.tls.clone(), config.admin.tls.is_some());
     let (h2c, client_idle) = (config.proxy.h2c, config.proxy.client_idle_timeout);
     let debounce = config.reload_debounce;
 
@@ -210,7 +210,7 @@ pub fn run(
     ));
     runtime.spawn(crate::control::rollout::engine::run(control.clone()));
     runtime.spawn(crate::control::dns::refresh_periodically(control.clone()));
-    if tls.is_some() {
+    if tls.is_some() || admin_tls {
         runtime.spawn(crate::control::watch_certificates(control.clone()));
     }
 
@@ -270,11 +270,15 @@ pub fn run(
         }
         server.add_service(service);
     }
-    let mut service = Service::new("switchback proxy".to_string(), shutdown::Lingering(guarded));
-    for addr in &proxy_listen {
-        service.add_listener(unbuffered(addr));
+    // A TLS-only front door (`[proxy] listen = []`) has no plain service at all.
+    if !proxy_listen.is_empty() {
+        let mut service =
+            Service::new("switchback proxy".to_string(), shutdown::Lingering(guarded));
+        for addr in &proxy_listen {
+            service.add_listener(unbuffered(addr));
+        }
+        server.add_service(service);
     }
-    server.add_service(service);
 
     let (exit_tx, exit_rx) = mpsc::channel();
     shutdown::watch_drain(

@@ -1,8 +1,7 @@
-//! The admin API's listener: accepting, the connection cap, TLS when `[admin] tls` is set,
-//! and HTTP/1.1 with a header timeout.
+//! The admin API's listener: accepting, the connection cap, TLS when `[admin] tls` is set
+//! (its certificate reloads without a restart), and HTTP/1.1 with a header timeout.
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,24 +14,18 @@ use tokio::sync::Semaphore;
 
 use super::{handle, HEADER_TIMEOUT, MAX_CONNECTIONS};
 use crate::control::Control;
-use crate::data::tls::store::CertStore;
 
-/// The TLS acceptor for `[admin] tls` (read once, at start-up), or `None` for plain HTTP.
+/// The TLS acceptor for `[admin] tls`, or `None` for plain HTTP. It serves from control's
+/// admin certificate store, which reloads like the `[tls]` listeners' (`control::certs`).
 fn acceptor(control: &Control) -> Result<Option<TlsAcceptor>, String> {
-    let config = control.live().load().config.clone();
-    let Some(pair) = &config.admin.tls else {
+    if control.live().load().config.admin.tls.is_none() {
         return Ok(None);
-    };
-    let base = control.config_path().parent().unwrap_or(Path::new("."));
-    let cert = crate::data::tls::certs::load(base, pair, std::time::SystemTime::now())
-        .map_err(|e| e.to_string())?;
-    let store = CertStore::new();
-    store.replace(vec![Arc::new(cert)]);
+    }
     let mut tls = ServerConfig::builder_with_provider(crate::data::tls::certs::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_cert_resolver(store);
+        .with_cert_resolver(control.admin_certificate_store());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(tls))))
 }

@@ -16,10 +16,12 @@
 //! - An append either lands whole and synced, or is taken back (the file is cut to its earlier
 //!   length) and reported: an error never leaves an entry behind. Appends, rotations and reads
 //!   are serialised in the process, and across processes (the two of a binary upgrade) by an
-//!   advisory lock on `<log>.lock`.
+//!   advisory lock on `<log>.lock` (never opened through a symlink). Rotation only renames,
+//!   which never follows a link.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -66,10 +68,12 @@ impl AuditLog {
     /// file can be opened; the in-process lock alone otherwise).
     fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
         let _in_process = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        // Never through a link someone planted at the lock's name.
         let lock_file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(self.numbered_name("lock"));
         let _across = lock_file.ok().filter(|f| f.lock().is_ok());
         f()
@@ -272,6 +276,18 @@ mod tests {
             .iter()
             .map(|e| e.version)
             .collect()
+    }
+
+    #[test]
+    fn a_link_planted_at_the_lock_name_is_never_opened() {
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let path = dir.path().join("d.jsonl");
+        let target = elsewhere.path().join("made-through-the-link");
+        std::os::unix::fs::symlink(&target, dir.path().join("d.jsonl.lock")).unwrap();
+        let log = unrotated(&path);
+        log.append(&entry(1, "")).unwrap();
+        assert!(!target.exists(), "no file created through the link");
+        assert_eq!(versions(&log, 10), [1]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Control {
                 }
                 let start = crate::config::percent::checked_split(active_start).ok();
                 self.end_rollout(state, next.record, start);
-                self.rollout_gauges(state);
+                self.rollouts_changed(state);
                 Ok(Some(Applied {
                     version: state.version,
                     split: state.config.split.clone(),
@@ -108,7 +108,7 @@ impl Control {
         tracing::warn!(id = next.record.id, "{}", decision.message);
         let start = crate::config::percent::checked_split(next.start_bp()).ok();
         self.end_rollout(state, next.record, start);
-        self.rollout_gauges(state);
+        self.rollouts_changed(state);
     }
 
     /// A rollback (automatic, abort or `POST /rollback`) whose split could not be persisted or
@@ -121,6 +121,8 @@ impl Control {
         split: Split,
         error: &ControlError,
     ) {
+        let file_split = state.file_split.clone();
+        let rollout = entry.rollout.as_ref().map(|r| r.id);
         if !matches!(error, ControlError::AppliedUnrecorded(_)) {
             // Only a file holding someone's edit gets the split beside it (after a failed log
             // write the file was put back: it is not touched again).
@@ -146,16 +148,9 @@ impl Control {
                 self.reload_locked(state, "file");
                 return;
             }
-            // Not in the file: the file's last good text is taken as saying the rollback's split,
-            // so that going back to it is a change (applied and logged), never a silent
-            // return of the canary's split.
-            if self.store.writes_config() {
-                if let Ok(text) =
-                    crate::config::persist::rewrite_split(&state.file_text, &state.config.split)
-                {
-                    state.file_text = text;
-                }
-            }
+            // Not saved: journaled, so that neither a reload of the file (which still says the
+            // split it replaced) nor a restart brings that split back (`journal`).
+            self.journal_rollback(state, &file_split, rollout);
         }
         entry.version = state.version;
         entry.message = match error {

@@ -2,7 +2,7 @@
 //! written to the deployment log (and, when the weight moves, persisted like any split change)
 //! before it is live; a move that cannot be recorded does not happen.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 use super::active::{Active, Move};
@@ -13,38 +13,6 @@ use crate::config::model::{format_percent, BasisPoints, Split, FULL};
 use crate::control::audit::{Action, Entry, Outcome};
 use crate::control::{Control, ControlError, State};
 
-/// Ended rollouts kept in memory for `GET /rollouts`.
-const KEPT: usize = 100;
-
-/// Every rollout control knows: the active one and the most recent ended ones.
-#[derive(Debug, Default)]
-pub struct Book {
-    /// The rollout in progress.
-    pub active: Option<Active>,
-    /// Ended rollouts, oldest first.
-    pub ended: VecDeque<Rollout>,
-    /// The next rollout's id.
-    pub next_id: u64,
-}
-
-impl Book {
-    pub(super) fn end(&mut self, record: Rollout) {
-        self.ended.push_back(record);
-        while self.ended.len() > KEPT {
-            self.ended.pop_front();
-        }
-    }
-
-    /// Newest first: the active rollout, then the ended ones.
-    pub fn newest(&self, limit: usize) -> Vec<Rollout> {
-        let active = self.active.as_ref().map(|a| a.record.clone());
-        active
-            .into_iter()
-            .chain(self.ended.iter().rev().cloned())
-            .take(limit)
-            .collect()
-    }
-}
 /// `POST /rollouts`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartRequest {
@@ -192,7 +160,7 @@ impl Control {
         {
             self.rollout_first_step(&mut state);
         }
-        self.rollout_gauges(&state);
+        self.rollouts_changed(&mut state);
         Ok(state
             .rollouts
             .active
@@ -367,7 +335,7 @@ impl Control {
         } else {
             state.rollouts.active = Some(next);
         }
-        self.rollout_gauges(state);
+        self.rollouts_changed(state);
         Ok(())
     }
     /// Ends the active rollout with `record`; `POST /rollback` then returns to `start` (the
@@ -387,8 +355,14 @@ impl Control {
         }
     }
 
+    /// The rollouts changed: their gauges, and the memo a restart recovers them from.
+    pub(in crate::control) fn rollouts_changed(&self, state: &mut State) {
+        self.rollout_gauges(state);
+        self.remember_rollouts(state);
+    }
+
     /// Publishes the rollout gauges for what `state` holds.
-    pub(in crate::control) fn rollout_gauges(&self, state: &State) {
+    fn rollout_gauges(&self, state: &State) {
         let b = &state.rollouts;
         let record = b.active.as_ref().map(|a| &a.record).or(b.ended.back());
         self.metrics.set_rollout(record.map(super::Rollout::gauge));

@@ -2,6 +2,11 @@
 //! rollout as it left it, so the newest entry per id is that rollout's last state. An active one
 //! comes back `paused` (reason `restart`) at the weight it had: nothing moves until `resume`.
 //! Its analysis starts afresh.
+//!
+//! The store's memo (`state.json`, or the restart journal beside a config file) says the next id
+//! and the active rollout besides: a rollout the log lost (rotated away, `deployments-keep = 0`)
+//! still resumes, and one the log still shows active although the memo saw it end (its end could
+//! not be logged) ends. A rollout whose journaled rollback wins at start never resumes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,24 +14,50 @@ use std::time::Instant;
 
 use super::active::Active;
 use super::analysis::Analysis;
-use super::ops::Book;
+use super::book::Book;
 use super::{Phase, Reason, Rollout};
 use crate::config::model::{Plan, Step};
 use crate::config::percent::percent_from_f64;
 use crate::config::Config;
 use crate::control::audit::{Action, Entry};
+use crate::control::state::Memo;
 
-/// The book the log describes (`history` oldest first), with an active rollout paused, and the
-/// entry that says so (to be logged after the start).
-pub(crate) fn recover(history: &[Entry], config: &Config) -> (Book, Option<(Action, Rollout)>) {
+/// The book the log describes (`history` oldest first) and the store's `memo`, with an active
+/// rollout paused, and the entry that says so (to be logged after the start). `rolled_back`: a
+/// rollout a journaled rollback ended.
+pub(crate) fn recover(
+    history: &[Entry],
+    config: &Config,
+    memo: Option<&Memo>,
+    rolled_back: Option<u64>,
+) -> (Book, Option<(Action, Rollout)>) {
     let mut last: BTreeMap<u64, Rollout> = BTreeMap::new();
     for entry in history {
         if let Some(rollout) = &entry.rollout {
             last.insert(rollout.id, (**rollout).clone());
         }
     }
+    if let Some(record) = memo.and_then(|m| m.active.as_ref()) {
+        last.entry(record.id).or_insert_with(|| record.clone());
+    }
+    for (id, record) in last.iter_mut() {
+        let memo_ended = memo
+            .is_some_and(|m| *id <= m.last_ended && m.active.as_ref().is_none_or(|a| a.id != *id));
+        if record.state.is_active() && Some(*id) == rolled_back {
+            record.state = Phase::RolledBack;
+            record.message =
+                "rolled back; the rollback could not be saved and was kept in the restart journal"
+                    .into();
+        } else if record.state.is_active() && memo_ended {
+            record.state = Phase::Aborted;
+            record.reason = Some(Reason::Restart);
+            record.message =
+                "ended before the restart; its end is missing from the deployment log".into();
+        }
+    }
+    let logged_next = last.keys().next_back().map_or(1, |id| id + 1);
     let mut book = Book {
-        next_id: last.keys().next_back().map_or(1, |id| id + 1),
+        next_id: logged_next.max(memo.map_or(1, |m| m.next_id)),
         ..Book::default()
     };
     let newest = last.keys().next_back().copied();

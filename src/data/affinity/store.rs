@@ -6,14 +6,15 @@
 //! ```
 //! `runs` is the table in bucket order, run-length encoded: `[count, owner, previous,
 //! moved_at]`, owners as indices into `pools`. A table rarely has more than a few dozen runs.
-//! Written atomically (temp file, fsync, rename, directory fsync).
+//! Written atomically (temp file, fsync, rename, directory fsync); a link at its path is
+//! replaced, never written through.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{BucketTable, BUCKETS};
-use crate::config::persist::{stage, PersistError};
+use crate::config::persist::{stage_own, PersistError};
 
 const FORMAT: u32 = 1;
 
@@ -67,7 +68,7 @@ pub fn save_table(path: &Path, table: &BucketTable) -> Result<(), PersistError> 
     let stored = encode(table);
     let mut bytes = serde_json::to_vec(&stored).expect("plain data serialises");
     bytes.push(b'\n');
-    stage(path, &bytes)?.commit(None)
+    stage_own(path, &bytes)?.commit(None)
 }
 
 /// Why the table file could not be used.
@@ -247,5 +248,19 @@ mod tests {
             assert!(matches!(err, TableError::Corrupt { .. }), "{bad}: {err}");
             assert!(err.to_string().contains("affinity-table.json"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_link_at_the_table_path_is_replaced_never_written_through() {
+        let table = BucketTable::fresh(&[("blue".into(), 10_000)].into());
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, "victim").unwrap();
+        let path = dir.path().join("affinity-table.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        save_table(&path, &table).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+        assert!(!path.symlink_metadata().unwrap().is_symlink());
+        assert_eq!(load_table(&path).unwrap(), Some(table));
     }
 }

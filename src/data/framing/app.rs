@@ -104,10 +104,16 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             Limits {
                 header_timeout: snapshot.config.proxy.header_timeout,
                 idle_timeout: snapshot.config.proxy.client_idle_timeout,
+                write_timeout: snapshot.config.proxy.client_write_timeout,
             }
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let timed = PrefaceDeadline::new(stream, limits.header_timeout, self.on_refuse.clone());
+            let timed = PrefaceDeadline::new(
+                stream,
+                limits.header_timeout,
+                limits.write_timeout,
+                self.on_refuse.clone(),
+            );
             return self.app.process_new(Box::new(timed), shutdown).await;
         }
         if self.h2c && stream.get_ssl_digest().is_none() {
@@ -120,7 +126,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 Err(None) => return None,
             };
             if h2 {
-                return self.app.process_new(plain, shutdown).await;
+                // The preface is here already (put back): only the write stall applies.
+                let timed = PrefaceDeadline::new(
+                    plain,
+                    limits.header_timeout,
+                    limits.write_timeout,
+                    self.on_refuse.clone(),
+                );
+                return self.app.process_new(Box::new(timed), shutdown).await;
             }
             stream = plain;
         }

@@ -19,6 +19,8 @@
 //!   accept for the first request and from the first byte for later ones.
 //! - `client-idle-timeout`: a connection with every request answered and no byte of the next
 //!   one is closed after it.
+//! - `client-write-timeout`: a write towards the client that makes no progress for that long
+//!   fails, and the connection ends ([`Stall`]).
 //! - The proxy, not the bytes, says when a connection became a tunnel ([`upgraded`]).
 
 use std::future::Future;
@@ -34,6 +36,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::outbuf::{error_response, OutBuf};
+use super::stall::Stall;
 use super::{Framing, Reject};
 
 /// The client-side time limits.
@@ -43,6 +46,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// `[proxy] client-idle-timeout`.
     pub idle_timeout: Duration,
+    /// `[proxy] client-write-timeout`.
+    pub write_timeout: Duration,
 }
 
 /// Counts what the guard refused, for metrics. Called once per refused connection.
@@ -66,7 +71,7 @@ const RECHECK: Duration = Duration::from_millis(10);
 pub struct Guarded {
     pub(super) inner: Stream,
     pub(super) framing: Framing,
-    limits: Limits,
+    pub(super) limits: Limits,
     on_refuse: OnRefuse,
     /// Bytes read but not yet handed on: `[pos..ready]` checked and ready, `[ready..]` a head
     /// still in progress.
@@ -81,7 +86,7 @@ pub struct Guarded {
     /// Requests the proxy has finished answering (counted by [`response_done`]).
     responses_done: AtomicU64,
     /// The proxy switched the connection to a tunnel ([`upgraded`]).
-    upgraded: AtomicBool,
+    pub(super) upgraded: AtomicBool,
     /// Something was written since the last head completed.
     pub(super) wrote_since_head: bool,
     /// A refusal waiting until this many requests have been answered.
@@ -92,6 +97,8 @@ pub struct Guarded {
     pub(super) closed: bool,
     /// Response bytes not sent yet.
     pub(super) out: OutBuf,
+    /// Watches writes towards the client for `client-write-timeout`.
+    pub(super) stall: Stall,
 }
 
 impl Guarded {
@@ -115,6 +122,7 @@ impl Guarded {
             refusing: None,
             closed: false,
             out: OutBuf::default(),
+            stall: Stall::default(),
         }
     }
 
@@ -198,8 +206,12 @@ impl Guarded {
         Poll::Pending
     }
 
-    /// The deadline while waiting for client bytes, if one applies now.
+    /// The deadline while waiting for client bytes, if one applies now (none while bytes after
+    /// an upgrade request wait for the proxy's decision: the upstream's timeouts bound that).
     fn deadline(&mut self) -> Option<(Instant, bool)> {
+        if self.framing.awaits_upgrade() {
+            return None;
+        }
         let in_head = self.framing.partial_head() > 0;
         if in_head || (self.framing.heads() == 0 && self.framing.is_idle()) {
             return Some((self.head_started + self.limits.header_timeout, true));
@@ -275,15 +287,6 @@ impl Guarded {
             (self.pos, self.ready) = (0, 0);
         }
     }
-
-    /// Switches to an unchecked tunnel once the proxy upgraded the connection; whatever was
-    /// held back is tunnel data too.
-    fn follow_upgrade(&mut self) {
-        if !self.framing.is_tunnel() && self.upgraded.load(Ordering::Relaxed) {
-            self.framing.enter_tunnel();
-            self.ready = self.held.len();
-        }
-    }
 }
 
 /// Marks the end of the response to one more request on `stream`, when it is a [`Guarded`]
@@ -326,6 +329,12 @@ impl AsyncRead for Guarded {
                 continue;
             }
             if !this.held.is_empty() {
+                let awaiting = this.framing.awaits_upgrade();
+                if awaiting && this.held.len() >= super::MAX_HEAD {
+                    // Enough early bytes of an upgrade: no more until the proxy decides (the
+                    // tunnel's or the next request's read polls again).
+                    return Poll::Pending;
+                }
                 // A head in progress: read more of it before handing anything on.
                 let start = this.held.len();
                 let n = ready!(this.poll_hold_more(cx))?;
@@ -333,7 +342,9 @@ impl AsyncRead for Guarded {
                     continue;
                 }
                 if n == 0 {
-                    this.held.clear();
+                    if !awaiting {
+                        this.held.clear(); // a half head is no request
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 let new = this.held[start..].to_vec();

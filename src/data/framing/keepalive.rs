@@ -184,6 +184,7 @@ impl Guarded {
         if self.closed {
             return Poll::Ready(self.refusing.is_some());
         }
+        self.follow_upgrade(); // a declined upgrade's held bytes are the next request's
         let waiting = self.held.is_empty() && self.pending.is_none() && self.all_answered();
         if !waiting || self.framing.is_tunnel() {
             return Poll::Ready(true);

@@ -5,6 +5,10 @@
 //! and then sent nothing would hold its connection forever. [`PrefaceDeadline`] fails reads
 //! with `TimedOut` once the deadline passes before the preface's bytes have arrived; after
 //! that it only passes bytes through.
+//!
+//! Its writes are watched for `client-write-timeout` ([`Stall`]): an HTTP/2 connection whose
+//! client accepts nothing for that long is closed (a single stream that cannot send is reset
+//! by the session's own write timeout, set per request).
 
 use std::future::Future;
 use std::io;
@@ -18,27 +22,39 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::guard::{OnRefuse, Refusal};
+use super::stall::Stall;
 
 /// The length of the HTTP/2 client preface (RFC 9113 §3.4).
 const PREFACE_LEN: usize = 24;
 
-/// A TLS stream that chose `h2`, with a deadline on its first [`PREFACE_LEN`] bytes.
+/// An HTTP/2 client stream, with a deadline on its first [`PREFACE_LEN`] bytes and a
+/// stall limit on its writes.
 pub(super) struct PrefaceDeadline {
     pub(super) inner: Stream,
     /// Preface bytes still to arrive; the deadline is off at 0.
     awaited: usize,
     deadline: Pin<Box<Sleep>>,
     on_refuse: OnRefuse,
+    write_timeout: Duration,
+    stall: Stall,
 }
 
 impl PrefaceDeadline {
-    /// Wraps `inner`, whose preface must arrive within `timeout` from now.
-    pub(super) fn new(inner: Stream, timeout: Duration, on_refuse: OnRefuse) -> Self {
+    /// Wraps `inner`, whose preface must arrive within `timeout` from now and whose writes may
+    /// make no progress for `write_timeout`.
+    pub(super) fn new(
+        inner: Stream,
+        timeout: Duration,
+        write_timeout: Duration,
+        on_refuse: OnRefuse,
+    ) -> Self {
         PrefaceDeadline {
             inner,
             awaited: PREFACE_LEN,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             on_refuse,
+            write_timeout,
+            stall: Stall::default(),
         }
     }
 }
@@ -91,7 +107,9 @@ impl AsyncWrite for PrefaceDeadline {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stall.watch(cx, this.write_timeout, polled)
     }
 
     fn poll_write_vectored(
@@ -99,7 +117,9 @@ impl AsyncWrite for PrefaceDeadline {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.stall.watch(cx, this.write_timeout, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -107,14 +127,23 @@ impl AsyncWrite for PrefaceDeadline {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.stall.watch(cx, this.write_timeout, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.stall.watch(cx, this.write_timeout, polled)
     }
 }
 
-/// Not peekable: ALPN already said HTTP/2, so Pingora's h2c peek is never needed.
+/// Peeks through to the stream beneath: Pingora looks for the h2c preface with it on a plain
+/// listener (ALPN `h2` connections never need it).
 #[async_trait]
-impl Peek for PrefaceDeadline {}
+impl Peek for PrefaceDeadline {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}

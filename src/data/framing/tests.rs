@@ -111,20 +111,53 @@ fn an_oversized_head_is_431() {
 }
 
 #[test]
-fn only_an_explicit_tunnel_stops_the_checks() {
+fn after_an_upgrade_request_the_bytes_wait_for_the_proxys_decision() {
     let upgrade =
         b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    let early = b"\x81\x85garbage\r\n";
+    // Held, unchecked; no tunnel until the proxy says so.
     let mut f = Framing::default();
     f.feed(upgrade).unwrap();
-    assert!(
-        f.feed(b"\x81\x85garbage\r\n").is_err(),
-        "no tunnel until the proxy says so"
-    );
-    let mut f = Framing::default();
-    f.feed(upgrade).unwrap();
+    f.feed(early).unwrap();
+    assert!(f.awaits_upgrade() && !f.is_tunnel());
+    assert_eq!(f.partial_head(), early.len());
+    // Upgraded: a tunnel, nothing checked any more.
     f.enter_tunnel();
     assert!(f.is_tunnel());
     f.feed(b"\x81\x85\x00\n\r\x00garbage").unwrap();
+    // Declined: the held bytes are checked as the next request.
+    let mut f = Framing::default();
+    f.feed(upgrade).unwrap();
+    f.feed(early).unwrap();
+    f.upgrade_declined();
+    assert!(!f.awaits_upgrade());
+    assert!(f.feed(early).is_err());
+    // A pipelined request after a declined upgrade is served as any.
+    let mut f = Framing::default();
+    f.feed(upgrade).unwrap();
+    f.upgrade_declined();
+    f.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(f.heads(), 2);
+}
+
+#[test]
+fn only_a_websocket_upgrade_with_the_upgrade_option_from_http11_waits() {
+    for head in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n",
+        b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    ] {
+        let mut f = Framing::default();
+        f.feed(head).unwrap();
+        assert!(!f.awaits_upgrade(), "{:?}", String::from_utf8_lossy(head));
+        assert!(f.feed(b"\x81\x85garbage\r\n").is_err());
+    }
+    let mut f = Framing::default();
+    let with_body = b"POST /ws HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, UPGRADE\r\nupgrade: WebSocket\r\nContent-Length: 3\r\n\r\n";
+    f.feed(with_body).unwrap();
+    assert!(!f.awaits_upgrade(), "not before its body ended");
+    f.feed(b"abc").unwrap();
+    assert!(f.awaits_upgrade());
 }
 
 #[test]

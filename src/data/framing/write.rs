@@ -33,28 +33,83 @@ impl Guarded {
         if self.out.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        ready!(self.out.poll_drain(&mut self.inner, cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = self.poll_flush_now(cx);
+        self.stalled(cx, polled)
     }
 
     /// Writes what is left of a refusal's response (after anything still buffered), then
-    /// flushes.
+    /// flushes; given up when the client takes nothing for `client-write-timeout`.
     pub(super) fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if ready!(self.out.poll_drain(&mut self.inner, cx)).is_err() {
+        let drained = self.out.poll_drain(&mut self.inner, cx);
+        if ready!(self.stalled(cx, drained)).is_err() {
             self.refusing = None;
         }
         while let Some((bytes, written)) = &mut self.refusing {
-            if *written == bytes.len() {
-                let _ = ready!(Pin::new(&mut self.inner).poll_flush(cx));
-                self.refusing = None;
-                break;
-            }
-            match ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])) {
-                Ok(n) if n > 0 => *written += n,
+            let polled = match *written == bytes.len() {
+                true => Pin::new(&mut self.inner).poll_flush(cx).map_ok(|()| 0),
+                false => Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]),
+            };
+            let flushing = matches!(&self.refusing, Some((b, w)) if *w == b.len());
+            match ready!(self.stalled(cx, polled)) {
+                Ok(_) if flushing => self.refusing = None,
+                Ok(n) if n > 0 => {
+                    if let Some((_, written)) = &mut self.refusing {
+                        *written += n;
+                    }
+                }
                 _ => self.refusing = None,
             }
         }
         Poll::Ready(())
+    }
+}
+
+impl Guarded {
+    fn poll_write_now(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.before_write()?;
+        if ready!(self.out.poll_room(&mut self.inner, cx, buf.len()))? {
+            self.out.push(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.before_write()?;
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if ready!(self.out.poll_room(&mut self.inner, cx, total))? {
+            for b in bufs {
+                self.out.push(b);
+            }
+            return Poll::Ready(Ok(total));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush_now(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.out.poll_drain(&mut self.inner, cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// `polled` through the [`Stall`](super::stall::Stall) watch: a client that takes
+    /// nothing for `client-write-timeout` ends the connection.
+    fn stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let polled = self.stall.watch(cx, self.limits.write_timeout, polled);
+        if let Poll::Ready(Err(e)) = &polled {
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.closed = true;
+                self.refusing = None;
+            }
+        }
+        polled
     }
 }
 
@@ -65,12 +120,8 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.before_write()?;
-        if ready!(this.out.poll_room(&mut this.inner, cx, buf.len()))? {
-            this.out.push(buf);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let polled = this.poll_write_now(cx, buf);
+        this.stalled(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -79,15 +130,8 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.before_write()?;
-        let total = bufs.iter().map(|b| b.len()).sum();
-        if ready!(this.out.poll_room(&mut this.inner, cx, total))? {
-            for b in bufs {
-                this.out.push(b);
-            }
-            return Poll::Ready(Ok(total));
-        }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let polled = this.poll_write_vectored_now(cx, bufs);
+        this.stalled(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -96,13 +140,16 @@ impl AsyncWrite for Guarded {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.out.poll_drain(&mut this.inner, cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let polled = this.poll_flush_now(cx);
+        this.stalled(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.out.poll_drain(&mut this.inner, cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        let polled = match this.poll_flush_now(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        };
+        this.stalled(cx, polled)
     }
 }

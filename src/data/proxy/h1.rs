@@ -17,6 +17,7 @@
 
 mod exchange;
 pub(super) use exchange::client_silent;
+pub(super) use head::asks_websocket;
 mod head;
 mod pool;
 
@@ -170,9 +171,11 @@ impl H1Proxy {
             upstream.read_timeout = peer.options.read_timeout;
             upstream.write_timeout = peer.options.write_timeout;
 
-            match exchange::exchange(session, &mut upstream, req, ctx, &self.stopping).await {
+            match exchange::exchange(session, &mut upstream, req, ctx, &self.stopping, reused).await
+            {
                 Ok(true) => {
-                    self.pool.release(upstream, peer).await;
+                    let health = &snapshot.pools[p].backends[b].health;
+                    self.pool.release(upstream, peer, health).await;
                     return Ok(());
                 }
                 Ok(false) => return Ok(()),

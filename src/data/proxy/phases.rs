@@ -11,11 +11,12 @@ use pingora::protocols::http::ServerSession;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use super::log_every::Every;
 use super::record::{access_line, count};
 use super::respond::{respond_plain, strip_response_hop_by_hop};
 use super::{attempts, forwarding, record, redirect, respond, sticky, RequestCtx};
 use crate::data::access_log::AccessLog;
-use crate::data::snapshot::{Live, NoRoute};
+use crate::data::snapshot::{Live, NoRoute, Snapshot};
 
 /// Connection attempts per request: the first and one retry.
 pub(super) const MAX_ATTEMPTS: u8 = 2;
@@ -43,6 +44,7 @@ pub(super) async fn front(
     ctx: &mut RequestCtx,
 ) -> bool {
     let snapshot = ctx.snapshot.take().unwrap_or_else(|| live.load_full());
+    client_settings(session, &snapshot);
     if let Some(path) = &snapshot.config.proxy.health_path {
         if session.req_header().uri.path() == path {
             respond::respond_health(session, stopping).await;
@@ -186,6 +188,34 @@ pub(super) fn client_response(
     Ok(close)
 }
 
+/// How the client's side of the request is served, on both paths:
+/// - an HTTP/1 client that half-closes after its complete request is still answered (RFC 9112
+///   §9.6; HAProxy's default): a real disconnect shows when the answer cannot be written;
+/// - an HTTP/2 stream whose data the client does not take for `client-write-timeout` is reset
+///   (HTTP/1 connections and the h2 connection itself are bounded by the framing guard).
+fn client_settings(session: &mut ServerSession, snapshot: &Snapshot) {
+    match session {
+        ServerSession::H1(h1) => h1.set_abort_on_close(false),
+        ServerSession::H2(_) => {
+            session.set_write_timeout(Some(snapshot.config.proxy.client_write_timeout));
+        }
+        _ => {}
+    }
+}
+
+/// An answer to an HTTP/1.0 client (RFC 9112 §6.1: no chunked coding): a body without a length
+/// goes out close-delimited, chunked coding removed (the body is decoded on its way). `true`
+/// when the connection must close after it.
+pub(super) fn for_http10_client(resp: &mut ResponseHeader) -> bool {
+    let lengthless = !resp.headers.contains_key(http::header::CONTENT_LENGTH)
+        && !resp.status.is_informational()
+        && !matches!(resp.status.as_u16(), 204 | 304);
+    if resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        resp.remove_header(&http::header::TRANSFER_ENCODING);
+    }
+    lengthless
+}
+
 /// The request is over (answered, failed or abandoned): the framing guard learns it was
 /// answered, the gauges and counters and the access log get it.
 pub(super) fn finished(
@@ -217,8 +247,23 @@ pub(super) fn finished(
     if let Some(log) = access_log {
         log.send(access_line(session, ctx, snapshot, p, Some(b), e));
     }
-    let upstream_failed = e.is_some_and(|e| e.esource() == &pingora::ErrorSource::Upstream);
-    if upstream_failed && ctx.upstream_header.is_none() {
-        tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e.map(ToString::to_string).unwrap_or_default(), "request failed");
+    let Some(e) = e else {
+        return;
+    };
+    // One line per 10 s each; `missed`: how many like it were left out since the last.
+    static FAILED: Every = Every::new();
+    static LEFT: Every = Every::new();
+    match e.esource() {
+        pingora::ErrorSource::Upstream if ctx.upstream_header.is_none() => {
+            if let Some(missed) = FAILED.tick() {
+                tracing::warn!(pool = %pool.name, backend = %backend.name, error = %e, missed, "request failed");
+            }
+        }
+        pingora::ErrorSource::Downstream => {
+            if let Some(missed) = LEFT.tick() {
+                tracing::info!(pool = %pool.name, error = %e, missed, "a client left before its answer was delivered");
+            }
+        }
+        _ => {}
     }
 }

@@ -19,10 +19,11 @@ use pingora::upstreams::peer::HttpPeer;
 /// 5xx, or gave no answer for an upstream reason (connect failure, reset, close, timeout),
 /// unless it gave up on a silent client that owed body (answered 408: `h1/exchange.rs`'s
 /// `client_silent`); one the client broke (stalled upload, disconnect before its request was
-/// sent) counts for no pool; one that left
-/// after sending its whole request counts, not as an error, with the time it waited as its
-/// latency. Once a response head arrived, its status decides: a failure mid-body may be the
-/// client's backpressure as well as the upstream's.
+/// sent) counts for no pool. An HTTP/1 client that closes after its whole request does not end
+/// it (a half-closed one is answered: `phases::client_settings`); an HTTP/2 client that resets
+/// its stream then counts, not as an error, with the time it waited as its latency. Once a
+/// response head arrived, its status decides: a failure mid-body may be the client's
+/// backpressure (or its write timeout) as well as the upstream's.
 pub(super) fn count(ctx: &RequestCtx, pool: &PoolEntry, backend: &BackendEntry, e: Option<&Error>) {
     // A 408 for a silent client is a downstream error already; the flag also covers a path that
     // logs the upstream's own error.

@@ -86,15 +86,22 @@ pub(super) fn strip_overrides(req: &mut RequestHeader, header: Option<&HeaderNam
     let marked = |line: &http::HeaderValue| {
         memchr::memmem::find(line.as_bytes(), OVERRIDE_COOKIE.as_bytes()).is_some()
     };
-    let cookies = req.headers.get_all(http::header::COOKIE);
-    if !cookies.iter().any(marked) || cookie(req, OVERRIDE_COOKIE.as_bytes()).is_none() {
+    if !req.headers.get_all(http::header::COOKIE).iter().any(marked) {
         return Ok(());
     }
+    // A front proxy that folds repeated `Cookie` lines may join them with a comma
+    // (`a=1, switchback-override=…`): a `;` part holding the override cookie is split at `,`
+    // too, so the token goes all the same; other parts (commas in their values) stay whole.
+    let marker = memchr::memmem::Finder::new(OVERRIDE_COOKIE.as_bytes());
     let kept: Vec<&[u8]> = req
         .headers
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|line| line.as_bytes().split(|b| *b == b';'))
+        .flat_map(|part| {
+            let folded = marker.find(part).is_some();
+            part.split(move |b| folded && *b == b',')
+        })
         .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty() && cookie_name(pair) != OVERRIDE_COOKIE.as_bytes())
         .collect();
@@ -131,6 +138,12 @@ mod tests {
             .map(|v| v.as_bytes())
             .collect();
         assert_eq!(cookies, [&b"a=1; b=2"[..]]);
+        let mut folded = request(&[
+            ("cookie", "a=1, switchback-override=green:t,b=2"),
+            ("cookie", "json={\"x\":1,\"y\":2}"),
+        ]);
+        strip_overrides(&mut folded, overrides).unwrap();
+        assert_eq!(folded.headers["cookie"], "a=1; b=2; json={\"x\":1,\"y\":2}");
         let mut only = request(&[("cookie", "switchback-override=x")]);
         strip_overrides(&mut only, overrides).unwrap();
         assert!(only.headers.get("cookie").is_none());

@@ -38,13 +38,15 @@ fn down(e: Box<Error>) -> Failed {
 }
 
 /// Sends `req` and the client's body to `upstream` and the answer back to the client. `Ok`
-/// with whether the upstream connection can go back to the pool.
+/// with whether the upstream connection can go back to the pool. `reused`: the connection
+/// carried a request before, so its answer must start right at its first byte.
 pub(super) async fn exchange(
     session: &mut ServerSession,
     upstream: &mut Upstream,
     req: Box<RequestHeader>,
     ctx: &mut RequestCtx,
     stopping: &AtomicBool,
+    reused: bool,
 ) -> Result<bool, Failed> {
     let limit = upstream.write_timeout;
     bounded(limit, upstream.write_request_header(req))
@@ -62,6 +64,11 @@ pub(super) async fn exchange(
             biased;
             head = upstream.read_response() => {
                 if let Err(e) = head {
+                    // No answer a reused connection's first bytes make: stray bytes, as below.
+                    let unparsed = e.etype() == &ErrorType::InvalidHTTPHeader;
+                    if reused && unparsed && !informed {
+                        return Err(up(!body.sent)(stray()));
+                    }
                     // Everything the client sent went upstream (a blocked write would have
                     // timed out as `broken`) and the proxy was waiting on the client for the
                     // rest: the client's doing, not the upstream's.
@@ -73,6 +80,9 @@ pub(super) async fn exchange(
                 let Some(head) = upstream.resp_header() else {
                     return Err(up(false)(Error::new(ErrorType::InvalidHTTPHeader)));
                 };
+                if reused && !informed && !upstream.get_headers_raw_bytes().starts_with(b"HTTP/1.") {
+                    return Err(up(!body.sent)(stray()));
+                }
                 let mut head = Box::new(head.clone());
                 if !head.status.is_informational() || head.status == 101 {
                     break head;
@@ -93,17 +103,22 @@ pub(super) async fn exchange(
             }
         }
     };
-    // A tunnel only when both sides agreed to one: Pingora's check of a 101.
+    // A tunnel only when both sides agreed to one: Pingora's check of a 101, and the client's
+    // request asked for it as `head` forwards it.
     let upgrading = resp.status == 101;
-    if upgrading && !(upstream.was_upgraded() && session.is_upgrade_req()) {
+    if upgrading && !(upstream.was_upgraded() && super::head::asks_websocket(session.req_header()))
+    {
         let e = Error::explain(
             ErrorType::InvalidHTTPHeader,
             "101 to a request that asked for no upgrade the upstream was sent",
         );
         return Err(up(false)(e));
     }
+    let verified = framing_verifiable(&resp, session.req_header());
     phases::upstream_response(&mut resp, ctx);
-    close_delimited_to_chunked(&mut resp, session.req_header(), upstream);
+    if close_delimited(&mut resp, session.req_header(), upstream) {
+        session.set_keepalive(None);
+    }
     let stopping = stopping.load(Ordering::Relaxed); // now: a shutdown may have begun since
     if phases::client_response(&mut resp, ctx, stopping).map_err(down)? {
         session.set_keepalive(None);
@@ -130,8 +145,31 @@ pub(super) async fn exchange(
         }
     }
     session.finish_body().await.map_err(down)?;
-    // A connection whose request went out whole can carry another one.
-    Ok(body.done && !body.broken)
+    // A connection whose request went out whole, and whose answer ended where its framing
+    // says, can carry another one.
+    Ok(body.done && !body.broken && verified)
+}
+
+/// A reused connection's answer that does not start with a status line: bytes the upstream
+/// sent unasked (after an earlier answer) came first. Retried like a connection found closed.
+fn stray() -> Box<Error> {
+    let mut e = Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "a reused upstream connection's answer did not start with its status line",
+    );
+    e.retry = true.into();
+    e
+}
+
+/// Whether the end of `resp`'s body can be checked: not for an answer without a body (to
+/// `HEAD`, a 204 or 304) that still names a length or chunked coding — an upstream may send
+/// that body after all (or bytes of its own), and they would reach the next request's client
+/// (issue 24). Such a connection is not pooled again.
+fn framing_verifiable(resp: &ResponseHeader, req: &RequestHeader) -> bool {
+    let no_body = req.method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
+    !no_body
+        || !(resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+            || resp.headers.contains_key(http::header::CONTENT_LENGTH))
 }
 
 /// How long a client that owes body bytes must have sent nothing for an upstream's failure
@@ -231,21 +269,28 @@ async fn write_body(session: &mut ServerSession, data: &[u8]) -> Result<()> {
     }
 }
 
-/// An answer framed by the upstream closing its connection (HTTP/1.0 style) is sent to the
-/// client chunked, so the client's connection can be kept (as `ProxyHttp` does).
-fn close_delimited_to_chunked(
+/// An answer framed by the upstream closing its connection (HTTP/1.0 style): sent to an
+/// HTTP/1.1 client chunked, so its connection can be kept (as `ProxyHttp` does). An HTTP/1.0
+/// client knows no chunked coding (RFC 9112 §6.1): its answer, close-delimited or chunked by the
+/// upstream, ends with the connection (`true`: the caller closes it after the answer).
+fn close_delimited(
     resp: &mut ResponseHeader,
     req: &RequestHeader,
     upstream: &mut Upstream,
-) {
+) -> bool {
+    if req.version != http::Version::HTTP_11 {
+        return super::super::phases::for_http10_client(resp);
+    }
     let no_body = req.method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
     let framed = resp.headers.contains_key(http::header::TRANSFER_ENCODING)
         || resp.headers.contains_key(http::header::CONTENT_LENGTH);
-    if !no_body && !resp.status.is_informational() && !framed && !upstream.is_body_done() {
-        resp.set_version(http::Version::HTTP_11);
-        // A static value: this cannot fail.
-        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    if no_body || resp.status.is_informational() || framed || upstream.is_body_done() {
+        return false;
     }
+    resp.set_version(http::Version::HTTP_11);
+    // A static value: this cannot fail.
+    let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    false
 }
 
 /// An upgraded connection: bytes both ways until either side closes; ended early once its

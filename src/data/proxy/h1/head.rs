@@ -9,8 +9,10 @@
 //! - the standard hop-by-hop headers go (`Connection`, `Keep-Alive`, `Proxy-Connection`,
 //!   `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`,
 //!   `Upgrade`, `HTTP2-Settings`);
-//! - a WebSocket upgrade from an HTTP/1.1 client is sent on as `Connection: Upgrade`,
-//!   `Upgrade: websocket`; no other upgrade is.
+//! - a WebSocket upgrade from an HTTP/1.1 client — `Upgrade: websocket` with the `upgrade`
+//!   connection option (RFC 9110 §7.8) — is sent on as `Connection: Upgrade`,
+//!   `Upgrade: websocket`; no other upgrade is, and an `Upgrade` header alone is dropped (the
+//!   request goes on as a plain one).
 //!
 //! After switchback's changes, [`frame`] gives a request with a body and no length
 //! `Transfer-Encoding: chunked` (the client's framing was dropped with the hop-by-hop headers).
@@ -57,11 +59,7 @@ pub(super) fn upstream_head(
     client: &RequestHeader,
     client_is_http11: bool,
 ) -> Result<RequestHeader> {
-    let websocket = client_is_http11
-        && client
-            .headers
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let websocket = client_is_http11 && asks_websocket(client);
     let nominated = match client.headers.contains_key(header::CONNECTION) {
         true => nominated(client)?,
         false => std::array::from_fn(|_| None),
@@ -93,6 +91,24 @@ pub(super) fn upstream_head(
     }
     req.set_version(Version::HTTP_11);
     Ok(req)
+}
+
+/// Whether `req` asks to upgrade to a WebSocket: one `Upgrade` line, `websocket`, and `upgrade`
+/// among the `Connection` options (RFC 9110 §7.8). The framing guard holds what follows such a request by
+/// the same rule (`framing::syntax::asks_upgrade`).
+pub(in crate::data::proxy) fn asks_websocket(req: &RequestHeader) -> bool {
+    let mut upgrade = req.headers.get_all(header::UPGRADE).iter();
+    let only = match (upgrade.next(), upgrade.next()) {
+        (Some(value), None) => Some(value),
+        _ => None, // none, or repeated: no upgrade (the framing guard reads it the same way)
+    };
+    only.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && req
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// The headers `Connection` nominates.
@@ -218,6 +234,21 @@ mod tests {
         let mut old = request(&lines);
         strip_hop_by_hop(&mut old, false).unwrap();
         assert!(old.headers.is_empty());
+        // No `upgrade` connection option: no upgrade (RFC 9110 §7.8).
+        for lines in [
+            &[("upgrade", "websocket")][..],
+            &[("connection", "keep-alive"), ("upgrade", "websocket")][..],
+        ] {
+            let mut plain = request(lines);
+            strip_hop_by_hop(&mut plain, true).unwrap();
+            assert!(plain.headers.is_empty(), "{lines:?}");
+        }
+        let mut listed = request(&[
+            ("connection", "keep-alive , UPGRADE"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut listed, true).unwrap();
+        assert_eq!(listed.headers["upgrade"], "websocket");
     }
 
     #[test]
