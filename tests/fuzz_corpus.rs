@@ -77,7 +77,28 @@ fn every_framing_corpus_input_gets_the_same_verdict_however_it_is_split() {
             );
             if ok {
                 assert_eq!(split.heads(), whole.heads());
+                assert_eq!(split.awaits_upgrade(), whole.awaits_upgrade());
             }
         }
+        if whole_ok && whole.awaits_upgrade() {
+            // Declined: the bytes held after the upgrade request are checked as a request.
+            let held = whole.partial_head();
+            whole.upgrade_declined();
+            let _ = whole.feed(&bytes[bytes.len() - held..]);
+        }
     }
+}
+
+#[test]
+fn the_framing_corpus_holds_the_upgrade_and_head_reuse_cases() {
+    let inputs = corpus("framing");
+    let has = |needle: &[u8]| {
+        inputs
+            .iter()
+            .any(|i| i.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(has(
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n\x81"
+    ));
+    assert!(has(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET"));
 }

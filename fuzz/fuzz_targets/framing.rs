@@ -1,5 +1,6 @@
 //! Any client byte stream, fed whole and split at a fuzzer-chosen point: the framing check
-//! never panics, and its verdict does not depend on how the bytes were split into reads.
+//! never panics, and its verdict does not depend on how the bytes were split into reads. After
+//! a request asking to upgrade, the bytes held are checked again as a declined upgrade's.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use switchback::framing::Framing;
@@ -16,5 +17,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole_ok, split_ok, "verdict depends on the split at {cut}");
     if whole_ok {
         assert_eq!(whole.heads(), split.heads());
+        assert_eq!(whole.awaits_upgrade(), split.awaits_upgrade());
+    }
+    if whole_ok && whole.awaits_upgrade() {
+        let held = whole.partial_head();
+        whole.upgrade_declined();
+        let _ = whole.feed(&bytes[bytes.len() - held..]);
     }
 });
