@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         Command::Check { config: path, json } => {
             let (output, code) = check::run(&path, json);
             match (code, json) {
-                (0, _) | (_, true) => println!("{output}"),
+                (0, _) | (_, true) => print_out(&output),
                 _ => eprintln!("{output}"),
             }
             ExitCode::from(code)
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         },
         Command::Probe { url, timeout } => match switchback::process::probe::probe(&url, timeout) {
             Ok(line) => {
-                println!("{line}");
+                print_out(&line);
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
         }
         Command::Ctl(args) => match ctl::run(&args) {
             Ok(out) => {
-                println!("{out}");
+                print_out(&out);
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -165,4 +165,11 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 fn fail_with(error: &dyn std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::from(code)
+}
+
+/// Prints `text` and a line end to stdout. A reader that went away (`ctl status | grep -q`, `| head`)
+/// is no error of ours: no panic on a broken pipe (`println!` panics), the rest is dropped.
+fn print_out(text: &dyn std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }

@@ -175,3 +175,23 @@ fn an_https_admin_url_is_spoken_over_tls_with_the_ca_given() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn a_reader_that_goes_away_is_no_panic() {
+    // `ctl status | grep -q …`: the reader may be gone before the answer is printed.
+    let ok = fake_admin(Some(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n\
+         {\"version\": 1, \"split\": {\"b\": 100}}",
+    ));
+    let mut child = Command::new(binary())
+        .args(["ctl", "--admin", &ok, "--json", "status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

@@ -186,10 +186,20 @@ async fn an_admin_address_on_a_proxy_or_tls_port_is_refused_by_check_and_serve()
         "{}",
         stderr(&out)
     );
-    // Different families do not clash (the certificate files are missing: a later problem).
-    let path = config(&format!("127.0.0.1:{port}"), &format!("[::]:{port}"), "");
+    // Different families do not clash (the certificate files are missing: a later problem)...
+    let path = config(&format!("127.0.0.1:{port}"), &format!("[::1]:{port}"), "");
     let out = check_in(&path, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    // ... but the IPv6 wildcard is dual-stack: it takes the IPv4 port too.
+    let path = config(&format!("127.0.0.1:{port}"), &format!("[::]:{port}"), "");
+    let out = check_in(&path, dir.path());
+    assert!(
+        stderr(&out).contains(&format!(
+            "admin.listen: 127.0.0.1:{port} takes the port of proxy.listen [::]:{port}"
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `POST /switch` to blue on `admin` with `token`: the status.

@@ -17,13 +17,16 @@ pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, ProblemKind> {
 }
 
 /// Whether `a` and `b` cannot both be bound: the same port (port 0 is any free port, so it
-/// never clashes) in the same address family, on the same address or with a wildcard address
-/// on either side.
+/// never clashes), on the same address or with a wildcard address on either side. An IPv4-mapped
+/// IPv6 address is its IPv4 address; the IPv6 wildcard `[::]` covers IPv4 too (the listeners
+/// are dual-stack: neither Pingora's nor the admin listener sets `IPV6_V6ONLY`), while the
+/// IPv4 wildcard covers IPv4 only.
 pub(super) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() != 0
-        && a.port() == b.port()
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |w: std::net::IpAddr, o: std::net::IpAddr| {
+        w.is_unspecified() && (w.is_ipv6() || o.is_ipv4())
+    };
+    a.port() != 0 && a.port() == b.port() && (x == y || covers(x, y) || covers(y, x))
 }
 
 /// The problem when `addr` (written `text`) clashes with one of `others`' addresses, named

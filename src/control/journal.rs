@@ -91,10 +91,7 @@ impl Journal {
         })?;
         let numbers = [
             journal.rollback.as_ref().map_or(0, |r| r.version),
-            journal
-                .rollouts
-                .as_ref()
-                .map_or(0, |m| m.next_id.max(m.last_ended)),
+            journal.rollouts.as_ref().map_or(0, Memo::largest),
         ];
         if numbers.iter().any(|n| *n > MAX_NUMBER) {
             return Err(format!(

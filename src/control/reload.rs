@@ -136,8 +136,10 @@ impl Control {
             tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
         }
         self.publish(state, config);
-        if !journaled {
-            self.journal_superseded(state); // the file's edit is newer than the rollback
+        if self.store.writes_config() && !journaled {
+            // The file's [split] moved: its edit is newer than the rollback. (With a state
+            // directory the journal's rule at start already sees a state saved since.)
+            self.journal_superseded(state);
         }
         self.metrics.reload("applied");
         if let Err(e) = self.audit.append(&entry) {

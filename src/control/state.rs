@@ -75,6 +75,14 @@ pub(crate) struct Memo {
     pub(crate) last_ended: u64,
 }
 
+impl Memo {
+    /// The largest number it holds (bounded when read: an id must leave room for its next).
+    pub(super) fn largest(&self) -> u64 {
+        let active = self.active.as_ref().map_or(0, |a| a.id);
+        self.next_id.max(self.last_ended).max(active)
+    }
+}
+
 /// The rollouts' memo for what `state` holds now.
 pub(super) fn memo(state: &super::State) -> Memo {
     Memo {
@@ -141,7 +149,12 @@ impl Store {
                 path.display()
             )
         })?;
-        if saved.version > MAX_VERSION {
+        if saved.version > MAX_VERSION
+            || saved
+                .rollouts
+                .as_ref()
+                .is_some_and(|m| m.largest() > MAX_VERSION)
+        {
             return Err(format!(
                 "the state file {} holds version {}; fix or remove it",
                 path.display(),

@@ -254,7 +254,7 @@ impl ProxyHttp for SwitchbackProxy {
             }
         }
         if session.req_header().version < http::Version::HTTP_11
-            && phases::for_http10_client(response)
+            && phases::for_http10_client(response, session.req_header())
         {
             session.set_keepalive(None);
         }

@@ -126,6 +126,7 @@ impl AuditLog {
             .create(true)
             .read(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW) // never through a link planted at its name
             .open(&self.path)?;
         let before = file.metadata()?.len();
         if ends_torn(&mut file)? {
@@ -144,7 +145,11 @@ impl AuditLog {
     /// emptied in place.
     fn rotate(&self) -> std::io::Result<()> {
         if self.rotation.keep == 0 {
-            return OpenOptions::new().write(true).open(&self.path)?.set_len(0);
+            return OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.path)?
+                .set_len(0);
         }
         for i in (1..self.rotation.keep).rev() {
             let from = self.numbered(i);

@@ -206,10 +206,11 @@ fn client_settings(session: &mut ServerSession, snapshot: &Snapshot) {
 /// An answer to an HTTP/1.0 client (RFC 9112 §6.1: no chunked coding): a body without a length
 /// goes out close-delimited, chunked coding removed (the body is decoded on its way). `true`
 /// when the connection must close after it.
-pub(super) fn for_http10_client(resp: &mut ResponseHeader) -> bool {
+pub(super) fn for_http10_client(resp: &mut ResponseHeader, req: &RequestHeader) -> bool {
     let lengthless = !resp.headers.contains_key(http::header::CONTENT_LENGTH)
         && !resp.status.is_informational()
-        && !matches!(resp.status.as_u16(), 204 | 304);
+        && !matches!(resp.status.as_u16(), 204 | 304)
+        && req.method != http::Method::HEAD;
     if resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
         resp.remove_header(&http::header::TRANSFER_ENCODING);
     }

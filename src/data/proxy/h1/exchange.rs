@@ -87,7 +87,11 @@ pub(super) async fn exchange(
                 if !head.status.is_informational() || head.status == 101 {
                     break head;
                 }
-                // 100 Continue, 103 Early Hints: to the client, then the final answer.
+                // 100 Continue, 103 Early Hints: to the client, then the final answer; an
+                // HTTP/1.0 client gets none (RFC 9110 §15.2).
+                if session.req_header().version != http::Version::HTTP_11 {
+                    continue;
+                }
                 phases::upstream_response(&mut head, ctx);
                 phases::client_response(&mut head, ctx, false).map_err(down)?;
                 informed = true;
@@ -279,7 +283,7 @@ fn close_delimited(
     upstream: &mut Upstream,
 ) -> bool {
     if req.version != http::Version::HTTP_11 {
-        return super::super::phases::for_http10_client(resp);
+        return super::super::phases::for_http10_client(resp, req);
     }
     let no_body = req.method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
     let framed = resp.headers.contains_key(http::header::TRANSFER_ENCODING)
