@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::raw::{exchange, RecordingUpstream};
+use common::raw::{exchange, read_request_head, RecordingUpstream};
 use common::{pools_toml, request, Client, TestProxy, Upstream};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ where
         while let Ok((mut conn, _)) = listener.accept().await {
             let (seen, answer) = (seen.clone(), answer.clone());
             tokio::spawn(async move {
-                while let Some(head) = read_head(&mut conn).await {
+                while let Some(head) = read_request_head(&mut conn).await {
                     seen.lock().unwrap().push(head);
                     match answer(conn).await {
                         Some(again) => conn = again,
@@ -47,19 +47,6 @@ where
         }
     });
     (addr, heads)
-}
-
-/// Reads one request head (through the blank line), byte by byte; `None` at end of stream.
-async fn read_head(conn: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        match conn.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +203,7 @@ where
     let proxy = proxy_to(listener.local_addr().unwrap(), proxy_keys).await;
     let upstream = tokio::spawn(async move {
         let (mut conn, _) = listener.accept().await.unwrap();
-        read_head(&mut conn).await.unwrap();
+        read_request_head(&mut conn).await.unwrap();
         let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         conn.write_all(answer).await.unwrap();
         after(conn).await

@@ -9,23 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::raw::exchange;
+use common::raw::{exchange, read_request_head};
 use common::{poll_until, pools_toml, TestProxy, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Reads one request head; `None` at end of stream.
-async fn read_head(conn: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        match conn.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 /// Connections accepted, and connections the upstream saw closed.
 #[derive(Default)]
@@ -49,7 +36,7 @@ async fn upstream(
             seen.accepted.fetch_add(1, Ordering::SeqCst);
             let seen = seen.clone();
             tokio::spawn(async move {
-                while let Some(head) = read_head(&mut conn).await {
+                while let Some(head) = read_request_head(&mut conn).await {
                     if conn.write_all(answer(&head)).await.is_err() {
                         break;
                     }
@@ -150,7 +137,7 @@ async fn a_reused_connections_answer_must_start_with_its_status_line() {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut served = 0;
-                while read_head(&mut conn).await.is_some() {
+                while read_request_head(&mut conn).await.is_some() {
                     let answer: &[u8] = match (n, served) {
                         (0, 1) => b"\r\n\r\nHTTP/1.1 418 Stray\r\nContent-Length: 0\r\n\r\n",
                         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

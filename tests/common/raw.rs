@@ -187,3 +187,17 @@ pub async fn exchange(
     };
     RawReply { bytes, closed }
 }
+
+/// Reads one request head (through the blank line) byte by byte, so nothing after it is taken
+/// from the socket; `None` at end of stream.
+pub async fn read_request_head(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match conn.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}

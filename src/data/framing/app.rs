@@ -108,12 +108,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             }
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let timed = PrefaceDeadline::new(
-                stream,
-                limits.header_timeout,
-                limits.write_timeout,
-                self.on_refuse.clone(),
-            );
+            let timed = PrefaceDeadline::new(stream, &limits, self.on_refuse.clone());
             return self.app.process_new(Box::new(timed), shutdown).await;
         }
         if self.h2c && stream.get_ssl_digest().is_none() {
@@ -127,12 +122,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             };
             if h2 {
                 // The preface is here already (put back): only the write stall applies.
-                let timed = PrefaceDeadline::new(
-                    plain,
-                    limits.header_timeout,
-                    limits.write_timeout,
-                    self.on_refuse.clone(),
-                );
+                let timed = PrefaceDeadline::new(plain, &limits, self.on_refuse.clone());
                 return self.app.process_new(Box::new(timed), shutdown).await;
             }
             stream = plain;

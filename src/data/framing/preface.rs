@@ -21,7 +21,7 @@ use pingora::protocols::{Peek, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::guard::{OnRefuse, Refusal};
+use super::guard::{Limits, OnRefuse, Refusal};
 use super::stall::Stall;
 
 /// The length of the HTTP/2 client preface (RFC 9113 §3.4).
@@ -40,20 +40,15 @@ pub(super) struct PrefaceDeadline {
 }
 
 impl PrefaceDeadline {
-    /// Wraps `inner`, whose preface must arrive within `timeout` from now and whose writes may
-    /// make no progress for `write_timeout`.
-    pub(super) fn new(
-        inner: Stream,
-        timeout: Duration,
-        write_timeout: Duration,
-        on_refuse: OnRefuse,
-    ) -> Self {
+    /// Wraps `inner`, whose preface must arrive within `limits.header_timeout` from now and
+    /// whose writes may make no progress for `limits.write_timeout`.
+    pub(super) fn new(inner: Stream, limits: &Limits, on_refuse: OnRefuse) -> Self {
         PrefaceDeadline {
             inner,
             awaited: PREFACE_LEN,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: Box::pin(tokio::time::sleep(limits.header_timeout)),
             on_refuse,
-            write_timeout,
+            write_timeout: limits.write_timeout,
             stall: Stall::default(),
         }
     }
