@@ -210,7 +210,8 @@ impl ProxyHttp for SwitchbackProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (client, tls) = (client_ip(session), is_tls(session));
-        if !h1::asks_websocket(session.req_header()) {
+        let upgrade = upstream_request.headers.contains_key(http::header::UPGRADE);
+        if upgrade && !h1::asks_websocket(session.req_header()) {
             // Only a WebSocket asked as RFC 9110 §7.8 says is upgraded (`h1::head`): any other
             // `Upgrade` is dropped, and the request goes on as a plain one.
             if upstream_request
@@ -253,9 +254,7 @@ impl ProxyHttp for SwitchbackProxy {
                 crate::data::framing::guard::upgraded(stream);
             }
         }
-        if session.req_header().version < http::Version::HTTP_11
-            && phases::for_http10_client(response, session.req_header())
-        {
+        if phases::for_http10_client(response, session.req_header()) {
             session.set_keepalive(None);
         }
         let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);

@@ -203,18 +203,31 @@ fn client_settings(session: &mut ServerSession, snapshot: &Snapshot) {
     }
 }
 
-/// An answer to an HTTP/1.0 client (RFC 9112 §6.1: no chunked coding): a body without a length
-/// goes out close-delimited, chunked coding removed (the body is decoded on its way). `true`
-/// when the connection must close after it.
+/// Whether `resp` to `req` has no body whatever its headers say (RFC 9112 §6.3): an answer
+/// to `HEAD`, a 1xx, 204 or 304.
+pub(super) fn bodiless(resp: &ResponseHeader, req: &RequestHeader) -> bool {
+    req.method == http::Method::HEAD
+        || resp.status.is_informational()
+        || matches!(resp.status.as_u16(), 204 | 304)
+}
+
+/// Whether `resp` names its body's framing: a length or a transfer coding.
+pub(super) fn framed(resp: &ResponseHeader) -> bool {
+    resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || resp.headers.contains_key(http::header::CONTENT_LENGTH)
+}
+
+/// An answer to a client older than HTTP/1.1 (RFC 9112 §6.1: no chunked coding): a body
+/// without a length goes out close-delimited, chunked coding removed (the body is decoded on
+/// its way). `true` when the connection must close after it; `false`, unchanged, for HTTP/1.1.
 pub(super) fn for_http10_client(resp: &mut ResponseHeader, req: &RequestHeader) -> bool {
-    let lengthless = !resp.headers.contains_key(http::header::CONTENT_LENGTH)
-        && !resp.status.is_informational()
-        && !matches!(resp.status.as_u16(), 204 | 304)
-        && req.method != http::Method::HEAD;
+    if req.version >= http::Version::HTTP_11 {
+        return false;
+    }
     if resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
         resp.remove_header(&http::header::TRANSFER_ENCODING);
     }
-    lengthless
+    !bodiless(resp, req) && !resp.headers.contains_key(http::header::CONTENT_LENGTH)
 }
 
 /// The request is over (answered, failed or abandoned): the framing guard learns it was

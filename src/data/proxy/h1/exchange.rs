@@ -170,10 +170,7 @@ fn stray() -> Box<Error> {
 /// that body after all (or bytes of its own), and they would reach the next request's client
 /// (issue 24). Such a connection is not pooled again.
 fn framing_verifiable(resp: &ResponseHeader, req: &RequestHeader) -> bool {
-    let no_body = req.method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
-    !no_body
-        || !(resp.headers.contains_key(http::header::TRANSFER_ENCODING)
-            || resp.headers.contains_key(http::header::CONTENT_LENGTH))
+    !(phases::bodiless(resp, req) && phases::framed(resp))
 }
 
 /// How long a client that owes body bytes must have sent nothing for an upstream's failure
@@ -282,13 +279,10 @@ fn close_delimited(
     req: &RequestHeader,
     upstream: &mut Upstream,
 ) -> bool {
-    if req.version != http::Version::HTTP_11 {
-        return super::super::phases::for_http10_client(resp, req);
+    if req.version < http::Version::HTTP_11 {
+        return phases::for_http10_client(resp, req);
     }
-    let no_body = req.method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
-    let framed = resp.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || resp.headers.contains_key(http::header::CONTENT_LENGTH);
-    if no_body || resp.status.is_informational() || framed || upstream.is_body_done() {
+    if phases::bodiless(resp, req) || phases::framed(resp) || upstream.is_body_done() {
         return false;
     }
     resp.set_version(http::Version::HTTP_11);

@@ -95,7 +95,7 @@ pub(super) fn upstream_head(
 
 /// Whether `req` asks to upgrade to a WebSocket: one `Upgrade` line, `websocket`, and `upgrade`
 /// among the `Connection` options (RFC 9110 §7.8). The framing guard holds what follows such a request by
-/// the same rule (`framing::syntax::asks_upgrade`).
+/// the same rule (`Framing::head_field`, its `upgrade` and `connection` arms).
 pub(in crate::data::proxy) fn asks_websocket(req: &RequestHeader) -> bool {
     let mut upgrade = req.headers.get_all(header::UPGRADE).iter();
     let only = match (upgrade.next(), upgrade.next()) {
