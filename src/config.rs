@@ -22,6 +22,7 @@ mod pool_policy;
 pub mod problem;
 pub mod raw;
 mod rules;
+mod shared;
 mod size;
 mod sticky;
 pub mod tls;

@@ -32,6 +32,12 @@ pub const DEPLOYMENT_LOG_KEEP: usize = 5;
 pub const HISTORY_MAX_LIMIT: usize = 1000;
 /// Newest deployment-log entries read at start-up to recover the version and splits.
 pub const RECOVERY_ENTRIES: usize = 10_000;
+/// `[log] shared-keep` when absent: deployment-log entries kept in etcd.
+pub const SHARED_KEEP: usize = 10_000;
+/// `[state] etcd-prefix` when absent.
+pub const ETCD_PREFIX: &str = "/switchback";
+/// `[state] replica` when the host name cannot be read.
+pub const REPLICA: &str = "switchback";
 /// `[reload] debounce` when absent: 100 ms.
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
 /// `[metrics] enabled` when absent.
@@ -89,6 +95,15 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// `[proxy] threads` when absent: one per CPU core.
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+/// `[state] replica` when absent: this host's name (`/proc/sys/kernel/hostname`, trimmed), or
+/// [`REPLICA`] when it cannot be read or is empty.
+pub fn replica() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match name.trim() {
+        "" => REPLICA.to_string(),
+        name => name.to_string(),
+    }
 }
 /// `[affinity] key` when absent.
 pub const AFFINITY_KEY: &str = "cookie:switchback-user";

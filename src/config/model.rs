@@ -9,6 +9,7 @@ use std::time::Duration;
 pub use super::percent::{format_percent, BasisPoints, Split, FULL};
 pub use super::plans::{AnalysisSettings, HardFailure, OnInconclusive, Plan, Smoke, Step};
 pub use super::pool_policy::{HealthCheck, OnPoolDown, Outlier, PoolPolicy, ProbeKind};
+pub use super::shared::SharedState;
 pub use super::sticky::{Affinity, KeySource, Overrides};
 pub use super::tls::{Alpn, CaBundle, CertPair, FrontTls, Protocol, TlsVersion, UpstreamTls};
 
@@ -44,6 +45,9 @@ pub struct Config {
     /// `[state] dir` as written (relative to the config file's directory): accepted changes
     /// live there and the config file is only read. `None` writes changes back into the file.
     pub state_dir: Option<PathBuf>,
+    /// `[state] etcd…`: control state shared with other replicas on an etcd cluster; `None`
+    /// (the default) keeps it local.
+    pub shared: Option<SharedState>,
     /// Rollout plans by name.
     pub plans: BTreeMap<String, std::sync::Arc<Plan>>,
     /// TLS listeners; `None`: plain HTTP only.

@@ -158,6 +158,12 @@ pub enum ProblemKind {
     /// A non-loopback admin listener without a token file.
     #[error("required when admin.listen is not a loopback address (anyone who can reach it could move traffic)")]
     TokenRequired,
+    /// A key that means something only beside another setting, given without it.
+    #[error("only applies with {0}")]
+    OnlyWith(&'static str),
+    /// One key of a pair given without the other (named here).
+    #[error("needs {0} as well: give both or neither")]
+    Unpaired(&'static str),
     /// A duration string that cannot be parsed.
     #[error("invalid duration {value:?}: {reason}")]
     InvalidDuration {

@@ -137,6 +137,22 @@ pub struct RawHardFailure {
 pub struct RawState {
     /// Directory for runtime state; unset writes changes back into the config file.
     pub dir: Option<String>,
+    /// etcd endpoints (`http://host:port` or `https://host:port`): switches shared state on.
+    pub etcd: Option<Vec<String>>,
+    /// Key prefix of this deployment's shared state.
+    pub etcd_prefix: Option<String>,
+    /// This replica's name, unique under the prefix.
+    pub replica: Option<String>,
+    /// PEM CA bundle for `https` endpoints.
+    pub etcd_ca_file: Option<String>,
+    /// Client certificate (PEM) for mTLS to etcd.
+    pub etcd_cert: Option<String>,
+    /// The client certificate's private key.
+    pub etcd_key: Option<String>,
+    /// etcd user name.
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    pub etcd_password_file: Option<String>,
 }
 
 /// `[affinity]`.
@@ -197,6 +213,8 @@ pub struct RawLog {
     pub access: Option<String>,
     /// Access-log lines queued for the writer before new ones are dropped.
     pub access_buffer: Option<i64>,
+    /// Deployment-log entries kept in etcd (with `[state] etcd`).
+    pub shared_keep: Option<i64>,
 }
 
 /// `[reload]`.

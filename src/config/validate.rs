@@ -39,6 +39,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let overrides = super::sticky::overrides(raw.overrides.as_ref(), &mut problems);
     super::sticky::check_together(affinity.as_ref(), overrides.as_ref(), &mut problems);
     let plans = super::plans::plans(&raw.plans, &mut problems);
+    let shared = super::shared::shared(&raw, defaults::replica, &mut problems);
     let plain: &[SocketAddr] = proxy.as_ref().map_or(&[], |p| &p.listen);
     let tls = super::tls::front(raw.tls.as_ref(), plain, &mut problems);
     let secure: &[SocketAddr] = tls.as_ref().map_or(&[], |t| &t.listen);
@@ -84,6 +85,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             affinity,
             overrides,
             state_dir: files.state_dir,
+            shared,
             plans,
             tls,
         }),
