@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod clients;
+pub mod etcd;
 pub mod load;
 pub mod metrics;
 pub mod raw;
