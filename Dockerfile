@@ -8,7 +8,7 @@
 # for the HEALTHCHECK, [proxy] health-path = "/switchback/health".
 
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends cmake protobuf-compiler && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin switchback && mkdir -p /out/var/lib/switchback

@@ -4,22 +4,29 @@
 #               smoke run
 #   make bench-load   side-by-side load benchmark (see docs/BENCHMARKS.md)
 #   make bench        routing micro-benchmarks (criterion)
-#   make bench-control   admin switch round trip and file-write-to-live latency
+#   make bench-control   admin switch round trip, file-write-to-live latency, and with shared
+#                        state: write-to-every-replica latency, leader failover, etcd write rate
 #   make fuzz         each cargo-fuzz target for FUZZ_SECONDS (default 60); corpora in fuzz/corpus
 .PHONY: demo test deps build bench bench-load bench-smoke bench-control fuzz fuzz-admin
 
 CARGO ?= cargo
 
-# Pingora's zlib-ng build needs cmake. Install it when we can (root with apt-get);
-# otherwise stop with the exact command to run.
+# Pingora's zlib-ng build needs cmake; the etcd client (shared state) needs protoc to build;
+# the shared-state tests run a real etcd cluster (Debian's etcd-server). Install what is
+# missing when we can (root with apt-get); otherwise stop with the exact command to run.
+DEPS_PACKAGES = cmake:cmake protoc:protobuf-compiler etcd:etcd-server
+
 deps:
-	@if ! command -v cmake >/dev/null 2>&1; then \
+	@missing=""; for pair in $(DEPS_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing cmake (needed to build Pingora)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null) \
-	      || { echo "error: installing cmake failed; run: sudo apt-get install -y cmake" >&2; exit 1; }; \
+	    echo "installing$$missing (needed to build and test switchback)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || { echo "error: installing$$missing failed; run: sudo apt-get install -y$$missing" >&2; exit 1; }; \
 	  else \
-	    echo "error: cmake is required to build Pingora; run: sudo apt-get install -y cmake" >&2; exit 1; \
+	    echo "error:$$missing required; run: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
 	fi
 
@@ -48,9 +55,11 @@ fuzz-admin: deps
 bench-load: deps
 	python3 benches/load.py
 
-# Control-plane latency: admin switch round trip and file-write-to-live (release build).
+# Control-plane latency: admin switch round trip and file-write-to-live; with a real etcd
+# cluster and three replicas, ack-to-all-applied, failover and etcd writes (release build).
 bench-control: deps
 	python3 benches/control_latency.py
+	python3 benches/shared_latency.py
 
 bench: deps
 	$(CARGO) bench --bench routing

@@ -14,12 +14,18 @@ pub mod audit;
 mod certs;
 mod change;
 pub mod dns;
+mod errors;
+mod file_edit;
+mod follow;
 mod health;
 mod journal;
+mod outage;
 mod recover;
 mod reload;
 pub mod rollout;
+pub(crate) mod shared;
 pub mod state;
+mod status;
 mod sticky;
 pub mod watch;
 
@@ -29,9 +35,8 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use crate::config::model::Split;
-use crate::config::persist::PersistError;
 use crate::config::Config;
-use crate::control::audit::{Action, AuditError, AuditLog, Entry, Outcome};
+use crate::control::audit::{Action, AuditLog, Entry, Outcome};
 use crate::data::health::HealthRegistry;
 use crate::data::snapshot::{self, Live, Snapshot};
 use crate::data::tokens::Tokens;
@@ -39,63 +44,11 @@ use crate::metrics::Metrics;
 
 pub use certs::{load_all as load_certificates, watch as watch_certificates, EXPIRY_WARNING};
 pub use change::{Applied, Request};
+pub use errors::{ControlError, StartError};
+pub use follow::describe_shared;
 pub use reload::ReloadOutcome;
+pub use status::{SharedStatus, Status};
 pub use sticky::{load_override_tokens, override_token_path, table_path};
-
-/// Why control could not start. Nothing was started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The deployment log cannot be read or written.
-    #[error("{0}")]
-    Audit(#[from] AuditError),
-    /// The state file cannot be read, or the state directory written.
-    #[error("{0}")]
-    State(String),
-    /// A `[tls]` or `[admin] tls` certificate or key does not read.
-    #[error("{0}")]
-    Certificates(String),
-}
-
-/// Why a change was refused. Nothing changed in any case.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// `If-Match` named a version that is no longer live.
-    #[error("version {expected} is stale; the live version is {current}")]
-    Stale {
-        /// What the caller expected.
-        expected: u64,
-        /// What is live.
-        current: u64,
-    },
-    /// The request asks for something invalid.
-    #[error("{0}")]
-    Invalid(String),
-    /// `rollback` with no earlier split to return to.
-    #[error("there is no previous split to roll back to")]
-    NoPrevious,
-    /// The config file could not be updated.
-    #[error("the change was not applied: {0}")]
-    Persist(#[from] PersistError),
-    /// The deployment log could not be written.
-    #[error("the change was not applied: {0}")]
-    Audit(#[from] AuditError),
-    /// The config file holds an edit that was rejected; writing now would bury it.
-    #[error(
-        "the config file has a pending edit that was rejected ({0}); fix or revert it, then retry"
-    )]
-    PendingEdit(String),
-    /// The change is live and in the file, but the deployment log could not record it (and
-    /// the file could not be put back).
-    #[error("the change was applied but could not be recorded: {0}")]
-    AppliedUnrecorded(AuditError),
-    /// The change conflicts with a rollout in progress.
-    #[error("{0}")]
-    Conflict(String),
-    /// This process handed its listeners to a new one (binary upgrade) and only finishes the
-    /// requests in flight: changes go to the new process.
-    #[error("this switchback handed over to a new process (binary upgrade); send changes to the new one")]
-    Retired,
-}
 
 /// What `control` holds behind its lock.
 struct State {
@@ -125,6 +78,8 @@ struct State {
     rollouts: rollout::Book,
     /// The restart journal's content, as last written.
     journal: journal::Journal,
+    /// With shared state: what this replica applied of it.
+    follow: follow::Follow,
 }
 
 /// The control plane's single writer.
@@ -142,21 +97,12 @@ pub struct Control {
     certs: certs::Certs,
     /// The restart journal, beside the deployment log.
     journal_path: PathBuf,
-}
-
-/// A consistent view for `GET /status`.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// The live snapshot.
-    pub snapshot: Arc<Snapshot>,
-    /// The split `rollback` would restore.
-    pub previous: Option<Split>,
-    /// Where accepted changes are kept.
-    pub store: state::Store,
-    /// The rollout in progress.
-    pub rollout: Option<rollout::Rollout>,
-    /// The certificates served on the TLS listeners.
-    pub certificates: Arc<Vec<Arc<crate::data::tls::certs::Certificate>>>,
+    /// The shared state (`[state] etcd`).
+    shared: Option<Arc<shared::Shared>>,
+    /// What this replica reports under `replicas/<id>` (with shared state).
+    beats: Option<tokio::sync::watch::Sender<shared::Heartbeat>>,
+    /// The sum of every replica's rollout counts (with shared state, on the leader).
+    aggregate: std::sync::Mutex<shared::Aggregate>,
 }
 
 impl Control {
@@ -176,11 +122,27 @@ impl Control {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Control>, StartError> {
         let store = state::Store::of(config_path, &config);
-        let saved = store.load().map_err(StartError::State)?;
+        let shared = follow::shared_for(config_path, &config)?;
+        let (saved, mut follow) = match &shared {
+            Some(shared) => follow::at_start(shared, &store).map_err(StartError::State)?,
+            None => (
+                store.load().map_err(StartError::State)?,
+                follow::Follow::default(),
+            ),
+        };
         let certs = certs::Certs::start(config_path, &config, &metrics)
             .map_err(StartError::Certificates)?;
         let file_split = config.split.clone();
-        let resumed = saved.as_ref().map(|s| state::resume(s, &config));
+        let resumed = saved
+            .as_ref()
+            .map(|s| state::resume(s, &config, shared.is_some()));
+        follow.file_edit = resumed.as_ref().is_some_and(|r| r.file_edit);
+        if let Some(saved) = saved
+            .as_ref()
+            .filter(|s| shared.is_some() && s.split(&config).is_none())
+        {
+            follow.mismatch = Some(follow::mismatch(saved));
+        }
         if let Some(resumed) = &resumed {
             config.split = resumed.split.clone();
         }
@@ -219,14 +181,24 @@ impl Control {
         if let Some(note) = &at_start.note {
             message = format!("{message}; {note}");
         }
-        let version = recovered.last_version + 1;
+        let version = match (&shared, &saved) {
+            // With shared state the version is the cluster's: a start is no change.
+            (Some(_), Some(saved)) => saved.version,
+            _ => recovered.last_version + 1,
+        };
         let buckets = sticky::initial_table(config_path, &config, saved.as_ref());
         let memo = match store.writes_config() {
             true => journal.rollouts.clone(),
             false => saved.as_ref().and_then(|s| s.rollouts.clone()),
         };
-        let (rollouts, rollout_note) =
-            rollout::recover::recover(&history, &config, memo.as_ref(), at_start.rolled_back);
+        // With shared state the rollouts are the cluster's (taken in by `follow_shared`): a
+        // replica's restart neither pauses nor ends them.
+        let (rollouts, rollout_note) = match shared {
+            Some(_) => Default::default(),
+            None => {
+                rollout::recover::recover(&history, &config, memo.as_ref(), at_start.rolled_back)
+            }
+        };
         let mut entry = Entry::now(
             version,
             "serve",
@@ -248,6 +220,7 @@ impl Control {
             file_split,
             rollouts,
             journal,
+            follow,
         };
         // Saved before the start is logged: a log never shows a start that did not serve.
         store
@@ -285,6 +258,11 @@ impl Control {
             retired: std::sync::atomic::AtomicBool::new(false),
             certs,
             journal_path,
+            beats: shared
+                .as_ref()
+                .map(|s| tokio::sync::watch::channel(follow::first_beat(s)).0),
+            shared,
+            aggregate: Default::default(),
         }))
     }
 
@@ -344,6 +322,15 @@ impl Control {
             store: self.store.clone(),
             rollout: state.rollouts.active.as_ref().map(|a| a.record.clone()),
             certificates: self.certificates(),
+            shared: self.shared.as_ref().map(|shared| {
+                let (connected, since) = shared.connected();
+                SharedStatus {
+                    connected,
+                    since,
+                    replica: shared.replica().to_string(),
+                    mismatch: state.follow.mismatch.clone(),
+                }
+            }),
         }
     }
 
@@ -364,18 +351,29 @@ impl Control {
         }
     }
 
-    /// Publishes `config` as the next version. Caller holds the lock.
+    /// Publishes `config` as the next version. Caller holds the lock. With shared state the
+    /// version counts shared changes only: a local edit that leaves the split alone (a
+    /// reload, re-resolved backends) keeps it.
     fn publish(&self, state: &mut State, config: Config) {
-        if config.split != state.config.split {
+        let moved = config.split != state.config.split;
+        if moved {
             state.previous = Some(state.config.split.clone());
         }
-        state.version += 1;
+        if moved || self.shared.is_none() {
+            state.version += 1;
+        }
         sticky::advance_table(
             &self.config_path,
             &mut state.buckets,
             &state.config,
             &config,
         );
+        self.install(state, config);
+        self.save_state(state);
+    }
+
+    /// Makes `config` live at `state.version` with the live bucket table. Caller holds the lock.
+    fn install(&self, state: &mut State, config: Config) {
         let config = Arc::new(config);
         self.live.store(Arc::new(Snapshot::build_with(
             config.clone(),
@@ -390,7 +388,7 @@ impl Control {
             state.file_split = config.split.clone();
         }
         state.config = config;
-        self.save_state(state);
+        self.beat(state);
     }
 
     /// Saves the live state (a state directory only). A failure is logged: what is live stays.

@@ -57,6 +57,10 @@ enum Command {
         /// Print `{"ok", "summary", "problems", "warnings"}` on stdout instead.
         #[arg(long)]
         json: bool,
+        /// With `[state] etcd`: reach the cluster, and report its members and the shared
+        /// state's version (fails when it does not answer).
+        #[arg(long)]
+        connect: bool,
     },
     /// GET a URL and exit 0 on a 2xx answer (container health checks without curl).
     Probe {
@@ -102,8 +106,12 @@ fn main() -> ExitCode {
         LogFormat::Json => log.json().init(),
     }
     match cli.command {
-        Command::Check { config: path, json } => {
-            let (output, code) = check::run(&path, json);
+        Command::Check {
+            config: path,
+            json,
+            connect,
+        } => {
+            let (output, code) = check::run(&path, json, connect);
             match (code, json) {
                 (0, _) | (_, true) => print_out(&output),
                 _ => eprintln!("{output}"),

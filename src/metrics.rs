@@ -365,6 +365,11 @@ impl Metrics {
         }
     }
 
+    /// Whether the state store answers (`switchback_state_store_up`).
+    pub fn set_store_up(&self, up: bool) {
+        self.ops.store_up.set(i64::from(up));
+    }
+
     /// Counts a file reload: `applied` or `rejected`.
     pub fn reload(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();

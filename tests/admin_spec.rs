@@ -37,7 +37,7 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
     let plan = "[plans.default]\nsteps = [{ weight = 10, hold = \"1m\" }, { weight = 100 }]\n";
     let bg = blue_green("blue = 90\ngreen = 10", plan).await;
     let ops = spec_operations();
-    assert_eq!(ops.len(), 13, "{ops:?}");
+    assert_eq!(ops.len(), 14, "{ops:?}");
     let backend = bg.blue.addr.to_string();
     for (method, template) in &ops {
         let path = template

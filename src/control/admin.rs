@@ -7,6 +7,7 @@
 //! | `POST /switch`       | body `{"to": "green"}`: 100 % to that pool                    |
 //! | `POST /rollback`     | restore the previous split                                    |
 //! | `GET /history`       | the deployment log, newest first; `?limit=N` (default 100)    |
+//! | `GET /replicas`      | with shared state: every replica and the version it applied   |
 //! | `POST /backends/{pool}/{addr}/drain` | no new requests to that backend; in-flight finish |
 //! | `POST /backends/{pool}/{addr}/undrain` | undo a drain                                  |
 //! | `GET /healthz`       | the proxy's own liveness                                      |
@@ -19,6 +20,7 @@ pub use crate::data::tokens as auth;
 mod drain;
 mod gate;
 mod listener;
+mod replicas;
 mod rollouts;
 mod token_file;
 mod views;
@@ -90,6 +92,9 @@ async fn handle(
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response = response.header("allow", allow); // RFC 9110 §15.5.6
     }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response = response.header("retry-after", "1");
+    }
     response
         .body(Full::new(Bytes::from(body)))
         .expect("static headers are valid")
@@ -101,7 +106,7 @@ fn allowed_methods(path: &str) -> &'static str {
         return allowed;
     }
     match path {
-        "/status" | "/history" | "/healthz" | "/metrics" => "GET",
+        "/status" | "/history" | "/healthz" | "/metrics" | "/replicas" => "GET",
         "/split" => "PUT",
         _ => "POST",
     }
@@ -115,6 +120,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "/switch" => "/switch",
         "/rollback" => "/rollback",
         "/history" => "/history",
+        "/replicas" => "/replicas",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
         "/rollouts" => "/rollouts",
@@ -134,13 +140,15 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/healthz") => Answer(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (Method::GET, "/status") => Answer(StatusCode::OK, views::status(&control.status().await)),
-        (Method::GET, "/history") => history(req.uri().query(), control),
+        (Method::GET, "/history") => history(req.uri().query(), control).await,
+        (Method::GET, "/replicas") => replicas::list(control).await,
         (Method::PUT, "/split") | (Method::POST, "/switch") | (Method::POST, "/rollback") => {
             write(req, control).await
         }
         (
             _,
-            "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback" | "/metrics",
+            "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback" | "/metrics"
+            | "/replicas",
         ) => fail(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
@@ -161,7 +169,7 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
     }
 }
 
-fn history(query: Option<&str>, control: &Control) -> Answer {
+async fn history(query: Option<&str>, control: &Control) -> Answer {
     let limit = match query_param(query, "limit").map(str::parse::<usize>) {
         None => HISTORY_LIMIT,
         Some(Ok(n)) if n <= HISTORY_MAX_LIMIT => n,
@@ -172,6 +180,13 @@ fn history(query: Option<&str>, control: &Control) -> Answer {
             )
         }
     };
+    if let Some(shared) = control.shared() {
+        // The shared log holds every replica's entries; this replica's file is the fallback.
+        match shared.history(limit).await {
+            Ok(newest_first) => return Answer(StatusCode::OK, serde_json::json!(newest_first)),
+            Err(e) => tracing::warn!(error = %e, "history from this replica's log only"),
+        }
+    }
     match control.audit().newest(limit) {
         Ok(newest_first) => Answer(StatusCode::OK, serde_json::json!(newest_first)),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -211,6 +226,16 @@ async fn write(req: Request<Incoming>, control: &Control) -> Answer {
         Err(answer) => return answer,
     };
     let path = req.uri().path().to_string();
+    let wait_all = match query_param(req.uri().query(), "wait") {
+        None => false,
+        Some("all") => true,
+        Some(other) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("wait={other:?} is not known; the one value is wait=all"),
+            )
+        }
+    };
     let body = match read_body(req).await {
         Ok(body) => body,
         Err(answer) => return answer,
@@ -224,9 +249,29 @@ async fn write(req: Request<Incoming>, control: &Control) -> Answer {
             return fail(StatusCode::BAD_REQUEST, message);
         }
     };
-    match control.change(&actor, request, if_match).await {
-        Ok(applied) => Answer(StatusCode::OK, views::applied(&applied)),
-        Err(e) => fail(status_of(&e), e.to_string()),
+    let applied = match control.change(&actor, request, if_match).await {
+        Ok(applied) => applied,
+        Err(e) => return fail(status_of(&e), e.to_string()),
+    };
+    let mut body = views::applied(&applied);
+    if applied.local {
+        body["local"] = true.into();
+        body["message"] = "the shared state is unreachable: the rollback is live on this replica only, and is written to the shared state when it answers again".into();
+        return Answer(StatusCode::ACCEPTED, body);
+    }
+    if !wait_all {
+        return Answer(StatusCode::OK, body);
+    }
+    match replicas::wait_all(control, applied.version).await {
+        Ok(applied_on) => {
+            body["replicas"] = applied_on.into();
+            Answer(StatusCode::OK, body)
+        }
+        Err(behind) => {
+            body["behind"] = behind.into();
+            body["message"] = "accepted; some replicas had not applied it within 5 s".into();
+            Answer(StatusCode::ACCEPTED, body)
+        }
     }
 }
 
@@ -251,7 +296,9 @@ fn status_of(error: &ControlError) -> StatusCode {
         ControlError::NoPrevious | ControlError::PendingEdit(_) | ControlError::Conflict(_) => {
             StatusCode::CONFLICT
         }
-        ControlError::Retired => StatusCode::SERVICE_UNAVAILABLE,
+        ControlError::Retired | ControlError::Unavailable(_) | ControlError::Moved => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ControlError::Persist(PersistError::Changed { .. }) => StatusCode::CONFLICT,
         ControlError::Persist(_) | ControlError::Audit(_) | ControlError::AppliedUnrecorded(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

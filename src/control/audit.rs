@@ -17,7 +17,7 @@ use crate::config::model::{format_percent, Split};
 
 mod file;
 
-pub use file::{AuditError, AuditLog, Rotation, MAX_MESSAGE};
+pub use file::{AuditError, AuditLog, Forward, Rotation, MAX_MESSAGE};
 
 /// What kind of change an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,8 @@ pub enum Action {
     RolloutRollback,
     /// A rollout ended before any user request reached the target.
     RolloutAbort,
+    /// Another replica runs the rollout's engine from here (shared state).
+    RolloutHandover,
 }
 
 impl Action {
@@ -86,6 +88,7 @@ impl Action {
             Action::RolloutPromoted => "rollout-promoted",
             Action::RolloutRollback => "rollout-rollback",
             Action::RolloutAbort => "rollout-abort",
+            Action::RolloutHandover => "rollout-handover",
         }
     }
 }
@@ -122,6 +125,13 @@ pub struct Entry {
     /// The rollout as this entry left it (rollout actions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Box<crate::control::rollout::Rollout>>,
+    /// With shared state: the entry's place in the shared log (the versions of entries that
+    /// change nothing repeat, so they cannot order the log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// With shared state: the replica that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl Entry {
@@ -137,6 +147,8 @@ impl Entry {
             outcome: Outcome::Applied,
             message: String::new(),
             rollout: None,
+            seq: None,
+            replica: None,
         }
     }
 }

@@ -10,6 +10,9 @@ use crate::control::audit::{Action, Entry};
 
 use super::{Control, ControlError, State};
 
+/// Attempts at a change while other replicas keep writing first.
+const MOVED_RETRIES: usize = 8;
+
 /// A change asked for through the admin API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -40,6 +43,8 @@ pub struct Applied {
     pub split: Split,
     /// The split before.
     pub before: Split,
+    /// Live on this replica only: the shared state was unreachable (a rollback, answered 202).
+    pub local: bool,
 }
 
 impl Control {
@@ -71,6 +76,9 @@ impl Control {
             .filter(|_| self.store.writes_config() && !rollout_rollback);
         let result = match pending {
             Some(reason) => Err(ControlError::PendingEdit(reason.clone())),
+            None if self.shared.is_some() => {
+                self.change_shared(&mut state, actor, &request, if_match)
+            }
             None => self.change_locked(&mut state, actor, &request, if_match),
         };
         if let Err(ControlError::AppliedUnrecorded(_)) = &result {
@@ -96,6 +104,34 @@ impl Control {
         result
     }
 
+    /// [`Self::change_locked`] on the shared state: decided on the state read from the
+    /// cluster (so `If-Match` is checked against the shared version), and decided again when
+    /// another replica wrote first. A rollback the cluster cannot take goes live here only.
+    fn change_shared(
+        &self,
+        state: &mut State,
+        actor: &str,
+        request: &Request,
+        if_match: Option<u64>,
+    ) -> Result<Applied, ControlError> {
+        for _ in 0..MOVED_RETRIES {
+            let result = match self.sync_locked(state) {
+                Ok(()) => self.change_locked(state, actor, request, if_match),
+                Err(why) => Err(ControlError::Unavailable(why)),
+            };
+            match result {
+                Err(ControlError::Moved) => continue,
+                Err(ControlError::Unavailable(why)) if *request == Request::Rollback => {
+                    return self.rollback_locally(state, actor, &why)
+                }
+                result => return result,
+            }
+        }
+        Err(ControlError::Unavailable(
+            "shared state unreachable: other replicas kept changing it; retry".into(),
+        ))
+    }
+
     fn change_locked(
         &self,
         state: &mut State,
@@ -114,6 +150,9 @@ impl Control {
         }
         let before = state.config.split.clone();
         let split = target_split(state, request)?;
+        if *request != Request::Rollback {
+            self.every_replica_has(&split)?;
+        }
         let entry = Entry::now(state.version + 1, actor, request.action(), &before, &split);
         let applied = self.commit_split(state, actor, entry, split)?;
         let how = format!("{actor} ({})", request.action().name());
@@ -180,6 +219,7 @@ impl Control {
             version: state.version,
             split,
             before,
+            local: false,
         }
     }
 
@@ -193,11 +233,26 @@ impl Control {
         before: Split,
         split: Split,
     ) -> Result<Applied, ControlError> {
+        let affinity = self.shared_table(state, &split);
         let mut next = super::state::current(state);
         next.version += 1;
         next.split = &split;
         if split != before {
             next.previous = Some(&before);
+        }
+        if self.shared.is_some() {
+            next.affinity = affinity;
+            let mut entry = entry;
+            self.commit_shared(state, super::state::Saved::of(&next), Some(&mut entry))?;
+            if let Err(e) = self.audit.append_local(&entry) {
+                tracing::warn!(error = %e, "this replica's log misses a change (the shared log has it)");
+            }
+            if split == before {
+                // `publish` keeps the version when the split stays; this change took one.
+                state.version += 1;
+            }
+            let config = state.config.with_split(split.clone());
+            return Ok(self.apply(state, actor, config, before));
         }
         self.store.save(&next)?;
         let config = state.config.with_split(split.clone());
@@ -210,6 +265,31 @@ impl Control {
             return Err(e.into());
         }
         Ok(self.apply(state, actor, config, before))
+    }
+}
+
+impl Control {
+    /// With shared state: refuses a split that gives a share to a pool some live replica
+    /// does not have (it could not serve it). A rollback is never refused for this.
+    ///
+    /// # Errors
+    /// [`ControlError::Conflict`] naming the replica; unreachable.
+    fn every_replica_has(&self, split: &Split) -> Result<(), ControlError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let replicas = shared.replicas_now().map_err(ControlError::Unavailable)?;
+        for replica in &replicas {
+            let missing = (split.shares().iter())
+                .find(|(pool, bp)| **bp > 0 && !replica.pools.contains(pool));
+            if let Some((pool, _)) = missing {
+                return Err(ControlError::Conflict(format!(
+                    "replica {} has no pool {pool} in its config; add it there first (a rollback is never refused for this)",
+                    replica.replica
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

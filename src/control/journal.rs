@@ -315,6 +315,10 @@ impl super::Control {
     /// The rollouts changed (started, moved, ended): the memo is kept where the store keeps
     /// it (`state.json`, or the journal beside a config file). Caller holds the lock.
     pub(super) fn remember_rollouts(&self, state: &mut super::State) {
+        if self.shared.is_some() {
+            self.share_rollouts(state);
+            return;
+        }
         if !self.store.writes_config() {
             self.save_state(state);
             return;

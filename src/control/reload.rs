@@ -67,6 +67,11 @@ impl Control {
                 return ReloadOutcome::Unchanged;
             }
         }
+        if self.shared.is_some() {
+            // Decide on the shared state as it is now: another replica may have written this
+            // very edit already.
+            let _ = self.sync_locked(state);
+        }
         let config = match parse_off_worker(&text, &state.config, &self.config_path) {
             Ok(config) => config,
             Err(problems) => {
@@ -110,7 +115,8 @@ impl Control {
                 return outcome;
             }
         };
-        state.file_text = text;
+        let old_text = std::mem::replace(&mut state.file_text, text);
+        let old_file_split = state.file_split.clone();
         state.rejected_text = None;
         state.rejected_reason = None;
         let file_split_moved = !same_split(&file_split, &state.file_split);
@@ -121,6 +127,10 @@ impl Control {
                 self.save_state(state);
             }
             return ReloadOutcome::Unchanged;
+        }
+        if self.shared.is_some() && config.split != state.config.split {
+            let undo = (old_text, old_file_split);
+            return self.reload_shared(state, actor, (config, tokens, &needs_restart), undo);
         }
         state.override_tokens = tokens;
         let before = state.config.split.clone();
@@ -136,6 +146,7 @@ impl Control {
             tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
         }
         self.publish(state, config);
+        entry.version = state.version;
         if self.store.writes_config() && !journaled {
             // The file's [split] moved: its edit is newer than the rollback. (With a state
             // directory the journal's rule at start already sees a state saved since.)
@@ -286,6 +297,12 @@ pub(super) fn keep_bound_listeners(
         &mut next.deployment_rotation,
         &running.deployment_rotation,
         "log.deployments-max-size",
+        &mut changed,
+    );
+    keep(
+        &mut next.shared,
+        &running.shared,
+        "state.etcd",
         &mut changed,
     );
     (next, changed)

@@ -32,6 +32,7 @@ pub mod machine;
 mod ops;
 pub mod pace;
 pub(super) mod recover;
+mod shared;
 pub mod smoke;
 
 use std::collections::BTreeMap;

@@ -6,8 +6,11 @@
 //!   link at that name is replaced, never written through); the config file is only ever
 //!   read, so it may sit on a read-only mount.
 //!
-//! The next store (shared by several replicas) implements the same three calls: `load`,
-//! `save`, `location`.
+//! - [`Store::Etcd`] (`[state] etcd`): the shared state lives on an etcd cluster
+//!   (`control::shared`); `load` and `save` keep this replica's cache of it,
+//!   `<dir>/shared-cache.json` (nothing without `[state] dir`), served when the cluster is
+//!   unreachable at start. Changes go to the cluster first, in one transaction with their log
+//!   entry (`Control::commit_shared`), then to the cache.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,11 +41,21 @@ pub enum Store {
     ConfigFile(PathBuf),
     /// `<dir>/state.json`.
     Dir(PathBuf),
+    /// Shared on etcd under `prefix`; `cache` is `<dir>/shared-cache.json`.
+    Etcd {
+        /// The key prefix.
+        prefix: PathBuf,
+        /// This replica's copy of the last shared state it applied.
+        cache: Option<PathBuf>,
+    },
 }
+
+/// The shared state's local copy inside `[state] dir`.
+pub const CACHE_FILE: &str = "shared-cache.json";
 
 /// What `state.json` holds (percent numbers, like the deployment log).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Saved {
+pub(crate) struct Saved {
     format: u32,
     /// The version live when it was written.
     pub(super) version: u64,
@@ -73,6 +86,10 @@ pub(crate) struct Memo {
     /// still shows active ended without its end logged.
     #[serde(default)]
     pub(crate) last_ended: u64,
+    /// The newest ended rollout's record (with shared state, the replicas that did not end it
+    /// learn how it ended from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last: Option<Rollout>,
 }
 
 impl Memo {
@@ -89,6 +106,7 @@ pub(super) fn memo(state: &super::State) -> Memo {
         next_id: state.rollouts.next_id,
         active: state.rollouts.active.as_ref().map(|a| a.record.clone()),
         last_ended: state.rollouts.ended.iter().map(|r| r.id).max().unwrap_or(0),
+        last: state.rollouts.ended.back().cloned(),
     }
 }
 
@@ -105,17 +123,34 @@ pub(super) struct Current<'a> {
 impl Store {
     /// The store `config` (read from `config_path`) asks for.
     pub fn of(config_path: &Path, config: &Config) -> Store {
+        if let Some(shared) = &config.shared {
+            return Store::Etcd {
+                prefix: PathBuf::from(&shared.prefix),
+                cache: (config.state_dir.as_ref())
+                    .map(|dir| resolve_beside(config_path, dir).join(CACHE_FILE)),
+            };
+        }
         match &config.state_dir {
             Some(dir) => Store::Dir(resolve_beside(config_path, dir).join(STATE_FILE)),
             None => Store::ConfigFile(config_path.to_path_buf()),
         }
     }
 
-    /// `("config-file" | "dir", path)`, for `/status` and `check`.
+    /// `("config-file" | "dir" | "etcd", path or prefix)`, for `/status` and `check`.
     pub fn location(&self) -> (&'static str, &Path) {
         match self {
             Store::ConfigFile(path) => ("config-file", path),
             Store::Dir(path) => ("dir", path),
+            Store::Etcd { prefix, .. } => ("etcd", prefix),
+        }
+    }
+
+    /// The file `load` and `save` use, if any.
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Store::ConfigFile(_) => None,
+            Store::Dir(path) => Some(path),
+            Store::Etcd { cache, .. } => cache.as_deref(),
         }
     }
 
@@ -129,7 +164,7 @@ impl Store {
     /// # Errors
     /// A message naming the state file, when it cannot be read or is not a state file.
     pub(super) fn load(&self) -> Result<Option<Saved>, String> {
-        let Store::Dir(path) = self else {
+        let Some(path) = self.file() else {
             return Ok(None);
         };
         let bytes = match std::fs::metadata(path) {
@@ -184,7 +219,7 @@ impl Store {
     /// # Errors
     /// [`PersistError::Write`] naming the file; the previous state file is then untouched.
     pub(super) fn save(&self, current: &Current<'_>) -> Result<(), PersistError> {
-        let Store::Dir(path) = self else {
+        let Some(path) = self.file() else {
             return Ok(());
         };
         if let Some(dir) = path.parent() {
@@ -193,7 +228,38 @@ impl Store {
                 source,
             })?;
         }
-        let saved = Saved {
+        let mut bytes =
+            serde_json::to_vec_pretty(&Saved::of(current)).expect("plain data serialises");
+        bytes.push(b'\n');
+        stage_own(path, &bytes)?.commit(None)
+    }
+}
+
+impl Saved {
+    /// `self`, when its numbers and format are ones this switchback reads (the shared state).
+    ///
+    /// # Errors
+    /// What is wrong with it.
+    pub(super) fn checked(self) -> Result<Saved, String> {
+        let largest = self.rollouts.as_ref().map_or(0, Memo::largest);
+        if self.version > MAX_VERSION || largest > MAX_VERSION {
+            return Err(format!(
+                "the shared state holds version {}; fix or remove it",
+                self.version
+            ));
+        }
+        if self.format != FORMAT {
+            return Err(format!(
+                "the shared state has format {}; this switchback reads {FORMAT}",
+                self.format
+            ));
+        }
+        Ok(self)
+    }
+
+    /// What `current` is saved as.
+    pub(super) fn of(current: &Current<'_>) -> Saved {
+        Saved {
             format: FORMAT,
             version: current.version,
             split: split_json(current.split),
@@ -201,14 +267,9 @@ impl Store {
             file_split: split_json(&positive(current.file_split)),
             affinity: current.affinity.clone(),
             rollouts: Some(current.rollouts.clone()),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&saved).expect("plain data serialises");
-        bytes.push(b'\n');
-        stage_own(path, &bytes)?.commit(None)
+        }
     }
-}
 
-impl Saved {
     /// The saved live split, when it still fits `config`'s pools.
     pub(super) fn split(&self, config: &Config) -> Option<Split> {
         carry(&to_split(&self.split)?, config).ok()
@@ -287,13 +348,19 @@ pub(super) struct Resumed {
     pub(super) version: u64,
     /// Said in the deployment log's `start` entry when the saved split does not apply.
     pub(super) note: Option<String>,
+    /// With shared state: the file's `[split]` changed since the shared state recorded it, so
+    /// the edit is written as a change (the shared split serves until then).
+    pub(super) file_edit: bool,
 }
 
 /// The saved split, unless the config file's `[split]` changed since it was saved (the file's
-/// edit is newer) or it names a pool no longer configured.
-pub(super) fn resume(saved: &Saved, config: &Config) -> Resumed {
+/// edit is newer) or it names a pool no longer configured. With `shared` state the saved split
+/// serves even then: the edit is written as a change right after the start (`file_edit`).
+pub(super) fn resume(saved: &Saved, config: &Config, shared: bool) -> Resumed {
     let file = &config.split;
-    let (split, previous, note) = match (saved.file_unchanged(file), saved.split(config)) {
+    let file_edit = shared && !saved.file_unchanged(file);
+    let unchanged = saved.file_unchanged(file) || shared;
+    let (split, previous, note) = match (unchanged, saved.split(config)) {
         (true, Some(split)) => (split, saved.previous(config), None),
         (true, None) => (
             file.clone(),
@@ -314,5 +381,6 @@ pub(super) fn resume(saved: &Saved, config: &Config) -> Resumed {
         previous,
         version: saved.version,
         note: note.map(str::to_string),
+        file_edit,
     }
 }

@@ -16,6 +16,7 @@ pub(super) struct Ops {
     pub(super) ejections: IntCounterVec,
     pub(super) retries: IntCounterVec,
     pub(super) upstream_response: HistogramVec,
+    pub(super) store_up: IntGauge,
 }
 
 impl Ops {
@@ -32,6 +33,10 @@ impl Ops {
             last_reload_ok: must(IntGauge::new(
                 "switchback_config_last_reload_successful",
                 "1 when the last config reload was applied (or changed nothing), 0 when rejected",
+            )),
+            store_up: must(IntGauge::new(
+                "switchback_state_store_up",
+                "1 while the state store answers (always 1 for a local store), 0 while the shared state is unreachable",
             )),
             last_reload_success: must(IntGauge::new(
                 "switchback_config_last_reload_success_timestamp_seconds",
@@ -76,11 +81,13 @@ impl Ops {
             Box::new(ops.ejections.clone()),
             Box::new(ops.retries.clone()),
             Box::new(ops.upstream_response.clone()),
+            Box::new(ops.store_up.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(family));
         }
         ops.last_reload_ok.set(1);
+        ops.store_up.set(1);
         ops.last_reload_success.set(now());
         ops
     }

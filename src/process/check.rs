@@ -7,8 +7,9 @@ use super::preflight::{certificates, load, preflight};
 use crate::config::Config;
 use crate::control::state::Store;
 
-/// `switchback check [--json]`: what to print and the exit status (0 valid, 1 not).
-pub fn run(path: &Path, json: bool) -> (String, u8) {
+/// `switchback check [--json] [--connect]`: what to print and the exit status (0 valid, 1
+/// not). With `connect`, the `[state] etcd` cluster must answer too.
+pub fn run(path: &Path, json: bool, connect: bool) -> (String, u8) {
     let result = load(path)
         .map_err(|e| {
             let problems = e.problems.iter().map(ToString::to_string).collect();
@@ -22,6 +23,16 @@ pub fn run(path: &Path, json: bool) -> (String, u8) {
                     match crate::control::rollout::pace::summary(name, plan) {
                         Ok(line) => plans.push(line),
                         Err(warning) => warnings.push(warning),
+                    }
+                }
+                if connect {
+                    match crate::control::describe_shared(path, &config) {
+                        Ok(Some(line)) => plans.push(line),
+                        Ok(None) => warnings.push("--connect: no [state] etcd to reach".into()),
+                        Err(e) => {
+                            let problem = format!("state.etcd: {e}");
+                            return Err((problem.clone(), vec![problem]));
+                        }
                     }
                 }
                 let certs = certificates(path, &config).map(|c| c.0).unwrap_or_default();
@@ -69,6 +80,11 @@ pub fn summary(path: &Path, config: &Config) -> String {
     let state = match Store::of(path, config) {
         Store::Dir(file) => format!("; state {}", file.display()),
         Store::ConfigFile(_) => String::new(),
+        Store::Etcd { prefix, .. } => format!(
+            "; shared state on etcd under {} as replica {}",
+            prefix.display(),
+            config.shared.as_ref().map_or("", |s| s.replica.as_str())
+        ),
     };
     let plans = match config.plans.len() {
         0 => String::new(),

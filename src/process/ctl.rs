@@ -31,6 +31,10 @@ pub struct CtlArgs {
     /// CA certificates (PEM) to trust for an `https://` admin URL, besides the system's.
     #[arg(long, env = "SWITCHBACK_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// For split, switch and rollback with shared state: answer once every replica has
+    /// applied the change (at most 5 s; then the replicas still behind are listed).
+    #[arg(long)]
+    pub wait: bool,
     /// Give up when the admin API has not answered within this (`"5s"`, `"500ms"`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
@@ -44,6 +48,8 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Version, split, previous split, pools and backends.
     Status,
+    /// With shared state: every replica, the version it applied, and which one leads.
+    Replicas,
     /// Set the whole split, e.g. `split blue=90 green=10` (pools left out get 0).
     Split {
         /// `pool=percent` pairs.
@@ -143,6 +149,7 @@ fn fetch(args: &CtlArgs) -> Result<Value, CtlError> {
     let (method, path, body) = match &args.command {
         CtlCommand::Rollout(r) => r.request(),
         CtlCommand::Status => ("GET", "/status".to_string(), None),
+        CtlCommand::Replicas => ("GET", "/replicas".to_string(), None),
         CtlCommand::History { limit } => ("GET", format!("/history?limit={limit}"), None),
         CtlCommand::Split { shares, .. } => ("PUT", "/split".into(), Some(split_body(shares)?)),
         CtlCommand::Switch { pool } => ("POST", "/switch".into(), Some(json!({ "to": pool }))),
@@ -157,6 +164,19 @@ fn fetch(args: &CtlArgs) -> Result<Value, CtlError> {
             format!("/backends/{pool}/{backend}/undrain"),
             Some(json!({})),
         ),
+    };
+    let writes_split = matches!(
+        args.command,
+        CtlCommand::Split { .. } | CtlCommand::Switch { .. } | CtlCommand::Rollback
+    );
+    let path = match args.wait && writes_split {
+        true => format!("{path}?wait=all"),
+        false => path,
+    };
+    // `--wait` may take the server's whole 5 s: the answer is worth waiting for.
+    let timeout = match args.wait {
+        true => args.timeout.max(std::time::Duration::from_secs(8)),
+        false => args.timeout,
     };
     let mut headers = Vec::new();
     if let CtlCommand::Split {
@@ -183,13 +203,10 @@ fn fetch(args: &CtlArgs) -> Result<Value, CtlError> {
         &headers,
     );
     let value = runtime
-        .block_on(async { tokio::time::timeout(args.timeout, exchange).await })
+        .block_on(async { tokio::time::timeout(timeout, exchange).await })
         .map_err(|_| CtlError::Unreachable {
             url: args.admin.clone(),
-            reason: format!(
-                "no answer within {}",
-                humantime::format_duration(args.timeout)
-            ),
+            reason: format!("no answer within {}", humantime::format_duration(timeout)),
         })??;
     Ok(value)
 }
@@ -204,6 +221,7 @@ fn render(args: &CtlArgs, value: &Value) -> String {
         CtlCommand::History { .. } => format_history(&value),
         CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => format_drain(&value),
         CtlCommand::Rollout(r) => r.format(&value),
+        CtlCommand::Replicas => format_replicas(&value),
         _ => format_applied(&value),
     }
 }
@@ -234,12 +252,65 @@ fn split_text(split: &Value) -> String {
 }
 
 fn format_applied(v: &Value) -> String {
-    format!(
+    let mut out = format!(
         "version {}: {} (was {})",
         v["version"],
         split_text(&v["split"]),
         split_text(&v["previous_split"])
-    )
+    );
+    if v["local"] == true {
+        out.push_str(
+            "\nlocal only: the shared state is unreachable; written there when it answers again",
+        );
+    }
+    if let Some(applied) = v["replicas"].as_array() {
+        out.push_str(&format!("\napplied on all {} replicas", applied.len()));
+    }
+    if let Some(behind) = v["behind"].as_array() {
+        let names: Vec<String> = behind
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} (at {})",
+                    r["replica"].as_str().unwrap_or("?"),
+                    r["version"]
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "\nnot applied within 5 s by: {}",
+            names.join(", ")
+        ));
+    }
+    out
+}
+
+/// `ctl replicas`: one line per replica.
+fn format_replicas(v: &Value) -> String {
+    let store = &v["store"];
+    let mut out = format!(
+        "store {}{}, version {}",
+        store["kind"].as_str().unwrap_or("?"),
+        match store["connected"].as_bool() {
+            Some(false) => " (unreachable)",
+            _ => "",
+        },
+        v["version"]
+    );
+    for r in v["replicas"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n{:<16} version {:<6} lag {}{}{}",
+            r["replica"].as_str().unwrap_or("?"),
+            r["version"],
+            r["lag"],
+            if r["leader"] == true { "  leader" } else { "" },
+            r["mismatch"]
+                .as_str()
+                .map(|m| format!("  mismatch: {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
 }
 
 fn format_drain(v: &Value) -> String {

@@ -31,7 +31,11 @@ pub fn preflight(
         .map_err(|e| format!("override.token-file: {e}"))?;
     // The state directory first: the deployment log defaults into it.
     let store = Store::of(path, config);
-    if let Store::Dir(file) = &store {
+    if let Store::Dir(file)
+    | Store::Etcd {
+        cache: Some(file), ..
+    } = &store
+    {
         writable(file.parent().unwrap_or(Path::new(".")), "state.dir")?;
         store.load_checked()?;
     }

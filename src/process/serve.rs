@@ -187,6 +187,9 @@ pub fn run(
     };
     let closed = metrics.client_closed.clone();
     let control = Control::start(path, config, text, override_tokens, metrics)?;
+    control
+        .follow_shared(runtime.handle())
+        .map_err(ServeError::ControlPlane)?;
     let _watcher = runtime.block_on(async {
         super::notify::spawn_sighup(control.clone())
             .map_err(|e| ServeError::ControlPlane(format!("SIGHUP handler: {e}")))?;
@@ -329,6 +332,7 @@ pub fn run(
     if let Some(log) = &access_log {
         log.flush(Duration::from_secs(1));
     }
+    control.leave_shared();
     runtime.shutdown_background();
     Ok(())
 }

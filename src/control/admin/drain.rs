@@ -70,7 +70,18 @@ pub(super) async fn set(
             "backend {} of pool {pool} {verb} ({inflight} in flight)",
             backend.name
         );
-        if let Err(e) = control.audit().append(&record) {
+        if let Some(shared) = control.shared() {
+            // Shared: the drain key and its log entry in one transaction; every replica's
+            // watch applies it.
+            let key = (pool.to_string(), backend.name.clone(), drained);
+            if let Err(e) = shared.append(record.clone(), Some(key)).await {
+                backend.health.set_drained(!drained);
+                return fail(StatusCode::SERVICE_UNAVAILABLE, format!("not changed: {e}"));
+            }
+            if let Err(e) = control.audit().append_local(&record) {
+                tracing::warn!(error = %e, "this replica's log misses a drain (the shared log has it)");
+            }
+        } else if let Err(e) = control.audit().append(&record) {
             backend.health.set_drained(!drained);
             return fail(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -49,10 +49,7 @@ pub(super) fn status(status: &Status) -> Value {
         "pools": pools,
         "affinity": affinity(snapshot),
         "override": overrides(snapshot),
-        "state": {
-            "store": status.store.location().0,
-            "path": status.store.location().1.display().to_string(),
-        },
+        "state": state(status),
         "rollout": status.rollout.as_ref().map(|r| json!({
             "id": r.id,
             "to": r.to,
@@ -62,6 +59,24 @@ pub(super) fn status(status: &Status) -> Value {
         })),
         "tls": tls(status),
     })
+}
+
+/// `{"store", "path"}`, and with shared state `connected`, `since`, `replica` (and `mismatch`
+/// while the shared split is not live here).
+fn state(status: &Status) -> Value {
+    let (store, path) = status.store.location();
+    let mut state = json!({ "store": store, "path": path.display().to_string() });
+    if let Some(shared) = &status.shared {
+        state["connected"] = shared.connected.into();
+        state["since"] = humantime::format_rfc3339_millis(shared.since)
+            .to_string()
+            .into();
+        state["replica"] = shared.replica.clone().into();
+        if let Some(mismatch) = &shared.mismatch {
+            state["mismatch"] = mismatch.clone().into();
+        }
+    }
+    state
 }
 
 /// `{"enabled", "listen", "certificates": [{"names", "not_after", "expires_in_seconds",

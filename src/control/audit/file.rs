@@ -46,13 +46,26 @@ pub struct AuditError {
 }
 
 /// The deployment log file and its rotated predecessors.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
     path: PathBuf,
     rotation: Rotation,
     /// Serialises appends, rotations and reads within the process.
     one_at_a_time: Arc<Mutex<()>>,
+    /// With shared state: where every entry appended here also goes (the shared log).
+    forward: Arc<std::sync::OnceLock<Forward>>,
 }
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Hands an entry on to the shared log (without waiting for it).
+pub type Forward = Box<dyn Fn(Entry) + Send + Sync>;
 
 impl AuditLog {
     /// The log at `path` (created on first append).
@@ -61,6 +74,7 @@ impl AuditLog {
             path,
             rotation,
             one_at_a_time: Arc::default(),
+            forward: Arc::default(),
         }
     }
 
@@ -97,6 +111,24 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError`] when the file cannot be opened, written or synced.
     pub fn append(&self, entry: &Entry) -> Result<(), AuditError> {
+        self.append_local(entry)?;
+        if let Some(forward) = self.forward.get() {
+            forward(entry.clone());
+        }
+        Ok(())
+    }
+
+    /// From now on, every entry [`Self::append`] writes also goes to `forward`.
+    pub fn forward_to(&self, forward: Forward) {
+        let _ = self.forward.set(forward);
+    }
+
+    /// Appends `entry` to this replica's file only (a shared change's entry is already in the
+    /// shared log, written in its transaction).
+    ///
+    /// # Errors
+    /// As [`Self::append`].
+    pub fn append_local(&self, entry: &Entry) -> Result<(), AuditError> {
         let mut line = if entry.message.len() > MAX_MESSAGE {
             let mut bounded = entry.clone();
             let mut cut = MAX_MESSAGE;

@@ -45,6 +45,7 @@ fn the_journal_round_trips_and_an_empty_one_is_removed() {
     let split = config("blue = 100").split;
     let journal = Journal {
         rollouts: Some(Memo {
+            last: None,
             next_id: 4,
             active: None,
             last_ended: 3,

@@ -65,6 +65,7 @@ impl Control {
                     version: state.version,
                     split: state.config.split.clone(),
                     before,
+                    local: false,
                 }))
             }
             _ if r.state == Phase::Paused => Ok(None),

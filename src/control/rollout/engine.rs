@@ -50,8 +50,9 @@ async fn follow(control: Arc<Control>) {
             continue;
         };
         let snapshot = control.live().load_full();
-        let readings =
-            [&view.from, &view.to].map(|pool| control.metrics().tallies.get(pool).read());
+        let readings = control
+            .rollout_readings(view.id, [&view.from, &view.to])
+            .await;
         if view.phase == Phase::Smoke {
             // The result is kept: if control could not take it in (say, the log was not
             // writable), it is handed over again next second rather than probing again.

@@ -102,7 +102,10 @@ impl Control {
 
     /// What the engine needs about the active rollout.
     pub async fn rollout_engine_view(&self) -> Option<EngineView> {
-        let state = self.state.lock().await;
+        let mut state = self.state.lock().await;
+        if !self.leads_rollout(&mut state) {
+            return None;
+        }
         let a = state.rollouts.active.as_ref()?;
         Some(EngineView {
             id: a.record.id,

@@ -288,6 +288,19 @@ impl Control {
         actor: &str,
         decision: &Decision,
     ) -> Result<(), ControlError> {
+        // With shared state the engine's moves are fenced on this replica's leadership.
+        state.follow.engine = actor == "rollout";
+        let moved = self.rollout_move_inner(state, actor, decision);
+        state.follow.engine = false;
+        moved
+    }
+
+    fn rollout_move_inner(
+        &self,
+        state: &mut State,
+        actor: &str,
+        decision: &Decision,
+    ) -> Result<(), ControlError> {
         let Some(current) = &state.rollouts.active else {
             return Ok(());
         };
@@ -315,7 +328,9 @@ impl Control {
         let backwards = matches!(decision.kind, Move::RollBack(_) | Move::Abort(_));
         if weight_moves && split != state.config.split {
             if let Err(e) = self.commit_split(state, actor, entry.clone(), split.clone()) {
-                if !backwards {
+                // Shared: a move the cluster did not take is not made here either (the leader
+                // decides again on what it holds; a replica that lost the lead decides nothing).
+                if !backwards || self.shared.is_some() {
                     return Err(e);
                 }
                 self.roll_back_live(state, entry, split, &e);
@@ -362,7 +377,7 @@ impl Control {
     }
 
     /// Publishes the rollout gauges for what `state` holds.
-    fn rollout_gauges(&self, state: &State) {
+    pub(in crate::control) fn rollout_gauges(&self, state: &State) {
         let b = &state.rollouts;
         let record = b.active.as_ref().map(|a| &a.record).or(b.ended.back());
         self.metrics.set_rollout(record.map(super::Rollout::gauge));

@@ -168,6 +168,35 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
     }
 }
 
+/// `record` taken over as it stands (shared state: another replica moved it, or this
+/// replica leads the engine from now on): same phase, step and weight; the step's hold and the
+/// analysis start afresh (the bake's reference kept).
+pub(crate) fn adopt(record: Rollout, config: &Config) -> Active {
+    let weight = (record.weight.as_f64())
+        .and_then(|w| percent_from_f64(w).ok())
+        .unwrap_or(0);
+    let plan = plan_for(&record, config);
+    let mut analysis = Analysis::new(plan.analysis);
+    if let Some(reference) = record.reference {
+        analysis.seed(reference.0);
+    }
+    analysis.bake = weight == crate::config::model::FULL;
+    let waiting_for = (record.state == Phase::Waiting).then(|| match weight {
+        0 => 0,
+        _ => (record.step + 1).min(plan.steps.len().saturating_sub(1)),
+    });
+    Active {
+        record,
+        plan,
+        analysis,
+        weight,
+        since: Instant::now(),
+        waiting_for,
+        last: None,
+        reported: Vec::new(),
+    }
+}
+
 /// The rollout's plan: the config's plan of that name when its steps are unchanged, else the
 /// steps the rollout recorded with that plan's (or the default) other settings.
 fn plan_for(record: &Rollout, config: &Config) -> Arc<Plan> {

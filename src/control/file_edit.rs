@@ -1,0 +1,77 @@
+//! A config-file edit that moves `[split]`, with shared state: written to the cluster once, as
+//! a change by `file`. Every replica sees the same GitOps edit; the first writes it (recording
+//! the file's split as the shared `file_split`), the others find it already applied.
+
+use std::sync::Arc;
+
+use super::audit::{Action, Entry};
+use super::{Control, ControlError, ReloadOutcome, State};
+use crate::config::model::Split;
+use crate::config::Config;
+use crate::data::tokens::Tokens;
+
+/// What a reload had decided: the new config, its override tokens, the keys that need a restart.
+pub(super) type Decided<'a> = (Config, Option<Arc<Tokens>>, &'a [&'a str]);
+
+impl Control {
+    /// Writes the file's new split to the shared state, then applies the whole edit here. When
+    /// another replica wrote first, decides again on the fresh state; when the cluster does not
+    /// answer, the edit waits (the live config stays) and is tried again when it does.
+    pub(super) fn reload_shared(
+        &self,
+        state: &mut State,
+        actor: &str,
+        (config, tokens, needs_restart): Decided<'_>,
+        (old_text, old_file_split): (String, Split),
+    ) -> ReloadOutcome {
+        let before = state.config.split.clone();
+        let mut entry = Entry::now(
+            state.version + 1,
+            actor,
+            Action::Reload,
+            &before,
+            &config.split,
+        );
+        if !needs_restart.is_empty() {
+            entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
+        }
+        let affinity = self.shared_table(state, &config.split);
+        let mut next = super::state::current(state);
+        next.version += 1;
+        next.split = &config.split;
+        next.previous = Some(&before);
+        next.affinity = affinity;
+        match self.commit_shared(state, super::state::Saved::of(&next), Some(&mut entry)) {
+            Ok(()) => {}
+            Err(ControlError::Moved) => {
+                // Undone, then decided again on what the other replica wrote.
+                state.file_text = old_text;
+                state.file_split = old_file_split;
+                if self.sync_locked(state).is_err() {
+                    return ReloadOutcome::Unchanged;
+                }
+                return self.reload_locked(state, actor);
+            }
+            Err(e) => {
+                state.file_text = old_text;
+                state.file_split = old_file_split;
+                tracing::warn!(error = %e, "the config file's new [split] waits for the shared state; the live configuration stays");
+                return ReloadOutcome::Unchanged;
+            }
+        }
+        state.override_tokens = tokens;
+        self.publish(state, config);
+        self.metrics.reload("applied");
+        if let Err(e) = self.audit.append_local(&entry) {
+            tracing::warn!(error = %e, "this replica's log misses a reload (the shared log has it)");
+        }
+        tracing::info!(
+            actor,
+            version = state.version,
+            "config reloaded; its [split] written to the shared state"
+        );
+        ReloadOutcome::Applied {
+            version: state.version,
+        }
+    }
+}
