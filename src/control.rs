@@ -272,6 +272,8 @@ impl Control {
     pub fn retire(&self) {
         self.retired
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // The new process is this replica from now on: lead, heartbeat and counts go.
+        self.leave_shared();
     }
 
     fn is_retired(&self) -> bool {

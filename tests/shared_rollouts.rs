@@ -15,12 +15,9 @@ use serde_json::Value;
 /// How long a leader's death may take to hand over: its lease's TTL, plus 2 s.
 const HANDOVER: Duration = Duration::from_secs(12);
 
+/// A replica with the quick rollout plan.
 async fn replica(cluster: &EtcdCluster, prefix: &str, name: &str, pools: &str) -> TestProxy {
-    let state = format!(
-        "[state]\netcd = {}\netcd-prefix = \"{prefix}\"\nreplica = \"{name}\"\ndir = \"state\"\n",
-        cluster.toml_endpoints()
-    );
-    TestProxy::start("", &format!("{state}\n{QUICK}\n{pools}")).await
+    common::etcd::replica(cluster, prefix, name, &format!("{QUICK}\n{pools}")).await
 }
 
 fn pools(blue: &Upstream, green: &Upstream) -> String {
@@ -100,11 +97,7 @@ async fn until_state(proxy: &TestProxy, states: &[&str], within: Duration) -> Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_started_anywhere_hands_over_when_its_leader_dies_and_completes() {
     let cluster = EtcdCluster::start(3);
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let text = pools(&blue, &green);
+    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
     let mut replicas = [
         replica(&cluster, "/r1", "a", &text).await,
         replica(&cluster, "/r1", "b", &text).await,
@@ -178,11 +171,7 @@ async fn a_rollout_started_anywhere_hands_over_when_its_leader_dies_and_complete
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_past_its_lease_writes_nothing_after_it_resumes() {
     let cluster = EtcdCluster::start(3);
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let text = pools(&blue, &green);
+    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
     let replicas = [
         replica(&cluster, "/r2", "a", &text).await,
         replica(&cluster, "/r2", "b", &text).await,
@@ -286,4 +275,73 @@ async fn a_canary_failing_only_behind_one_replica_is_rolled_back() {
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_during_a_rollout_and_an_etcd_outage_ends_it_locally_and_everywhere_later() {
+    let mut cluster = EtcdCluster::start(3);
+    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let replicas = [
+        replica(&cluster, "/r4", "a", &text).await,
+        replica(&cluster, "/r4", "b", &text).await,
+    ];
+    elected(&replicas[0]).await;
+    let reply = replicas[0]
+        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "quick"}"#)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(
+        targets(vec![replicas[0].addr, replicas[1].addr]),
+        stop.clone(),
+    );
+    poll_until("the canary takes traffic", DEADLINE, || async {
+        json(&replicas[1], "/status").await["split"]["green"] == 10
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = load.await;
+
+    cluster.stop_all();
+    // Pausing fails (nothing changes); the rollback goes live on this replica at once.
+    let reply = replicas[0]
+        .admin("POST", "/rollouts/current/pause", "")
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let reply = replicas[0].admin("POST", "/rollback", "").await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let status = json(&replicas[0], "/status").await;
+    assert_eq!(
+        status["split"],
+        serde_json::json!({"blue": 100, "green": 0}),
+        "{status}"
+    );
+    assert_eq!(
+        json(&replicas[0], "/rollouts/current").await["state"],
+        "rolled-back"
+    );
+    assert_eq!(
+        json(&replicas[1], "/status").await["split"]["green"],
+        10,
+        "b keeps its state"
+    );
+
+    // etcd back: the rollback is written as a change; the other replica ends the rollout too.
+    cluster.restart_all();
+    poll_until("b applies the rollback", DEADLINE, || async {
+        json(&replicas[1], "/status").await["split"]["green"] == 0
+    })
+    .await;
+    let ended = until_state(&replicas[1], &["rolled-back"], DEADLINE).await;
+    assert_eq!(ended["state"], "rolled-back", "{ended}");
+    // And it stays ended: the leader does not step the rollout forward again.
+    let history = json(&replicas[1], "/history?limit=1000").await;
+    let entries = history.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "rollback" && e["replica"] == "a"),
+        "{history}"
+    );
+    assert_eq!(json(&replicas[0], "/status").await["split"]["green"], 0);
 }

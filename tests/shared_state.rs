@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::etcd::EtcdCluster;
+use common::etcd::{replica, EtcdCluster};
 use common::{poll_until, TestProxy, Upstream, DEADLINE};
 use serde_json::Value;
 
@@ -30,15 +30,6 @@ impl Pools {
             split,
         )
     }
-}
-
-/// One replica named `name` on `cluster` under `prefix`, with `extra` tables.
-async fn replica(cluster: &EtcdCluster, prefix: &str, name: &str, pools: &str) -> TestProxy {
-    let state = format!(
-        "[state]\netcd = {}\netcd-prefix = \"{prefix}\"\nreplica = \"{name}\"\ndir = \"state\"\n",
-        cluster.toml_endpoints()
-    );
-    TestProxy::start("", &format!("{state}\n{pools}")).await
 }
 
 async fn version(proxy: &TestProxy) -> u64 {
@@ -246,7 +237,8 @@ async fn an_etcd_outage_changes_no_traffic_refuses_writes_and_a_local_rollback_i
     );
     poll_until("the store gauge says down", DEADLINE, || async {
         let status = a.status().await;
-        status["state"]["connected"] == false
+        let metrics = a.admin("GET", "/metrics", "").await.text();
+        status["state"]["connected"] == false && metrics.contains("switchback_state_store_up 0")
     })
     .await;
     let reply = a

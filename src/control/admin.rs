@@ -180,7 +180,7 @@ async fn history(query: Option<&str>, control: &Control) -> Answer {
             )
         }
     };
-    if let Some(shared) = control.shared() {
+    if let Some(shared) = control.shared().filter(|_| limit > 0) {
         // The shared log holds every replica's entries; this replica's file is the fallback.
         match shared.history(limit).await {
             Ok(newest_first) => return Answer(StatusCode::OK, serde_json::json!(newest_first)),

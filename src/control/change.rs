@@ -114,8 +114,16 @@ impl Control {
         request: &Request,
         if_match: Option<u64>,
     ) -> Result<Applied, ControlError> {
+        let unreachable = self.shared().is_some_and(|s| !s.connected().0);
+        if unreachable && *request == Request::Rollback {
+            // Known to be unreachable: instant switchback does not wait for a timeout first.
+            return self.rollback_locally(state, actor, "shared state unreachable");
+        }
         for _ in 0..MOVED_RETRIES {
             let result = match self.sync_locked(state) {
+                Ok(()) if *request != Request::Rollback && state.follow.mismatch.is_some() => {
+                    self.refuse_if_mismatched(state).map(|()| unreachable!())
+                }
                 Ok(()) => self.change_locked(state, actor, request, if_match),
                 Err(why) => Err(ControlError::Unavailable(why)),
             };
@@ -234,7 +242,11 @@ impl Control {
         split: Split,
     ) -> Result<Applied, ControlError> {
         let affinity = self.shared_table(state, &split);
+        let memo = state.follow.memo_next.take();
         let mut next = super::state::current(state);
+        if let Some(memo) = memo {
+            next.rollouts = memo; // a rollout's move: its record goes with the split
+        }
         next.version += 1;
         next.split = &split;
         if split != before {
@@ -274,12 +286,28 @@ impl Control {
     ///
     /// # Errors
     /// [`ControlError::Conflict`] naming the replica; unreachable.
-    fn every_replica_has(&self, split: &Split) -> Result<(), ControlError> {
+    /// Refuses a write from a replica whose config lacks a pool the shared split names: what
+    /// it would write carries its own last-good split, not the shared one. A rollback (its
+    /// target comes from the shared state) is the exception.
+    ///
+    /// # Errors
+    /// [`ControlError::Conflict`] saying why.
+    pub(super) fn refuse_if_mismatched(&self, state: &State) -> Result<(), ControlError> {
+        match &state.follow.mismatch {
+            Some(why) => Err(ControlError::Conflict(format!(
+                "{why}: send changes through another replica, or add the pool to this one's config"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn every_replica_has(&self, split: &Split) -> Result<(), ControlError> {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
         let replicas = shared.replicas_now().map_err(ControlError::Unavailable)?;
-        for replica in &replicas {
+        // This replica is judged by the config it is about to apply, not its heartbeat's.
+        for replica in replicas.iter().filter(|r| r.replica != shared.replica()) {
             let missing = (split.shares().iter())
                 .find(|(pool, bp)| **bp > 0 && !replica.pools.contains(pool));
             if let Some((pool, _)) = missing {

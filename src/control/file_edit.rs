@@ -25,6 +25,17 @@ impl Control {
         (old_text, old_file_split): (String, Split),
     ) -> ReloadOutcome {
         let before = state.config.split.clone();
+        if let Err(e) = self.every_replica_has(&config.split) {
+            state.file_text = old_text;
+            state.file_split = old_file_split;
+            tracing::warn!(error = %e, "the config file's new [split] is not written to the shared state");
+            if let ControlError::Conflict(_) = e {
+                let message = format!("reload rejected: {e}");
+                self.record_rejection(state, actor, &message);
+                return ReloadOutcome::Rejected;
+            }
+            return ReloadOutcome::Unchanged; // tried again once the cluster answers
+        }
         let mut entry = Entry::now(
             state.version + 1,
             actor,
@@ -64,6 +75,11 @@ impl Control {
         self.metrics.reload("applied");
         if let Err(e) = self.audit.append_local(&entry) {
             tracing::warn!(error = %e, "this replica's log misses a reload (the shared log has it)");
+        }
+        // The edit moved the split: a rollout in progress ends superseded, as with one replica
+        // (a pool at 0 % added or removed moves nothing).
+        if super::state::positive(&state.config.split) != super::state::positive(&before) {
+            self.supersede_rollout(state, actor, "a config-file edit");
         }
         tracing::info!(
             actor,

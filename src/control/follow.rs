@@ -44,15 +44,23 @@ pub(super) struct Follow {
     pub(super) memo: Option<super::state::Memo>,
     /// Set while the rollout engine's move is being written: it is fenced on leadership.
     pub(super) engine: bool,
-    /// The rollout this replica has run the engine for since it took the lead.
-    pub(super) led: Option<u64>,
+    /// The next reload decides on the file even if its text is the one applied (an edit made
+    /// while this replica was down).
+    pub(super) reread: bool,
+    /// At start: the config file's `[split]` the shared state last recorded (`file_split`).
+    pub(super) file_split: Option<Split>,
+    /// The rollouts' memo a rollout's move writes with its split (taken by the commit).
+    pub(super) memo_next: Option<super::state::Memo>,
+    /// The rollout this replica runs the engine for, and the lead (leader key's create
+    /// revision) it runs it under: a new lead is a handover.
+    pub(super) led: Option<(u64, i64)>,
 }
 
 /// A rollback that went live on one replica during an outage, to be written when it ends.
 #[derive(Debug, Clone)]
 pub(super) struct LocalRollback {
-    /// The shared version it rolled back from.
-    pub(super) from: u64,
+    /// The shared state's revision it rolled back from.
+    pub(super) from: i64,
     /// Who asked.
     pub(super) actor: String,
     /// The split before it.
@@ -105,6 +113,7 @@ impl Control {
             state.follow.watch_from
         };
         if let Some(beats) = &self.beats {
+            shared.set_eligible(self.state.blocking_lock().follow.mismatch.is_none());
             shared.spawn_heartbeat(beats.subscribe());
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -156,15 +165,22 @@ impl Control {
     async fn every_second(&self) {
         let pools = {
             let mut state = self.state.lock().await;
+            if state.follow.local_rollback.is_some() {
+                // A rollback made here during an outage is written as soon as the cluster
+                // answers, not at the next change someone else makes.
+                let _ = self.sync_locked(&mut state);
+            }
             self.share_rollouts_if_leading(&mut state);
-            (state.rollouts.active.as_ref()).map(|a| [a.record.from.clone(), a.record.to.clone()])
+            (state.rollouts.active.as_ref())
+                .filter(|_| !self.is_retired())
+                .map(|a| (a.record.id, [a.record.from.clone(), a.record.to.clone()]))
         };
-        if let (Some(pools), Some(shared)) = (pools, &self.shared) {
+        if let (Some((id, pools)), Some(shared)) = (pools, &self.shared) {
             let readings = pools.map(|pool| {
                 let reading = self.metrics.tallies.get(&pool).read();
                 (pool, reading)
             });
-            if let Err(e) = shared.publish_tally(&readings).await {
+            if let Err(e) = shared.publish_tally(id, &readings).await {
                 tracing::debug!(error = %e, "this replica's rollout counts were not published");
             }
         }
@@ -218,15 +234,30 @@ impl Control {
         if rev <= state.follow.rev {
             return;
         }
-        let Some(split) = saved.split(&state.config) else {
-            let why = mismatch(saved);
-            if state.follow.mismatch.as_ref() != Some(&why) {
-                tracing::error!("{why}");
+        let saved = match saved.clone().checked() {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(error = %e, "the shared state is not usable; the live state stays");
+                return;
             }
-            state.follow.mismatch = Some(why);
-            return;
         };
-        state.follow.mismatch = None;
+        let saved = &saved;
+        // A split naming a pool this replica lacks: its last-good split stays, but it takes in
+        // everything else (version, revision, rollouts), so its own writes compare right.
+        let split = match saved.split(&state.config) {
+            Some(split) => {
+                state.follow.mismatch = None;
+                split
+            }
+            None => {
+                let why = mismatch(saved);
+                if state.follow.mismatch.as_ref() != Some(&why) {
+                    tracing::error!("{why}");
+                }
+                state.follow.mismatch = Some(why);
+                state.config.split.clone()
+            }
+        };
         state.previous = saved.previous(&state.config);
         if let Some(file_split) = super::recover::to_split(&saved.file_split) {
             state.file_split = file_split;
@@ -241,6 +272,9 @@ impl Control {
         self.install(state, config);
         state.follow.rev = rev;
         self.follow_rollouts(state, saved.rollouts.as_ref());
+        if let Some(shared) = &self.shared {
+            shared.set_eligible(state.follow.mismatch.is_none());
+        }
         self.save_state(state);
         self.beat(state);
         tracing::info!(version = state.version, split = %state.config.split, "shared change applied");

@@ -21,10 +21,16 @@ impl Control {
         actor: &str,
         why: &str,
     ) -> Result<Applied, ControlError> {
-        let split = state.previous.clone().ok_or(ControlError::NoPrevious)?;
+        // During a rollout: back to where it started, and it ends (as `POST /rollback` always
+        // does); otherwise the previous split.
+        let ending = (state.rollouts.active.as_ref()).map(|a| Self::manual_rollback(a, actor));
+        let split = match &ending {
+            Some((split, _, _)) => split.clone(),
+            None => state.previous.clone().ok_or(ControlError::NoPrevious)?,
+        };
         let before = state.config.split.clone();
         let pending = state.follow.local_rollback.get_or_insert(LocalRollback {
-            from: state.version,
+            from: state.follow.rev,
             actor: actor.to_string(),
             before: before.clone(),
         });
@@ -37,6 +43,12 @@ impl Control {
         state.previous = Some(before.clone());
         let config = state.config.with_split(split.clone());
         self.install(state, config);
+        if let Some((_, next, message)) = ending {
+            tracing::warn!(id = next.record.id, "{message} (on this replica only)");
+            let start = crate::config::percent::checked_split(next.start_bp()).ok();
+            self.end_rollout(state, next.record, start);
+            self.rollout_gauges(state);
+        }
         self.save_state(state);
         let mut entry = Entry::now(state.version, actor, Action::Rollback, &before, &split);
         entry.message = format!(
@@ -64,23 +76,9 @@ impl Control {
         local: &LocalRollback,
     ) -> bool {
         let split = state.config.split.clone();
-        if saved.version != local.from {
-            let mut entry = Entry::now(
-                saved.version,
-                &local.actor,
-                Action::Rollback,
-                &split,
-                &split,
-            );
-            entry.outcome = Outcome::Rejected;
-            entry.message = format!(
-                "the rollback applied on this replica only during the outage is superseded: the shared version moved from {} to {} meanwhile; the shared state applies",
-                local.from, saved.version
-            );
-            tracing::warn!("{}", entry.message);
-            if let Err(e) = self.audit.append(&entry) {
-                tracing::error!(error = %e, "a superseded local rollback is not recorded");
-            }
+        // Anything written since (a change, or a rollout's move that took no version) wins.
+        if rev != local.from {
+            self.superseded(saved, local, "the shared state changed meanwhile");
             return false;
         }
         let mut entry = Entry::now(
@@ -91,16 +89,14 @@ impl Control {
             &split,
         );
         entry.message = "applied on this replica during a shared-state outage; written now".into();
-        state.follow.rev = rev;
+        let at = std::mem::replace(&mut state.follow.rev, rev);
         let affinity = self.shared_table(state, &split);
         let mut next = super::state::current(state);
         next.version = saved.version + 1;
-        next.previous = Some(&local.before);
         next.affinity = affinity;
         match self.commit_shared(state, super::state::Saved::of(&next), Some(&mut entry)) {
             Ok(()) => {
                 state.version = saved.version + 1;
-                state.previous = Some(local.before.clone());
                 let config = state.config.as_ref().clone();
                 self.install(state, config);
                 if let Err(e) = self.audit.append_local(&entry) {
@@ -115,14 +111,33 @@ impl Control {
                 true
             }
             Err(ControlError::Unavailable(e)) => {
+                state.follow.rev = at;
                 tracing::warn!(error = %e, "the local rollback waits for the shared state");
                 state.follow.local_rollback = Some(local.clone());
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the local rollback could not be written; the shared state applies");
+                // Another replica wrote first: superseded, and the shared state applies.
+                state.follow.rev = at;
+                self.superseded(saved, local, &e.to_string());
                 false
             }
+        }
+    }
+
+    /// Records that the local rollback `local` was not written (`why`): the shared state
+    /// (`saved`) applies instead.
+    fn superseded(&self, saved: &Saved, local: &LocalRollback, why: &str) {
+        let split = &local.before;
+        let mut entry = Entry::now(saved.version, &local.actor, Action::Rollback, split, split);
+        entry.outcome = Outcome::Rejected;
+        entry.message = format!(
+            "the rollback applied on this replica only during the outage is superseded ({why}; now version {}); the shared state applies",
+            saved.version
+        );
+        tracing::warn!("{}", entry.message);
+        if let Err(e) = self.audit.append(&entry) {
+            tracing::error!(error = %e, "a superseded local rollback is not recorded");
         }
     }
 }

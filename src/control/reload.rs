@@ -46,7 +46,8 @@ impl Control {
             }
             Err(problem) => return self.reject_text(state, actor, None, &problem.to_string()),
         };
-        if text == state.file_text {
+        let forced = std::mem::take(&mut state.follow.reread);
+        if text == state.file_text && !forced {
             // Back to what is live (say, a rejected edit was reverted).
             state.rejected_text = None;
             state.rejected_reason = None;
@@ -67,9 +68,10 @@ impl Control {
                 return ReloadOutcome::Unchanged;
             }
         }
-        if self.shared.is_some() {
-            // Decide on the shared state as it is now: another replica may have written this
-            // very edit already.
+        // Decide on the shared state as it is now: another replica may have written this very
+        // edit already. (Known unreachable: decided on what was last read; a [split] edit then
+        // waits for the cluster, everything else applies.)
+        if self.shared().is_some_and(|s| s.connected().0) {
             let _ = self.sync_locked(state);
         }
         let config = match parse_off_worker(&text, &state.config, &self.config_path) {

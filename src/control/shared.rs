@@ -63,6 +63,12 @@ pub(crate) struct Shared {
     leader: std::sync::atomic::AtomicI64,
     /// Woken when the leader key goes (its holder's lease lapsed): campaign at once.
     vacant: tokio::sync::Notify,
+    /// Set once this replica leaves (shutdown, or handed over to a new process): no heartbeat,
+    /// campaign or count is written any more.
+    gone: AtomicBool,
+    /// Cleared while this replica cannot serve the shared split (its config lacks a pool):
+    /// it does not lead the rollout engine then.
+    eligible: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -99,6 +105,8 @@ impl Shared {
             renewed: Mutex::new(None),
             leader: std::sync::atomic::AtomicI64::new(0),
             vacant: tokio::sync::Notify::new(),
+            gone: AtomicBool::new(false),
+            eligible: AtomicBool::new(true),
         })
     }
 
@@ -232,6 +240,16 @@ impl Shared {
             Ok(Err(e)) => self.settle(Err(e.to_string())),
             Err(e) => self.settle(Err(e.to_string())),
         }
+    }
+
+    /// Whether this replica may lead the rollout engine (it serves the shared split).
+    pub(crate) fn set_eligible(&self, eligible: bool) {
+        self.eligible.store(eligible, Ordering::SeqCst);
+    }
+
+    /// Whether this replica has left (see `leave`).
+    pub(crate) fn gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 
     /// The runtime the client lives on (the watch and the heartbeat run there).

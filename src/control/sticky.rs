@@ -17,8 +17,8 @@ use crate::data::snapshot::Snapshot;
 /// default); `None` without `[affinity]`.
 pub fn table_path(config_path: &Path, config: &Config) -> Option<PathBuf> {
     let affinity = config.affinity.as_ref()?;
-    if config.state_dir.is_some() {
-        return None; // kept in state.json
+    if config.state_dir.is_some() || config.shared.is_some() {
+        return None; // kept in state.json, or in the shared state
     }
     Some(resolve_beside(config_path, &affinity.table))
 }

@@ -154,10 +154,10 @@ impl Reading {
 
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Reading) {
-        self.requests += other.requests;
-        self.errors += other.errors;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
         for (a, b) in self.latency.iter_mut().zip(other.latency.iter()) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
     }
 

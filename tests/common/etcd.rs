@@ -505,3 +505,31 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// A switchback replica sharing its state on `cluster` under `prefix`, named `name`, with its
+/// runtime files in `state/`, and `rest` (pools, split, plans, …) in its config file.
+pub async fn replica(
+    cluster: &EtcdCluster,
+    prefix: &str,
+    name: &str,
+    rest: &str,
+) -> super::TestProxy {
+    let state = format!(
+        "[state]\netcd = {}\netcd-prefix = \"{prefix}\"\nreplica = \"{name}\"\ndir = \"state\"\n",
+        cluster.toml_endpoints()
+    );
+    super::TestProxy::start("", &format!("{state}\n{rest}")).await
+}
+
+/// Blue and green upstreams, and their pools with every request on blue (a replica's config).
+pub async fn blue_green_pools() -> (super::Upstream, super::Upstream, String) {
+    let (blue, green) = (
+        super::Upstream::start("blue").await,
+        super::Upstream::start("green").await,
+    );
+    let text = super::pools_toml(
+        &[("blue", &[blue.addr]), ("green", &[green.addr])],
+        "blue = 100",
+    );
+    (blue, green, text)
+}

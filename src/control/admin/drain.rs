@@ -2,7 +2,8 @@
 //!
 //! A drained backend gets no new requests; those in flight finish. Draining is live state,
 //! not configuration: it is recorded in the deployment log but not written to the config file,
-//! and a restart starts with every backend undrained.
+//! and a restart starts with every backend undrained. With shared state (`[state] etcd`) a drain
+//! is a key of its own that every replica applies, and a restarting replica reads it again.
 
 use http::StatusCode;
 

@@ -105,7 +105,7 @@ impl Control {
             return local;
         };
         let mut all = vec![(shared.replica().to_string(), local)];
-        match shared.tallies().await {
+        match shared.tallies(id).await {
             Ok(others) => all.extend(others.into_iter().map(|(replica, counts)| {
                 let of = |pool: &str| counts.get(pool).cloned().unwrap_or_default();
                 (replica, [of(pools[0]), of(pools[1])])

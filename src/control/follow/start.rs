@@ -23,6 +23,12 @@ impl Control {
             }
         }
         if std::mem::take(&mut state.follow.file_edit) {
+            // The file was edited while this replica was down: decided against the split the
+            // shared state last recorded from a file, like an edit seen while running.
+            if let Some(recorded) = state.follow.file_split.take() {
+                state.file_split = recorded;
+            }
+            state.follow.reread = true;
             self.reload_locked(state, "file");
         }
     }
@@ -57,6 +63,7 @@ pub(in crate::control) fn at_start(
                 Some((saved, rev)) => {
                     follow.rev = rev;
                     follow.memo = saved.rollouts.clone();
+                    follow.file_split = crate::control::recover::to_split(&saved.file_split);
                     Ok((Some(saved.checked()?), follow))
                 }
                 None => {

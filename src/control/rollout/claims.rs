@@ -2,7 +2,7 @@
 //! while it runs (a paused one is superseded by them), `POST /rollback` always works and ends
 //! it, and a config-file edit that moves the split supersedes it.
 
-use super::active::Move;
+use super::active::{Active, Move};
 use super::machine::Decision;
 use super::ops::split_at;
 use super::{Phase, Reason};
@@ -30,21 +30,11 @@ impl Control {
         match request {
             Request::Rollback => {
                 let active_start = active.start_bp();
-                let start = active.start_bp();
-                let split = crate::config::percent::checked_split(start)
-                    .unwrap_or_else(|_| split_at(&active.start_bp(), &r.from, &r.to, 0));
-                let mut next = active.clone();
+                let (split, next, message) = Self::manual_rollback(active, actor);
                 let decision = Decision {
                     kind: Move::RollBack(Reason::Manual),
-                    message: format!(
-                        "rolled back by {actor} (POST /rollback): the split is back to where rollout {} started ({})",
-                        r.id,
-                        split
-                    ),
+                    message,
                 };
-                next.apply(&decision, std::time::Instant::now(), &super::ops::stamp());
-                next.weight = split.share(&r.to);
-                next.record.weight = crate::control::audit::percent_number(next.weight);
                 let mut entry = Entry::now(
                     state.version + 1,
                     actor,
@@ -55,8 +45,15 @@ impl Control {
                 entry.message = decision.message.clone();
                 entry.rollout = Some(Box::new(next.record.clone()));
                 let before = state.config.split.clone();
-                if let Err(e) = self.commit_split(state, actor, entry.clone(), split.clone()) {
-                    self.roll_back_live(state, entry, split.clone(), &e);
+                state.follow.memo_next = Some(Self::memo_after(state, &next.record, true));
+                let committed = self.commit_split(state, actor, entry.clone(), split.clone());
+                state.follow.memo_next = None;
+                match committed {
+                    // Shared: decided again on what another replica wrote, or (unreachable)
+                    // made live here only (`Control::rollback_locally`).
+                    Err(e) if self.shared().is_some() => return Err(e),
+                    Err(e) => self.roll_back_live(state, entry, split.clone(), &e),
+                    Ok(_) => {}
                 }
                 let start = crate::config::percent::checked_split(active_start).ok();
                 self.end_rollout(state, next.record, start);
@@ -103,8 +100,12 @@ impl Control {
         let mut entry = Entry::now(state.version, actor, Action::RolloutAbort, split, split);
         entry.message = decision.message.clone();
         entry.rollout = Some(Box::new(next.record.clone()));
-        if let Err(e) = self.audit.append(&entry) {
+        let memo = Self::memo_after(state, &next.record, true);
+        if let Err(e) = self.log_rollout(state, &mut entry, memo) {
             tracing::error!(error = %e, "could not record the superseded rollout");
+            if self.shared().is_some() {
+                return; // the shared state still has it: it is not ended here alone
+            }
         }
         tracing::warn!(id = next.record.id, "{}", decision.message);
         let start = crate::config::percent::checked_split(next.start_bp()).ok();
@@ -167,6 +168,30 @@ impl Control {
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "a live rollback is missing from the deployment log");
         }
+    }
+
+    /// `POST /rollback` during rollout `active`: the split it started from (the target at 0 % if
+    /// that no longer fits), the rollout as it ends rolled back, and the sentence that says so.
+    pub(in crate::control) fn manual_rollback(
+        active: &Active,
+        actor: &str,
+    ) -> (Split, Active, String) {
+        let r = &active.record;
+        let split = crate::config::percent::checked_split(active.start_bp())
+            .unwrap_or_else(|_| split_at(&active.start_bp(), &r.from, &r.to, 0));
+        let message = format!(
+        "rolled back by {actor} (POST /rollback): the split is back to where rollout {} started ({})",
+        r.id, split
+    );
+        let mut next = active.clone();
+        let decision = Decision {
+            kind: Move::RollBack(Reason::Manual),
+            message: message.clone(),
+        };
+        next.apply(&decision, std::time::Instant::now(), &super::ops::stamp());
+        next.weight = split.share(&r.to);
+        next.record.weight = crate::control::audit::percent_number(next.weight);
+        (split, next, message)
     }
 
     /// Writes `split` into the config file as it is on disk (an operator's edit that was

@@ -31,7 +31,7 @@ impl Control {
             return;
         };
         let decision = active.first_step();
-        if let Err(e) = self.rollout_move(state, "rollout", &decision) {
+        if let Err(e) = self.engine_move(state, &decision) {
             tracing::error!(error = %e, "could not enter the rollout's first step; will retry");
         }
     }
@@ -56,7 +56,7 @@ impl Control {
                     kind: Move::Abort(Reason::SmokeFailed),
                     message,
                 };
-                if let Err(e) = self.rollout_move(&mut state, "rollout", &decision) {
+                if let Err(e) = self.engine_move(&mut state, &decision) {
                     tracing::error!(error = %e, "could not record the failed smoke check");
                 }
             }
@@ -91,7 +91,7 @@ impl Control {
         if let Move::WouldRollBack(_) = decision.kind {
             tracing::warn!(id, "{}", decision.message);
         }
-        match self.rollout_move(&mut state, "rollout", &decision) {
+        match self.engine_move(&mut state, &decision) {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, decision = %decision.message, "could not record the rollout's decision; will retry");

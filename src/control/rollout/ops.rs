@@ -108,7 +108,42 @@ impl Control {
         if self.is_retired() {
             return Err(ControlError::Retired.into());
         }
-        self.reload_locked(&mut state, "file");
+        self.on_fresh_state(&mut state, |state| {
+            self.rollout_start_locked(state, actor, req.clone())
+        })
+    }
+
+    /// With shared state, runs `act` on the state read from the cluster just before, and again
+    /// when another replica wrote first; 503 when the cluster does not answer.
+    fn on_fresh_state<T>(
+        &self,
+        state: &mut State,
+        mut act: impl FnMut(&mut State) -> Result<T, RolloutError>,
+    ) -> Result<T, RolloutError> {
+        if self.shared().is_none() {
+            return act(state);
+        }
+        for _ in 0..8 {
+            self.sync_locked(state).map_err(ControlError::Unavailable)?;
+            self.refuse_if_mismatched(state)?;
+            match act(state) {
+                Err(RolloutError::Control(ControlError::Moved)) => continue,
+                result => return result,
+            }
+        }
+        Err(ControlError::Unavailable(
+            "other replicas kept changing the shared state; retry".into(),
+        )
+        .into())
+    }
+
+    fn rollout_start_locked(
+        &self,
+        state: &mut State,
+        actor: &str,
+        req: StartRequest,
+    ) -> Result<Rollout, RolloutError> {
+        self.reload_locked(state, "file");
         if let Some(active) = &state.rollouts.active {
             return Err(RolloutError::Conflict(format!(
                 "rollout {} ({} → {}) is {}; wait for it to end, or abort it first",
@@ -118,7 +153,7 @@ impl Control {
                 active.record.state.name()
             )));
         }
-        let mut active = self.new_rollout(&state, req)?;
+        let mut active = self.new_rollout(state, req)?;
         let recent = self.metrics.tallies.recent();
         let before = active.analysis.reference().0.requests > 0;
         active.record.warnings = super::pace::at_recent(recent, &active.plan, before);
@@ -126,7 +161,7 @@ impl Control {
             tracing::warn!("rollout: {warning}");
         }
         let id = active.record.id;
-        state.rollouts.next_id = id + 1;
+        let prior_id = std::mem::replace(&mut state.rollouts.next_id, id + 1);
         let split = split_at(
             &active.start_bp(),
             &active.record.from,
@@ -143,11 +178,19 @@ impl Control {
         entry.message = active.record.message.clone();
         entry.rollout = Some(Box::new(active.record.clone()));
         let moved = split != state.config.split;
-        if moved {
-            self.commit_split(&mut state, actor, entry, split)?;
+        let memo = Self::memo_after(state, &active.record, false);
+        let committed = if moved {
+            state.follow.memo_next = Some(memo);
+            let committed = self.commit_split(state, actor, entry, split).map(|_| ());
+            state.follow.memo_next = None;
+            committed
         } else {
             entry.version = state.version;
-            self.audit.append(&entry).map_err(ControlError::from)?;
+            self.log_rollout(state, &mut entry, memo)
+        };
+        if let Err(e) = committed {
+            state.rollouts.next_id = prior_id; // not started: its id stays free
+            return Err(e.into());
         }
         tracing::info!(actor, id, to = %active.record.to, plan = %active.record.plan, "rollout started");
         let record = active.record.clone();
@@ -157,10 +200,12 @@ impl Control {
             .active
             .as_ref()
             .is_some_and(|a| a.plan.smoke.is_none())
+            && self.shared().is_none_or(|s| s.is_leader())
         {
-            self.rollout_first_step(&mut state);
+            // (With shared state on another replica, the leader's engine enters it.)
+            self.rollout_first_step(state);
         }
-        self.rollouts_changed(&mut state);
+        self.rollouts_changed(state);
         Ok(state
             .rollouts
             .active
@@ -242,7 +287,18 @@ impl Control {
         if self.is_retired() {
             return Err(ControlError::Retired.into());
         }
-        self.reload_locked(&mut state, "file");
+        self.on_fresh_state(&mut state, |state| {
+            self.rollout_act_locked(state, actor, action)
+        })
+    }
+
+    fn rollout_act_locked(
+        &self,
+        state: &mut State,
+        actor: &str,
+        action: Operator,
+    ) -> Result<Rollout, RolloutError> {
+        self.reload_locked(state, "file");
         let Some(active) = &state.rollouts.active else {
             return Err(match state.rollouts.ended.back() {
                 Some(last) => RolloutError::Conflict(format!(
@@ -255,7 +311,7 @@ impl Control {
         };
         let id = active.record.id;
         let decision = active.operator(action).map_err(RolloutError::Conflict)?;
-        self.rollout_move(&mut state, actor, &decision)?;
+        self.rollout_move(state, actor, &decision)?;
         let record = match &state.rollouts.active {
             Some(a) => a.record.clone(),
             None => state
@@ -288,9 +344,23 @@ impl Control {
         actor: &str,
         decision: &Decision,
     ) -> Result<(), ControlError> {
-        // With shared state the engine's moves are fenced on this replica's leadership.
-        state.follow.engine = actor == "rollout";
-        let moved = self.rollout_move_inner(state, actor, decision);
+        self.rollout_move_inner(state, actor, decision)
+    }
+
+    /// [`Self::rollout_move`] for the engine: with shared state fenced on this replica's lead
+    /// (refused when it does not lead any more).
+    pub(in crate::control) fn engine_move(
+        &self,
+        state: &mut State,
+        decision: &Decision,
+    ) -> Result<(), ControlError> {
+        if self.shared().is_some_and(|s| !s.is_leader()) {
+            return Err(ControlError::Unavailable(
+                "this replica does not lead the rollout engine".into(),
+            ));
+        }
+        state.follow.engine = true;
+        let moved = self.rollout_move_inner(state, "rollout", decision);
         state.follow.engine = false;
         moved
     }
@@ -326,8 +396,12 @@ impl Control {
             Move::Pause(_) | Move::Resume | Move::WouldRollBack(_) | Move::Wait(_)
         );
         let backwards = matches!(decision.kind, Move::RollBack(_) | Move::Abort(_));
+        let memo = Self::memo_after(state, &next.record, ends(decision.kind));
         if weight_moves && split != state.config.split {
-            if let Err(e) = self.commit_split(state, actor, entry.clone(), split.clone()) {
+            state.follow.memo_next = Some(memo);
+            let committed = self.commit_split(state, actor, entry.clone(), split.clone());
+            state.follow.memo_next = None;
+            if let Err(e) = committed {
                 // Shared: a move the cluster did not take is not made here either (the leader
                 // decides again on what it holds; a replica that lost the lead decides nothing).
                 if !backwards || self.shared.is_some() {
@@ -341,7 +415,7 @@ impl Control {
             if let Move::WouldRollBack(_) = decision.kind {
                 entry.outcome = Outcome::Rejected; // a dry run: the rollback was not made
             }
-            self.audit.append(&entry)?;
+            self.log_rollout(state, &mut entry, memo)?;
         }
         tracing::info!(actor, id = next.record.id, state = next.record.state.name(), weight = %format_percent(next.weight), "rollout: {}", decision.message);
         if ends(decision.kind) {

@@ -169,8 +169,8 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
 }
 
 /// `record` taken over as it stands (shared state: another replica moved it, or this
-/// replica leads the engine from now on): same phase, step and weight; the step's hold and the
-/// analysis start afresh (the bake's reference kept).
+/// replica leads the engine from now on): same phase, step and weight, the step's hold counted
+/// from the step's start; the analysis starts afresh (the bake's reference kept).
 pub(crate) fn adopt(record: Rollout, config: &Config) -> Active {
     let weight = (record.weight.as_f64())
         .and_then(|w| percent_from_f64(w).ok())
@@ -185,12 +185,20 @@ pub(crate) fn adopt(record: Rollout, config: &Config) -> Active {
         0 => 0,
         _ => (record.step + 1).min(plan.steps.len().saturating_sub(1)),
     });
+    // The step's hold goes on from when the step began (its record says when), not afresh.
+    // At most half the step's time limit counts as held already, so the fresh evidence has
+    // time of its own before the step could be judged inconclusive.
+    let began = (record.step_started.as_deref())
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map(|ago| ago.min(plan.max_step_time / 2))
+        .and_then(|ago| Instant::now().checked_sub(ago));
     Active {
         record,
         plan,
         analysis,
         weight,
-        since: Instant::now(),
+        since: began.unwrap_or_else(Instant::now),
         waiting_for,
         last: None,
         reported: Vec::new(),

@@ -21,9 +21,17 @@ impl Control {
         let book = &mut state.rollouts;
         book.next_id = book.next_id.max(memo.next_id);
         match &memo.active {
+            Some(record) if record.steps.is_empty() || record.step >= record.steps.len() => {
+                tracing::error!(
+                    id = record.id,
+                    "the shared rollout record is not usable (its steps); not taken in"
+                );
+            }
             Some(record) => {
                 let same = (book.active.as_ref()).is_some_and(|a| same_move(&a.record, record));
                 if !same {
+                    // Active in the shared state: not ended here, whatever this replica thought.
+                    book.ended.retain(|r| r.id != record.id);
                     if let Some(old) = book.active.take().filter(|a| a.record.id != record.id) {
                         file_ended(book, memo, old.record);
                     }
@@ -43,13 +51,59 @@ impl Control {
         self.rollout_gauges(state);
     }
 
+    /// The rollouts' memo once `next` is taken in (`ends`: it ended with this move).
+    pub(in crate::control) fn memo_after(state: &State, next: &Rollout, ends: bool) -> Memo {
+        let mut memo = memo(state);
+        match ends {
+            true => {
+                memo.active = None;
+                memo.last_ended = memo.last_ended.max(next.id);
+                memo.last = Some(next.clone());
+            }
+            false => memo.active = Some(next.clone()),
+        }
+        memo
+    }
+
+    /// Records a rollout `entry` that moves no weight: with shared state in one transaction with
+    /// the rollouts' `memo` as it will be (fenced for the engine's moves), then in this
+    /// replica's file; otherwise in the deployment log.
+    ///
+    /// # Errors
+    /// The log could not be written; with shared state [`ControlError::Moved`] or
+    /// [`ControlError::Unavailable`].
+    pub(in crate::control) fn log_rollout(
+        &self,
+        state: &mut State,
+        entry: &mut Entry,
+        memo: Memo,
+    ) -> Result<(), ControlError> {
+        if self.shared().is_none() {
+            return self.audit.append(entry).map_err(ControlError::from);
+        }
+        let mut current = crate::control::state::current(state);
+        current.rollouts = memo;
+        let saved = Saved::of(&current);
+        self.commit_shared(state, saved, Some(entry))?;
+        if let Err(e) = self.audit.append_local(entry) {
+            tracing::warn!(error = %e, "this replica's log misses a rollout entry (the shared log has it)");
+        }
+        Ok(())
+    }
+
     /// Writes the rollouts' memo to the shared state when it differs from the one there (the
-    /// engine's evidence aside). A write that fails is retried by the leader's next second.
+    /// engine's evidence aside): the moves write it with them, so this catches only what no
+    /// move carried. A write that fails is retried by the leader's next second.
     pub(in crate::control) fn share_rollouts(&self, state: &mut State) {
+        if state.follow.mismatch.is_some() {
+            return; // it would write this replica's split over the shared one
+        }
         let now = memo(state);
         if state.follow.memo.as_ref().map(without_evidence) == Some(without_evidence(&now)) {
-            self.save_state(state);
             return;
+        }
+        if self.shared().is_some_and(|s| !s.connected().0) && !state.follow.engine {
+            return; // tried again by the leader once the cluster answers
         }
         let saved = Saved::of(&crate::control::state::current(state));
         match self.commit_shared(state, saved, None) {
@@ -77,16 +131,15 @@ impl Control {
         let Some(shared) = self.shared() else {
             return true;
         };
-        if !shared.is_leader() {
-            state.follow.led = None;
+        let Some(lead) = shared.fence() else {
             return false;
-        }
+        };
         let Some(active) = &state.rollouts.active else {
             return true;
         };
         let id = active.record.id;
-        if state.follow.led != Some(id) {
-            state.follow.led = Some(id);
+        if state.follow.led != Some((id, lead)) {
+            state.follow.led = Some((id, lead));
             let split = &state.config.split;
             let mut entry = Entry::now(
                 state.version,
@@ -120,9 +173,8 @@ fn file_ended(book: &mut Book, memo: &Memo, record: Rollout) {
     let ended = (memo.last.clone())
         .filter(|last| last.id == record.id)
         .unwrap_or(record);
-    if !book.ended.iter().any(|r| r.id == ended.id) {
-        book.end(ended);
-    }
+    book.ended.retain(|r| r.id != ended.id); // the shared account wins over this replica's
+    book.end(ended);
 }
 
 /// Whether two records are the same move (the evidence, refreshed every second, aside).

@@ -50,11 +50,20 @@ impl Shared {
         self.runtime().spawn(async move {
             let key = shared.key(&format!("replicas/{}", shared.replica()));
             loop {
+                if shared.gone() {
+                    return;
+                }
                 let mut beat = beats.borrow_and_update().clone();
                 beat.heartbeat =
                     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
                 beat.leader = shared.is_leader();
                 match shared.beat(&key, &beat).await {
+                    Ok(()) if shared.gone() => {
+                        // Left while this beat was in flight: its lease goes too.
+                        shared.gone.store(false, Ordering::SeqCst);
+                        shared.leave();
+                        return;
+                    }
                     Ok(()) => {
                         let led = beat.leader;
                         shared.campaign().await;
@@ -84,6 +93,7 @@ impl Shared {
         let lease = self
             .run(move |mut client| async move {
                 let mut lease = lease;
+                let mut granted = false;
                 if lease != 0 {
                     let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
                     keeper.keep_alive().await?;
@@ -94,13 +104,19 @@ impl Shared {
                 }
                 if lease == 0 {
                     lease = client.lease_grant(LEASE_TTL, None).await?.id();
+                    granted = true;
                 }
                 client
                     .put(key, value, Some(PutOptions::new().with_lease(lease)))
                     .await?;
-                Ok(lease)
+                Ok((lease, granted))
             })
             .await?;
+        let (lease, granted) = lease;
+        if granted {
+            // A new lease: any lead held under the old one is gone with it.
+            self.resign("its lease lapsed");
+        }
         self.lease.store(lease, Ordering::SeqCst);
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         Ok(())
@@ -111,6 +127,27 @@ impl Shared {
     async fn campaign(&self) {
         let lease = self.lease.load(Ordering::SeqCst);
         let (key, me) = (self.key("leader"), self.replica().to_string());
+        if !self.eligible.load(Ordering::SeqCst) {
+            // Cannot serve the shared split: hands the lead on if it holds it.
+            if self.leader.load(Ordering::SeqCst) != 0 {
+                let step_down = self
+                    .run(move |mut client| async move {
+                        let txn = Txn::new()
+                            .when(vec![
+                                Compare::value(key.as_str(), CompareOp::Equal, me.as_str()),
+                                Compare::lease(key.as_str(), CompareOp::Equal, lease),
+                            ])
+                            .and_then(vec![TxnOp::delete(key.as_str(), None)]);
+                        client.txn(txn).await.map(|_| ())
+                    })
+                    .await;
+                if let Err(e) = step_down {
+                    tracing::warn!(error = %e, "the leader key was not handed on; it lapses with the lease");
+                }
+            }
+            self.resign("its config lacks a pool the shared split names");
+            return;
+        }
         let held = self
             .run(move |mut client| async move {
                 let txn = Txn::new()
@@ -172,7 +209,7 @@ impl Shared {
     /// `None` when this replica does not lead.
     pub(crate) fn fence(&self) -> Option<i64> {
         let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = renewed.is_some_and(|at| at.elapsed() < LEAD_WITHIN);
+        let fresh = renewed.is_some_and(|at| at.elapsed() < LEAD_WITHIN) && !self.gone();
         let created = self.leader.load(Ordering::SeqCst);
         (fresh && created != 0).then_some(created)
     }
@@ -205,6 +242,9 @@ impl Shared {
     /// Gives up this replica's lease (at shutdown): its heartbeat, counts and any lead go at
     /// once, so another replica takes the engine over without waiting for the TTL.
     pub(crate) fn leave(&self) {
+        if self.gone.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let lease = self.lease.swap(0, Ordering::SeqCst);
         self.leader.store(0, Ordering::SeqCst);
         if lease != 0 {

@@ -30,7 +30,7 @@ impl Counts {
 
     fn reading(&self) -> Reading {
         let mut latency = [0; BUCKETS];
-        for (slot, n) in latency.iter_mut().zip(&self.latency) {
+        for (slot, n) in latency.iter_mut().zip(self.latency.iter().take(BUCKETS)) {
             *slot = *n;
         }
         Reading {
@@ -41,6 +41,13 @@ impl Counts {
     }
 }
 
+/// What a replica publishes: its counters for one rollout's pools.
+#[derive(Debug, Serialize, Deserialize)]
+struct Published {
+    rollout: u64,
+    pools: BTreeMap<String, Counts>,
+}
+
 /// Every replica's counters, by replica, then by pool.
 pub(crate) type Tallies = BTreeMap<String, BTreeMap<String, Reading>>;
 
@@ -49,15 +56,22 @@ impl Shared {
     ///
     /// # Errors
     /// Unreachable.
-    pub(crate) async fn publish_tally(&self, pools: &[(String, Reading); 2]) -> Result<(), String> {
+    pub(crate) async fn publish_tally(
+        &self,
+        rollout: u64,
+        pools: &[(String, Reading); 2],
+    ) -> Result<(), String> {
         let lease = self.lease.load(Ordering::SeqCst);
-        if lease == 0 {
+        if lease == 0 || self.gone() {
             return Ok(());
         }
-        let counts: BTreeMap<&str, Counts> = (pools.iter())
-            .map(|(pool, reading)| (pool.as_str(), Counts::of(reading)))
-            .collect();
-        let value = serde_json::to_vec(&counts).expect("plain data serialises");
+        let published = Published {
+            rollout,
+            pools: (pools.iter())
+                .map(|(pool, reading)| (pool.clone(), Counts::of(reading)))
+                .collect(),
+        };
+        let value = serde_json::to_vec(&published).expect("plain data serialises");
         let key = self.key(&format!("tally/{}", self.replica()));
         self.run(move |mut client| async move {
             let options = PutOptions::new().with_lease(lease);
@@ -66,11 +80,12 @@ impl Shared {
         .await
     }
 
-    /// Every other replica's published counters.
+    /// Every other replica's published counters for `rollout` (others are stale: left from an
+    /// earlier rollout).
     ///
     /// # Errors
     /// Unreachable.
-    pub(crate) async fn tallies(&self) -> Result<Tallies, String> {
+    pub(crate) async fn tallies(&self, rollout: u64) -> Result<Tallies, String> {
         let prefix = self.key("tally/");
         let listed = self
             .run(move |mut client| async move {
@@ -96,12 +111,14 @@ impl Shared {
             if replica == self.replica() {
                 continue;
             }
-            if let Ok(counts) = serde_json::from_slice::<BTreeMap<String, Counts>>(&value) {
-                let pools = counts
-                    .iter()
-                    .map(|(p, c)| (p.clone(), c.reading()))
-                    .collect();
-                tallies.insert(replica.to_string(), pools);
+            match serde_json::from_slice::<Published>(&value) {
+                Ok(published) if published.rollout == rollout => {
+                    let pools = (published.pools.iter())
+                        .map(|(p, c)| (p.clone(), c.reading()))
+                        .collect();
+                    tallies.insert(replica.to_string(), pools);
+                }
+                _ => {}
             }
         }
         Ok(tallies)

@@ -41,7 +41,11 @@ pub(crate) fn spawn(shared: Arc<Shared>, from: i64, to: UnboundedSender<Event>) 
             if to.is_closed() {
                 return;
             }
-            follow(&shared, after, &to).await;
+            // Not read yet (the cluster was unreachable at start): read everything first, never
+            // replay the key's history from revision 1.
+            if after > 0 {
+                follow(&shared, after, &to).await;
+            }
             // The watch ended: read everything again once the cluster answers.
             loop {
                 tokio::time::sleep(RETRY).await;
