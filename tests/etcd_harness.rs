@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::etcd::{base64_encode, EtcdCluster};
+use common::etcd::EtcdCluster;
+use common::gateway::base64_encode;
 use serde_json::json;
 
 #[test]

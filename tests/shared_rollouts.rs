@@ -17,7 +17,7 @@ const HANDOVER: Duration = Duration::from_secs(12);
 
 /// A replica with the quick rollout plan.
 async fn replica(cluster: &EtcdCluster, prefix: &str, name: &str, pools: &str) -> TestProxy {
-    common::etcd::replica(cluster, prefix, name, &format!("{QUICK}\n{pools}")).await
+    common::replicas::replica(cluster, prefix, name, &format!("{QUICK}\n{pools}")).await
 }
 
 fn pools(blue: &Upstream, green: &Upstream) -> String {
@@ -33,9 +33,14 @@ async fn json(proxy: &TestProxy, path: &str) -> Value {
     serde_json::from_slice(&reply.body).unwrap()
 }
 
-/// The replica that leads, as `asked` sees it.
+/// The replica that leads, as `asked` sees it (`None` also while it cannot read the replicas:
+/// on a loaded machine an etcd call may time out, and `/replicas` answers 503 then).
 async fn leader(asked: &TestProxy) -> Option<String> {
-    let replicas = json(asked, "/replicas").await;
+    let reply = asked.admin("GET", "/replicas", "").await;
+    if reply.status != 200 {
+        return None;
+    }
+    let replicas: Value = serde_json::from_slice(&reply.body).unwrap();
     replicas["replicas"]
         .as_array()?
         .iter()
@@ -97,7 +102,7 @@ async fn until_state(proxy: &TestProxy, states: &[&str], within: Duration) -> Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_started_anywhere_hands_over_when_its_leader_dies_and_completes() {
     let cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let mut replicas = [
         replica(&cluster, "/r1", "a", &text).await,
         replica(&cluster, "/r1", "b", &text).await,
@@ -171,7 +176,7 @@ async fn a_rollout_started_anywhere_hands_over_when_its_leader_dies_and_complete
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_past_its_lease_writes_nothing_after_it_resumes() {
     let cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let replicas = [
         replica(&cluster, "/r2", "a", &text).await,
         replica(&cluster, "/r2", "b", &text).await,
@@ -280,7 +285,7 @@ async fn a_canary_failing_only_behind_one_replica_is_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_during_a_rollout_and_an_etcd_outage_ends_it_locally_and_everywhere_later() {
     let mut cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let replicas = [
         replica(&cluster, "/r4", "a", &text).await,
         replica(&cluster, "/r4", "b", &text).await,
@@ -344,4 +349,63 @@ async fn a_rollback_during_a_rollout_and_an_etcd_outage_ends_it_locally_and_ever
         "{history}"
     );
     assert_eq!(json(&replicas[0], "/status").await["split"]["green"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_and_resumes_through_replicas_that_do_not_lead() {
+    let cluster = EtcdCluster::start(3);
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
+    let replicas = [
+        replica(&cluster, "/r5", "a", &text).await,
+        replica(&cluster, "/r5", "b", &text).await,
+        replica(&cluster, "/r5", "c", &text).await,
+    ];
+    let first = elected(&replicas[0]).await;
+    let followers: Vec<&TestProxy> = replicas
+        .iter()
+        .zip(["a", "b", "c"])
+        .filter(|(_, name)| *name != first)
+        .map(|(proxy, _)| proxy)
+        .collect();
+    let reply = followers[0]
+        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "quick"}"#)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(
+        targets(replicas.iter().map(|r| r.addr).collect()),
+        stop.clone(),
+    );
+    until_state(followers[1], &["running"], DEADLINE).await;
+    // Paused through a follower: every replica, the leader included, holds still.
+    let reply = followers[1]
+        .admin("POST", "/rollouts/current/pause", "")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for proxy in &replicas {
+        until_state(proxy, &["paused"], DEADLINE).await;
+    }
+    let held = json(followers[0], "/rollouts/current").await;
+    let split = json(followers[0], "/status").await["split"].clone();
+    // A paused rollout does not move however long it is held (the plan's holds are 2 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(json(followers[0], "/status").await["split"], split);
+    assert_eq!(
+        json(followers[1], "/rollouts/current").await["step"],
+        held["step"]
+    );
+    // Resumed through the other follower: the leader takes it on to the end.
+    let reply = followers[0]
+        .admin("POST", "/rollouts/current/resume", "")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ended = until_state(
+        followers[1],
+        &["promoted", "rolled-back", "aborted"],
+        Duration::from_secs(60),
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = load.await;
+    assert_eq!(ended["state"], "promoted", "{ended}");
 }

@@ -6,7 +6,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::etcd::{replica, EtcdCluster};
+use common::etcd::EtcdCluster;
+use common::replicas::replica;
 use common::{poll_until, TestProxy, Upstream, DEADLINE};
 use serde_json::Value;
 
@@ -103,8 +104,7 @@ async fn a_split_written_through_one_replica_is_live_on_every_replica() {
     }
 
     // GET /replicas lists all three at the new version; /status names the store.
-    let replicas: Value =
-        serde_json::from_slice(&b.admin("GET", "/replicas", "").await.body).unwrap();
+    let replicas = common::replicas::replicas(&b).await;
     let rows = replicas["replicas"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{replicas}");
     assert!(rows.iter().all(|r| r["version"] == start + 2), "{replicas}");

@@ -5,7 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use common::etcd::{replica, EtcdCluster};
+use common::etcd::EtcdCluster;
+use common::replicas::replica;
 use common::{binary, poll_until, TestProxy, Upstream, DEADLINE};
 use serde_json::Value;
 
@@ -16,7 +17,7 @@ async fn version(proxy: &TestProxy) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stalled_past_a_compaction_converges() {
     let cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let a = replica(&cluster, "/e1", "a", &text).await;
     let c = replica(&cluster, "/e1", "c", &text).await;
     c.signal(19); // SIGSTOP: its watch falls behind
@@ -92,8 +93,7 @@ async fn a_split_naming_a_pool_one_replica_lacks_is_refused_but_rollback_is_not(
     .await;
     let status = lean.status().await;
     assert!(status["state"]["mismatch"].is_null(), "{status}");
-    let replicas: Value =
-        serde_json::from_slice(&a.admin("GET", "/replicas", "").await.body).unwrap();
+    let replicas = common::replicas::replicas(&a).await;
     assert_eq!(
         replicas["replicas"].as_array().unwrap().len(),
         2,
@@ -104,7 +104,7 @@ async fn a_split_naming_a_pool_one_replica_lacks_is_refused_but_rollback_is_not(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_reports_the_cluster_or_fails_when_it_is_down() {
     let mut cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let a = replica(&cluster, "/e3", "a", &text).await;
     let check = |connect: bool| {
         let mut cmd = Command::new(binary());
@@ -141,7 +141,7 @@ async fn check_connect_reports_the_cluster_or_fails_when_it_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitops_edit_made_while_the_replicas_were_down_is_written_once_when_they_start() {
     let cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let mut replicas = [
         replica(&cluster, "/e4", "a", &text).await,
         replica(&cluster, "/e4", "b", &text).await,
@@ -246,7 +246,7 @@ async fn a_gitops_edit_adding_a_pool_with_a_share_applies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_started_while_etcd_is_down_serves_its_cache_then_follows_the_cluster() {
     let mut cluster = EtcdCluster::start(3);
-    let (_blue, _green, text) = common::etcd::blue_green_pools().await;
+    let (_blue, _green, text) = common::replicas::blue_green_pools().await;
     let mut a = replica(&cluster, "/e7", "a", &text).await;
     let b = replica(&cluster, "/e7", "b", &text).await;
     let reply = a

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 pub mod clients;
 pub mod etcd;
+pub mod gateway;
 pub mod load;
 pub mod metrics;
 pub mod raw;
+pub mod replicas;
 pub mod rollout;
 pub mod tls;
 
