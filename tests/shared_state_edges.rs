@@ -48,7 +48,8 @@ async fn a_split_naming_a_pool_one_replica_lacks_is_refused_but_rollback_is_not(
         "blue = 100",
     );
     let only_blue = common::pools_toml(&[("blue", &[blue.addr])], "blue = 100");
-    let a = replica(&cluster, "/e2", "a", &both).await;
+    let plan = "[plans.quick]\nsteps = [{ weight = 100 }]\n";
+    let a = replica(&cluster, "/e2", "a", &format!("{plan}\n{both}")).await;
     let reply = a
         .admin("PUT", "/split", r#"{"blue": 50, "green": 50}"#)
         .await;
@@ -93,6 +94,16 @@ async fn a_split_naming_a_pool_one_replica_lacks_is_refused_but_rollback_is_not(
     .await;
     let status = lean.status().await;
     assert!(status["state"]["mismatch"].is_null(), "{status}");
+    // A rollout to a pool that replica lacks could not be served there: refused too.
+    let reply = a
+        .admin("POST", "/rollouts", r#"{"to": "green", "plan": "quick"}"#)
+        .await;
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(
+        reply.text().contains("replica lean has no pool green"),
+        "{}",
+        reply.text()
+    );
     let replicas = common::replicas::replicas(&a).await;
     assert_eq!(
         replicas["replicas"].as_array().unwrap().len(),

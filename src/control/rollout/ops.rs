@@ -154,6 +154,9 @@ impl Control {
             )));
         }
         let mut active = self.new_rollout(state, req)?;
+        // Shared: every live replica must have both pools, or it could not serve the steps.
+        let both = [&active.record.from, &active.record.to].map(|p| (p.clone(), FULL / 2));
+        self.every_replica_has(&Split::new(both.into_iter().collect()))?;
         let recent = self.metrics.tallies.recent();
         let before = active.analysis.reference().0.requests > 0;
         active.record.warnings = super::pace::at_recent(recent, &active.plan, before);
