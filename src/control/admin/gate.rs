@@ -4,7 +4,8 @@
 //!   `[v6]:port`), `localhost:port`, or a host in `[admin] allowed-hosts` (any port) → else 421.
 //!   A DNS-rebinding page reaches the listener under its own name, which is not on the list.
 //! - A request with `Origin` is refused (403) unless the origin is the admin's own
-//!   (`http://<Host>`) or listed in `[admin] allowed-origins`. Browsers send `Origin` on every
+//!   (`http://<Host>`, or `https://<Host>` with `[admin] tls`) or listed in
+//!   `[admin] allowed-origins`. Browsers send `Origin` on every
 //!   cross-site POST, `no-cors` included; `curl` and `switchback ctl` send none.
 //! - A write with a body needs `Content-Type: application/json` → else 415: the `text/plain`
 //!   "simple request" a page may send without a CORS preflight is not parsed.
@@ -34,9 +35,14 @@ pub(super) fn check(req: &Parts, local: SocketAddr, admin: &AdminSettings) -> Re
     }
     if let Some(origin) = req.headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-        // Its own origin: any name this listener answers to (`localhost` vs `127.0.0.1`).
+        // Its own origin: any name this listener answers to (`localhost` vs `127.0.0.1`), in
+        // the scheme it serves (`https://` with `[admin] tls`: a page it served itself).
+        let scheme = match admin.tls {
+            Some(_) => "https://",
+            None => "http://",
+        };
         let own = origin
-            .strip_prefix("http://")
+            .strip_prefix(scheme)
             .is_some_and(|authority| host_allowed(authority, local, admin));
         if !own && !admin.allowed_origins.contains(&origin) {
             return Err((
@@ -181,6 +187,38 @@ mod tests {
         );
         assert_eq!(
             status("GET", &[h, ("origin", "http://127.0.0.1:9901")], &a),
+            403
+        );
+    }
+
+    #[test]
+    fn over_tls_the_own_origin_is_https() {
+        let mut a = admin(&[], &[]);
+        a.tls = Some(crate::config::model::CertPair {
+            cert: "admin.pem".into(),
+            key: "admin.key".into(),
+        });
+        let h = ("host", "127.0.0.1:9900");
+        assert_eq!(
+            status("GET", &[h, ("origin", "https://127.0.0.1:9900")], &a),
+            200
+        );
+        assert_eq!(
+            status("GET", &[h, ("origin", "https://localhost:9900")], &a),
+            200
+        );
+        assert_eq!(
+            status("GET", &[h, ("origin", "http://127.0.0.1:9900")], &a),
+            403
+        );
+        assert_eq!(
+            status("GET", &[h, ("origin", "https://127.0.0.1:9901")], &a),
+            403
+        );
+        // Without TLS an https origin is another site.
+        let plain = admin(&[], &[]);
+        assert_eq!(
+            status("GET", &[h, ("origin", "https://127.0.0.1:9900")], &plain),
             403
         );
     }
