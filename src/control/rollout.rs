@@ -34,6 +34,7 @@ pub mod pace;
 pub(super) mod recover;
 mod shared;
 pub mod smoke;
+mod start;
 
 use std::collections::BTreeMap;
 
@@ -44,7 +45,8 @@ pub use book::Book;
 pub use feed::EngineView;
 pub use launch::Launch;
 pub use machine::{Observation, Operator};
-pub use ops::{split_at, RolloutError, StartRequest};
+pub use ops::{split_at, RolloutError};
+pub use start::StartRequest;
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
