@@ -29,18 +29,14 @@ import tempfile
 import time
 import urllib.request
 
+from load_lib import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRITES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 PLAN = """
 [plans.slow]
 steps = [{ weight = 10, hold = "10m", min-requests = 1000000 }, { weight = 100 }]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(samples, p):

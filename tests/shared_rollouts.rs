@@ -84,6 +84,16 @@ async fn elected(asked: &TestProxy) -> String {
     }
 }
 
+/// Polls until the rollout has ended, within a minute (the quick plan's steps and a handover).
+async fn until_ended(proxy: &TestProxy) -> Value {
+    until_state(
+        proxy,
+        &["promoted", "rolled-back", "aborted"],
+        Duration::from_secs(60),
+    )
+    .await
+}
+
 async fn until_state(proxy: &TestProxy, states: &[&str], within: Duration) -> Value {
     let began = Instant::now();
     loop {
@@ -133,12 +143,7 @@ async fn a_rollout_started_anywhere_hands_over_when_its_leader_dies_and_complete
     })
     .await;
     eprintln!("handover took {took:?}");
-    let ended = until_state(
-        &replicas[survivor],
-        &["promoted", "rolled-back", "aborted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let ended = until_ended(&replicas[survivor]).await;
     stop.store(true, Ordering::SeqCst);
     let _ = load.await;
     assert_eq!(ended["state"], "promoted", "{ended}");
@@ -211,12 +216,7 @@ async fn a_leader_stopped_past_its_lease_writes_nothing_after_it_resumes() {
         || async { replicas[old].stderr().contains("no longer leads") },
     )
     .await;
-    let ended = until_state(
-        &replicas[other],
-        &["promoted", "rolled-back", "aborted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let ended = until_ended(&replicas[other]).await;
     stop.store(true, Ordering::SeqCst);
     let _ = load.await;
     assert_eq!(ended["state"], "promoted", "{ended}");
@@ -265,12 +265,7 @@ async fn a_canary_failing_only_behind_one_replica_is_rolled_back() {
         targets(replicas.iter().map(|r| r.addr).collect()),
         stop.clone(),
     );
-    let ended = until_state(
-        &replicas[1],
-        &["promoted", "rolled-back", "aborted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let ended = until_ended(&replicas[1]).await;
     stop.store(true, Ordering::SeqCst);
     let _ = load.await;
     assert_eq!(ended["state"], "rolled-back", "{ended}");
@@ -399,12 +394,7 @@ async fn an_operator_pauses_and_resumes_through_replicas_that_do_not_lead() {
         .admin("POST", "/rollouts/current/resume", "")
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let ended = until_state(
-        followers[1],
-        &["promoted", "rolled-back", "aborted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let ended = until_ended(followers[1]).await;
     stop.store(true, Ordering::SeqCst);
     let _ = load.await;
     assert_eq!(ended["state"], "promoted", "{ended}");

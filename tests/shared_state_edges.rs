@@ -39,14 +39,7 @@ async fn a_replica_stalled_past_a_compaction_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_naming_a_pool_one_replica_lacks_is_refused_but_rollback_is_not() {
     let cluster = EtcdCluster::start(3);
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let both = common::pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 100",
-    );
+    let (blue, _green, both) = common::replicas::blue_green_pools().await;
     let only_blue = common::pools_toml(&[("blue", &[blue.addr])], "blue = 100");
     let plan = "[plans.quick]\nsteps = [{ weight = 100 }]\n";
     let a = replica(&cluster, "/e2", "a", &format!("{plan}\n{both}")).await;
@@ -188,14 +181,7 @@ async fn a_gitops_edit_made_while_the_replicas_were_down_is_written_once_when_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_users_match_across_replicas_without_a_state_dir() {
     let cluster = EtcdCluster::start(3);
-    let (blue, green) = (
-        Upstream::start("blue").await,
-        Upstream::start("green").await,
-    );
-    let pools = common::pools_toml(
-        &[("blue", &[blue.addr]), ("green", &[green.addr])],
-        "blue = 100",
-    );
+    let (_blue, _green, pools) = common::replicas::blue_green_pools().await;
     let text = format!("[affinity]\nkey = [\"header:x-user-id\"]\nmint-cookie = \"\"\n\n{pools}");
     let state = |name: &str| {
         format!(

@@ -11,7 +11,7 @@ use crate::control::audit::{Action, Entry};
 use super::{Control, ControlError, State};
 
 /// Attempts at a change while other replicas keep writing first.
-const MOVED_RETRIES: usize = 8;
+pub(super) const MOVED_RETRIES: usize = 8;
 
 /// A change asked for through the admin API.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,11 +121,13 @@ impl Control {
         }
         for _ in 0..MOVED_RETRIES {
             let result = match self.sync_locked(state) {
-                Ok(()) if *request != Request::Rollback && state.follow.mismatch.is_some() => {
-                    self.refuse_if_mismatched(state).map(|()| unreachable!())
-                }
-                Ok(()) => self.change_locked(state, actor, request, if_match),
                 Err(why) => Err(ControlError::Unavailable(why)),
+                Ok(()) if *request == Request::Rollback => {
+                    self.change_locked(state, actor, request, if_match)
+                }
+                Ok(()) => self
+                    .refuse_if_mismatched(state)
+                    .and_then(|()| self.change_locked(state, actor, request, if_match)),
             };
             match result {
                 Err(ControlError::Moved) => continue,

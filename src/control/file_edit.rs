@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::audit::{Action, Entry};
 use super::{Control, ControlError, ReloadOutcome, State};
 use crate::config::model::Split;
 use crate::config::Config;
@@ -36,16 +35,7 @@ impl Control {
             }
             return ReloadOutcome::Unchanged; // tried again once the cluster answers
         }
-        let mut entry = Entry::now(
-            state.version + 1,
-            actor,
-            Action::Reload,
-            &before,
-            &config.split,
-        );
-        if !needs_restart.is_empty() {
-            entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
-        }
+        let mut entry = super::reload::reload_entry(state, actor, &config.split, needs_restart);
         let affinity = self.shared_table(state, &config.split);
         let mut next = super::state::current(state);
         next.version += 1;

@@ -136,17 +136,7 @@ impl Control {
         }
         state.override_tokens = tokens;
         let before = state.config.split.clone();
-        let mut entry = Entry::now(
-            state.version + 1,
-            actor,
-            Action::Reload,
-            &before,
-            &config.split,
-        );
-        if !needs_restart.is_empty() {
-            entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
-            tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
-        }
+        let mut entry = reload_entry(state, actor, &config.split, &needs_restart);
         self.publish(state, config);
         entry.version = state.version;
         if self.store.writes_config() && !journaled {
@@ -181,6 +171,28 @@ impl Control {
         state.rejected_tokens = None;
         ReloadOutcome::Rejected
     }
+}
+
+/// The `reload` entry for a reload to `split` (its version the next one), saying which keys
+/// need a restart.
+pub(super) fn reload_entry(
+    state: &State,
+    actor: &str,
+    split: &Split,
+    needs_restart: &[&str],
+) -> Entry {
+    let mut entry = Entry::now(
+        state.version + 1,
+        actor,
+        Action::Reload,
+        &state.config.split,
+        split,
+    );
+    if !needs_restart.is_empty() {
+        entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
+        tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
+    }
+    entry
 }
 
 /// [`parse`], which resolves backend host names, run so that a slow DNS server blocks neither

@@ -56,7 +56,7 @@ impl Control {
         if self.shared().is_none() {
             return act(state);
         }
-        for _ in 0..8 {
+        for _ in 0..crate::control::change::MOVED_RETRIES {
             self.sync_locked(state).map_err(ControlError::Unavailable)?;
             self.refuse_if_mismatched(state)?;
             match act(state) {
