@@ -7,6 +7,7 @@ use crate::config::percent::checked_split;
 use crate::config::persist::{rewrite_split, stage, PersistError};
 use crate::config::Config;
 use crate::control::audit::{Action, Entry};
+use crate::control::state::Memo;
 
 use super::{Control, ControlError, State};
 
@@ -179,9 +180,33 @@ impl Control {
         entry: Entry,
         split: Split,
     ) -> Result<Applied, ControlError> {
+        self.commit_split_with(state, actor, entry, split, None)
+    }
+
+    /// [`Self::commit_split`] for a rollout's move: a state store saves the rollouts' `memo`
+    /// (as it will be once the move is taken in) with the split, in the same write.
+    pub(super) fn commit_move(
+        &self,
+        state: &mut State,
+        actor: &str,
+        entry: Entry,
+        split: Split,
+        memo: Memo,
+    ) -> Result<Applied, ControlError> {
+        self.commit_split_with(state, actor, entry, split, Some(memo))
+    }
+
+    fn commit_split_with(
+        &self,
+        state: &mut State,
+        actor: &str,
+        entry: Entry,
+        split: Split,
+        memo: Option<Memo>,
+    ) -> Result<Applied, ControlError> {
         let before = state.config.split.clone();
         if !self.store.writes_config() {
-            return self.change_in_store(state, actor, entry, before, split);
+            return self.change_in_store(state, actor, entry, (before, split), memo);
         }
         let text =
             rewrite_split(&state.file_text, &split).map_err(|reason| PersistError::Edit {
@@ -240,11 +265,10 @@ impl Control {
         state: &mut State,
         actor: &str,
         entry: Entry,
-        before: Split,
-        split: Split,
+        (before, split): (Split, Split),
+        memo: Option<Memo>,
     ) -> Result<Applied, ControlError> {
         let affinity = self.shared_table(state, &split);
-        let memo = state.follow.memo_next.take();
         let mut next = super::state::current(state);
         if let Some(memo) = memo {
             next.rollouts = memo; // a rollout's move: its record goes with the split

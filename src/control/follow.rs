@@ -49,8 +49,6 @@ pub(super) struct Follow {
     pub(super) reread: bool,
     /// At start: the config file's `[split]` the shared state last recorded (`file_split`).
     pub(super) file_split: Option<Split>,
-    /// The rollouts' memo a rollout's move writes with its split (taken by the commit).
-    pub(super) memo_next: Option<super::state::Memo>,
     /// The rollout this replica runs the engine for, and the lead (leader key's create
     /// revision) it runs it under: a new lead is a handover.
     pub(super) led: Option<(u64, i64)>,

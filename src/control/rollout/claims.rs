@@ -45,9 +45,8 @@ impl Control {
                 entry.message = decision.message.clone();
                 entry.rollout = Some(Box::new(next.record.clone()));
                 let before = state.config.split.clone();
-                state.follow.memo_next = Some(Self::memo_after(state, &next.record, true));
-                let committed = self.commit_split(state, actor, entry.clone(), split.clone());
-                state.follow.memo_next = None;
+                let memo = Self::memo_after(state, &next.record, true);
+                let committed = self.commit_move(state, actor, entry.clone(), split.clone(), memo);
                 match committed {
                     // Shared: decided again on what another replica wrote, or (unreachable)
                     // made live here only (`Control::rollback_locally`).

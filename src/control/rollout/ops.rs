@@ -202,9 +202,7 @@ impl Control {
         let backwards = matches!(decision.kind, Move::RollBack(_) | Move::Abort(_));
         let memo = Self::memo_after(state, &next.record, ends(decision.kind));
         if weight_moves && split != state.config.split {
-            state.follow.memo_next = Some(memo);
-            let committed = self.commit_split(state, actor, entry.clone(), split.clone());
-            state.follow.memo_next = None;
+            let committed = self.commit_move(state, actor, entry.clone(), split.clone(), memo);
             if let Err(e) = committed {
                 // Shared: a move the cluster did not take is not made here either (the leader
                 // decides again on what it holds; a replica that lost the lead decides nothing).

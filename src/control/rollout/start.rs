@@ -116,10 +116,8 @@ impl Control {
         let moved = split != state.config.split;
         let memo = Self::memo_after(state, &active.record, false);
         let committed = if moved {
-            state.follow.memo_next = Some(memo);
-            let committed = self.commit_split(state, actor, entry, split).map(|_| ());
-            state.follow.memo_next = None;
-            committed
+            self.commit_move(state, actor, entry, split, memo)
+                .map(|_| ())
         } else {
             entry.version = state.version;
             self.log_rollout(state, &mut entry, memo)
