@@ -307,11 +307,6 @@ impl Control {
 }
 
 impl Control {
-    /// With shared state: refuses a split that gives a share to a pool some live replica
-    /// does not have (it could not serve it). A rollback is never refused for this.
-    ///
-    /// # Errors
-    /// [`ControlError::Conflict`] naming the replica; unreachable.
     /// Refuses a write from a replica whose config lacks a pool the shared split names: what
     /// it would write carries its own last-good split, not the shared one. A rollback (its
     /// target comes from the shared state) is the exception.
@@ -327,6 +322,11 @@ impl Control {
         }
     }
 
+    /// With shared state: refuses a split that gives a share to a pool some other live replica
+    /// does not have (it could not serve it). A rollback is never refused for this.
+    ///
+    /// # Errors
+    /// [`ControlError::Conflict`] naming the replica; unreachable.
     pub(super) fn every_replica_has(&self, split: &Split) -> Result<(), ControlError> {
         let Some(shared) = &self.shared else {
             return Ok(());

@@ -62,6 +62,7 @@ impl Control {
         }
         state.override_tokens = tokens;
         self.publish(state, config);
+        super::reload::warn_restart(needs_restart);
         self.metrics.reload("applied");
         if let Err(e) = self.audit.append_local(&entry) {
             tracing::warn!(error = %e, "this replica's log misses a reload (the shared log has it)");

@@ -137,6 +137,7 @@ impl Control {
         state.override_tokens = tokens;
         let before = state.config.split.clone();
         let mut entry = reload_entry(state, actor, &config.split, &needs_restart);
+        warn_restart(&needs_restart);
         self.publish(state, config);
         entry.version = state.version;
         if self.store.writes_config() && !journaled {
@@ -190,9 +191,15 @@ pub(super) fn reload_entry(
     );
     if !needs_restart.is_empty() {
         entry.message = format!("needs restart to take effect: {}", needs_restart.join(", "));
-        tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
     }
     entry
+}
+
+/// Says which changed keys wait for a restart (once the rest of the edit is applied).
+pub(super) fn warn_restart(needs_restart: &[&str]) {
+    if !needs_restart.is_empty() {
+        tracing::warn!(keys = ?needs_restart, "changed keys need a restart; everything else is applied");
+    }
 }
 
 /// [`parse`], which resolves backend host names, run so that a slow DNS server blocks neither
