@@ -114,7 +114,36 @@ detect-ratio = 100
         "waiting",
         "no approval, no move"
     );
-    let approved = act(&bg, "approve").await;
+    // `If-Match: <id>.<revision>`: a stale or malformed one is refused and changes nothing.
+    let (id, revision) = (&waiting["id"], waiting["revision"].as_u64().unwrap());
+    for (tag, status) in [
+        (format!("{id}.{}", revision - 1), 412),
+        (format!("{}.{revision}", id.as_u64().unwrap() + 1), 412),
+        ("seven".to_string(), 400),
+    ] {
+        let headers = [("if-match", tag.as_str())];
+        let reply = (bg.proxy)
+            .admin_call("POST", "/rollouts/current/approve", "", &headers)
+            .await;
+        assert_eq!(reply.status, status, "{tag}: {}", reply.text());
+    }
+    assert_eq!(current(&bg).await["state"], "waiting");
+    let tag = format!("{id}.{revision}");
+    let reply = (bg.proxy)
+        .admin_call(
+            "POST",
+            "/rollouts/current/approve",
+            "",
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let approved: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        approved["revision"],
+        revision + 1,
+        "a transition bumps the revision"
+    );
     assert_eq!(approved["state"], "running");
     assert_eq!(approved["weight"], 100);
     until_state(&bg, "promoted", Duration::from_secs(20)).await;

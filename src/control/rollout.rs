@@ -196,6 +196,10 @@ pub struct Rollout {
     pub started: String,
     /// RFC 3339, the last transition.
     pub updated: String,
+    /// Bumped by one on every transition: `If-Match: <id>.<revision>` on an action refuses
+    /// it (412) when the rollout moved on since the caller looked.
+    #[serde(default)]
+    pub revision: u64,
     /// Why it paused or ended.
     pub reason: Option<Reason>,
     /// The last decision as a sentence with its numbers.

@@ -5,7 +5,7 @@
 //! | `POST /rollouts`                        | start: `{"to", "plan", "from", "dry_run", "release"}` → 201 |
 //! | `GET /rollouts?limit=N`                 | newest first (default 20, at most 100)        |
 //! | `GET /rollouts/current`                 | the active rollout, else the most recent; 404 if none ever |
-//! | `POST /rollouts/current/{action}`       | `pause`, `resume`, `promote` (`{"full": true}`), `approve`, `abort` |
+//! | `POST /rollouts/current/{action}`       | `pause`, `resume`, `promote` (`{"full": true}`), `approve`, `abort`; optional `If-Match: <id>.<revision>` |
 
 use http::{Method, StatusCode};
 use hyper::body::Incoming;
@@ -116,12 +116,16 @@ pub(super) async fn route(
                 Ok(actor) => actor,
                 Err(answer) => return Ok(answer),
             };
+            let expect = match if_match(&req) {
+                Ok(expect) => expect,
+                Err(message) => return Ok(fail(StatusCode::BAD_REQUEST, message)),
+            };
             let body = match super::read_body(req).await {
                 Ok(body) => body,
                 Err(answer) => return Ok(answer),
             };
             match action_of(&path) {
-                Some(action) => act(control, &actor, action, &body).await,
+                Some(action) => act(control, &actor, action, &body, expect).await,
                 None => start(control, &actor, &body).await,
             }
         }
@@ -189,8 +193,29 @@ pub(super) async fn start(control: &Control, actor: &str, body: &[u8]) -> Answer
     }
 }
 
+/// `If-Match: <rollout id>.<revision>` on an action, as `(id, revision)`.
+fn if_match(req: &Request<Incoming>) -> Result<Option<(u64, u64)>, String> {
+    let Some(value) = req.headers().get(http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_matches('"'))
+        .and_then(|v| v.split_once('.'))
+        .and_then(|(id, revision)| Some((id.parse().ok()?, revision.parse().ok()?)))
+        .map(Some)
+        .ok_or_else(|| "If-Match must be <rollout id>.<revision>, e.g. 3.7".to_string())
+}
+
 /// `POST /rollouts/current/{action}`.
-pub(super) async fn act(control: &Control, actor: &str, action: &str, body: &[u8]) -> Answer {
+pub(super) async fn act(
+    control: &Control,
+    actor: &str,
+    action: &str,
+    body: &[u8],
+    expect: Option<(u64, u64)>,
+) -> Answer {
     let name = format!("rollout-{action}");
     let op = match parse_action(action, body) {
         Ok(op) => op,
@@ -202,7 +227,7 @@ pub(super) async fn act(control: &Control, actor: &str, action: &str, body: &[u8
             return refuse(control, actor, status, &name, message).await;
         }
     };
-    match control.rollout_act(actor, op).await {
+    match control.rollout_act(actor, op, expect).await {
         Ok(r) => Answer(StatusCode::OK, serde_json::json!(r)),
         Err(e) => refused(control, actor, &name, e).await,
     }
@@ -213,6 +238,7 @@ async fn refused(control: &Control, actor: &str, what: &str, e: RolloutError) ->
         RolloutError::Conflict(_) => StatusCode::CONFLICT,
         RolloutError::Invalid(_) => StatusCode::BAD_REQUEST,
         RolloutError::None => StatusCode::NOT_FOUND,
+        RolloutError::Stale(_) => StatusCode::PRECONDITION_FAILED,
         RolloutError::Control(c) => status_of(c),
     };
     refuse(control, actor, status, what, e.to_string()).await

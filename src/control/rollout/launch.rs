@@ -69,6 +69,7 @@ impl Active {
                 weight: crate::control::audit::percent_number(0),
                 started: stamp.to_string(),
                 updated: stamp.to_string(),
+                revision: 1,
                 reason: None,
                 message,
                 evidence: None,

@@ -304,6 +304,7 @@ impl Active {
         record.weight = crate::control::audit::percent_number(self.weight);
         record.message = decision.message.clone();
         record.updated = stamp.to_string();
+        record.revision += 1;
         record.evidence = Some(evidence);
     }
 

@@ -24,6 +24,10 @@ pub enum RolloutError {
     /// There has never been a rollout (404).
     #[error("no rollout has been started")]
     None,
+    /// `If-Match: <id>.<revision>` names a rollout or revision that is not the current one
+    /// (412).
+    #[error("{0}")]
+    Stale(String),
     /// Control refused the move.
     #[error(transparent)]
     Control(#[from] ControlError),
@@ -86,13 +90,14 @@ impl Control {
         &self,
         actor: &str,
         action: Operator,
+        expect: Option<(u64, u64)>,
     ) -> Result<Rollout, RolloutError> {
         let mut state = self.state.lock().await;
         if self.is_retired() {
             return Err(ControlError::Retired.into());
         }
         self.on_fresh_state(&mut state, |state| {
-            self.rollout_act_locked(state, actor, action)
+            self.rollout_act_locked(state, actor, action, expect)
         })
     }
 
@@ -101,6 +106,7 @@ impl Control {
         state: &mut State,
         actor: &str,
         action: Operator,
+        expect: Option<(u64, u64)>,
     ) -> Result<Rollout, RolloutError> {
         self.reload_locked(state, "file");
         let Some(active) = &state.rollouts.active else {
@@ -114,6 +120,14 @@ impl Control {
             });
         };
         let id = active.record.id;
+        if let Some((want_id, want_revision)) = expect {
+            let revision = active.record.revision;
+            if (want_id, want_revision) != (id, revision) {
+                return Err(RolloutError::Stale(format!(
+                    "If-Match {want_id}.{want_revision} is stale: rollout {id} is at revision {revision}; someone changed it"
+                )));
+            }
+        }
         let decision = active.operator(action).map_err(RolloutError::Conflict)?;
         self.rollout_move(state, actor, &decision)?;
         let record = match &state.rollouts.active {

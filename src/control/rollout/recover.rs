@@ -44,11 +44,13 @@ pub(crate) fn recover(
         let memo_ended = memo
             .is_some_and(|m| *id <= m.last_ended && m.active.as_ref().is_none_or(|a| a.id != *id));
         if record.state.is_active() && Some(*id) == rolled_back {
+            record.revision += 1;
             record.state = Phase::RolledBack;
             record.message =
                 "rolled back; the rollback could not be saved and was kept in the restart journal"
                     .into();
         } else if record.state.is_active() && memo_ended {
+            record.revision += 1;
             record.state = Phase::Aborted;
             record.reason = Some(Reason::Restart);
             record.message =
