@@ -12,9 +12,11 @@
 CARGO ?= cargo
 
 # Pingora's zlib-ng build needs cmake; the etcd client (shared state) needs protoc to build;
-# the shared-state tests run a real etcd cluster (Debian's etcd-server). Install what is
+# the shared-state tests run a real etcd cluster (Debian's etcd-server); the dashboard tests
+# drive a real headless Chromium (Debian's chromium and chromium-driver). Install what is
 # missing when we can (root with apt-get); otherwise stop with the exact command to run.
-DEPS_PACKAGES = cmake:cmake protoc:protobuf-compiler etcd:etcd-server
+DEPS_PACKAGES = cmake:cmake protoc:protobuf-compiler etcd:etcd-server chromium:chromium \
+	chromedriver:chromium-driver
 
 deps:
 	@missing=""; for pair in $(DEPS_PACKAGES); do \

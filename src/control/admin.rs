@@ -12,36 +12,41 @@
 //! | `POST /backends/{pool}/{addr}/undrain` | undo a drain                                  |
 //! | `GET /healthz`       | the proxy's own liveness                                      |
 //! | `GET /metrics`       | Prometheus text format                                        |
+//! | `GET /ui`            | the dashboard (`GET /` redirects there)                       |
+//! | `GET /events`        | the dashboard's live stream (server-sent events)              |
 //!
 //! Every response carries `x-switchback-version`. Writes need `Authorization: Bearer <token>`
 //! when `[admin] token-file` is set. Errors are `{"error": "..."}` with a 4xx/5xx status.
 
 pub use crate::data::tokens as auth;
 mod drain;
+mod events;
 mod gate;
 mod listener;
+mod parse;
 mod replicas;
 mod rollouts;
 mod token_file;
+mod ui;
 mod views;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::Value;
 
 use crate::config::defaults::{HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_ADMIN_BODY};
-use crate::config::percent::{percent_from_f64, PercentError};
 use crate::config::persist::PersistError;
-use crate::control::{self, Control, ControlError};
+use crate::control::{Control, ControlError};
 use crate::data::tokens::Tokens;
 pub use listener::{serve, serve_once_free};
+pub use parse::fuzzing;
+use parse::{if_match, parse_request};
 pub use token_file::{legacy_token_warning, token_path};
 
 /// The header carrying the live version on every admin response.
@@ -53,6 +58,9 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// Time an admin client has to send a request head, and longest idle keep-alive wait.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An admin response's body: a whole one, or an event stream.
+pub type AdminBody = Either<Full<Bytes>, events::Stream>;
+
 /// An admin answer before the version header is added.
 struct Answer(StatusCode, Value);
 
@@ -63,25 +71,49 @@ fn fail(status: StatusCode, message: impl AsRef<str>) -> Answer {
 async fn handle(
     req: Request<Incoming>,
     local: SocketAddr,
-    control: &Control,
-) -> Response<Full<Bytes>> {
+    control: &std::sync::Arc<Control>,
+    events: &events::Events,
+) -> Response<AdminBody> {
     let endpoint = endpoint_label(req.uri().path());
     let allow = allowed_methods(req.uri().path());
     let (parts, body) = req.into_parts();
     let gate = gate::check(&parts, local, &control.live().load().config.admin);
     let req = Request::from_parts(parts, body);
-    let (status, content_type, body) = if let Err((status, message)) = gate {
-        (
-            status,
-            "application/json",
-            views::error(&message).to_string() + "\n",
-        )
-    } else if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
-        let text = control.metrics().render();
-        (StatusCode::OK, "text/plain; version=0.0.4", text)
-    } else {
-        let Answer(status, body) = route(req, control).await;
-        (status, "application/json", body.to_string() + "\n")
+    let json = |Answer(status, body): Answer| {
+        let body = Either::Left(Full::from(body.to_string() + "\n"));
+        (status, "application/json", body)
+    };
+    let get = req.method() == Method::GET;
+    let (status, content_type, body) = match (gate, req.uri().path()) {
+        (Err((status, message)), _) => json(fail(status, message)),
+        (Ok(()), "/metrics") if get => {
+            let text = Full::from(control.metrics().render());
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                Either::Left(text),
+            )
+        }
+        (Ok(()), "/") if get => (
+            StatusCode::FOUND,
+            "text/plain",
+            Either::Left(Full::default()),
+        ),
+        (Ok(()), "/events") if get => match events.open(control.clone()) {
+            Some(stream) => (StatusCode::OK, "text/event-stream", Either::Right(stream)),
+            None => json(fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} event streams are open; try again later",
+                    events::MAX_STREAMS
+                ),
+            )),
+        },
+        (Ok(()), path) if get && ui::file(path).is_some() => {
+            let (content_type, text) = ui::file(path).expect("just matched");
+            (StatusCode::OK, content_type, Either::Left(Full::from(text)))
+        }
+        (Ok(()), _) => json(route(req, control).await),
     };
     control.metrics().admin_request(endpoint, status.as_u16());
     let version = control.live().load().version;
@@ -89,15 +121,19 @@ async fn handle(
         .status(status)
         .header("content-type", content_type)
         .header(VERSION_HEADER, version);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        response = response.header("allow", allow); // RFC 9110 §15.5.6
+    for (name, value) in ui::SECURITY_HEADERS {
+        response = response.header(name, value);
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response = response.header("retry-after", "1");
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => response = response.header("allow", allow), // RFC 9110 §15.5.6
+        StatusCode::SERVICE_UNAVAILABLE => response = response.header("retry-after", "1"),
+        StatusCode::FOUND => response = response.header("location", "/ui"),
+        _ => {}
     }
-    response
-        .body(Full::new(Bytes::from(body)))
-        .expect("static headers are valid")
+    if content_type == "text/event-stream" {
+        response = response.header("cache-control", "no-store");
+    }
+    response.body(body).expect("static headers are valid")
 }
 
 /// The methods a path answers, for `Allow` on a 405.
@@ -106,7 +142,8 @@ fn allowed_methods(path: &str) -> &'static str {
         return allowed;
     }
     match path {
-        "/status" | "/history" | "/healthz" | "/metrics" | "/replicas" => "GET",
+        "/status" | "/history" | "/healthz" | "/metrics" | "/replicas" | "/events" | "/" => "GET",
+        p if ui::file(p).is_some() => "GET",
         "/split" => "PUT",
         _ => "POST",
     }
@@ -123,6 +160,9 @@ fn endpoint_label(path: &str) -> &'static str {
         "/replicas" => "/replicas",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
+        "/events" => "/events",
+        "/" => "/",
+        p if ui::file(p).is_some() => "/ui",
         "/rollouts" => "/rollouts",
         "/rollouts/current" => "/rollouts/current",
         p if rollouts::action_of(p).is_some() => "/rollouts/current/action",
@@ -148,15 +188,19 @@ async fn route(req: Request<Incoming>, control: &Control) -> Answer {
         (
             _,
             "/healthz" | "/status" | "/history" | "/split" | "/switch" | "/rollback" | "/metrics"
-            | "/replicas",
+            | "/replicas" | "/events" | "/",
         ) => fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        (_, p) if ui::file(p).is_some() => fail(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
         ),
         (method, p) => match drain::parse(p) {
             Some((pool, addr, drained)) if method == Method::POST => {
                 match authorize(&req, control).await {
-                    Ok(actor) => drain::set(control, &actor, pool, addr, drained).await,
+                    Ok(actor) => drain::set(control, &actor, &pool, &addr, drained).await,
                     Err(answer) => answer,
                 }
             }
@@ -199,21 +243,6 @@ fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
-}
-
-/// Entry points for the fuzz targets (`fuzz/`) and their corpus replay test: the admin
-/// API's parsers of untrusted input, without a socket.
-#[doc(hidden)]
-pub mod fuzzing {
-    /// Parses an admin write body for `path` (`/split`, `/switch`, `/rollback`).
-    pub fn parse_body(path: &str, body: &[u8]) -> bool {
-        super::parse_request(path, body).is_ok()
-    }
-
-    /// Parses a drain path (`/backends/{pool}/{addr}/drain|undrain`).
-    pub fn parse_drain_path(path: &str) -> bool {
-        super::drain::parse(path).is_some()
-    }
 }
 
 async fn write(req: Request<Incoming>, control: &Control) -> Answer {
@@ -333,52 +362,4 @@ async fn authorize(req: &Request<Incoming>, control: &Control) -> Result<String,
         .identify(presented)
         .map(str::to_string)
         .ok_or_else(|| fail(StatusCode::UNAUTHORIZED, "invalid token"))
-}
-
-fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Answer> {
-    let Some(value) = req.headers().get(http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_matches('"'))
-        .and_then(|v| v.parse().ok())
-        .map(Some)
-        .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "If-Match must be a version number"))
-}
-
-fn parse_request(path: &str, body: &[u8]) -> Result<control::Request, String> {
-    let json = |body: &[u8]| -> Result<Value, String> {
-        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))
-    };
-    match path {
-        "/rollback" => Ok(control::Request::Rollback),
-        "/switch" => match json(body)?.get("to") {
-            Some(Value::String(to)) => Ok(control::Request::Switch(to.clone())),
-            _ => Err("expected {\"to\": \"<pool>\"}".into()),
-        },
-        _ => {
-            let Value::Object(map) = json(body)? else {
-                return Err(
-                    "expected an object of pool → percent, e.g. {\"blue\": 90, \"green\": 10}"
-                        .into(),
-                );
-            };
-            let mut shares = BTreeMap::new();
-            for (pool, value) in map {
-                let number = value.as_f64().ok_or(format!("{pool}: expected a number"))?;
-                let bp = percent_from_f64(number).map_err(|e| match e {
-                    PercentError::Invalid => {
-                        format!("{pool}: {value} is not a percentage from 0 to 100")
-                    }
-                    PercentError::TooPrecise => {
-                        format!("{pool}: {value} has more than two decimals")
-                    }
-                })?;
-                shares.insert(pool, bp);
-            }
-            Ok(control::Request::Split(shares))
-        }
-    }
 }

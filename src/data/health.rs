@@ -40,8 +40,9 @@ pub struct BackendHealth {
     ramp_until: AtomicU64,
     /// Requests routed here that have not finished.
     inflight: AtomicI64,
-    /// Active checks completed.
+    /// Active checks completed, and when the last one did (Unix ms; 0 before the first).
     checks: AtomicU64,
+    last_check: AtomicU64,
 }
 
 impl Default for BackendHealth {
@@ -56,6 +57,7 @@ impl Default for BackendHealth {
             ramp_until: AtomicU64::new(0),
             inflight: AtomicI64::new(0),
             checks: AtomicU64::new(0),
+            last_check: AtomicU64::new(0),
         }
     }
 }
@@ -173,9 +175,17 @@ impl BackendHealth {
         self.ramp_until.store(0, Ordering::Relaxed);
     }
 
-    /// Counts one completed active check.
+    /// Counts one completed active check, now.
     pub fn count_check(&self) {
         self.checks.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let ms = now.map_or(0, |d| d.as_millis() as u64);
+        self.last_check.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the last active check completed, Unix milliseconds; `None` before the first.
+    pub fn last_check(&self) -> Option<u64> {
+        Some(self.last_check.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 
     /// Active checks completed so far (0 when none are configured).

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod history;
+pub mod series;
 
 /// Number of latency buckets.
 pub const BUCKETS: usize = 8 * 26;
@@ -74,6 +75,8 @@ impl PoolTally {
 pub struct Tallies {
     pools: Mutex<HashMap<String, Arc<PoolTally>>>,
     history: Mutex<history::History>,
+    /// The dashboard's last 15 minutes per pool, from the same samples.
+    pub series: Mutex<series::Series>,
 }
 
 impl Tallies {
@@ -97,6 +100,9 @@ impl Tallies {
                 .map(|(name, t)| (name.clone(), t.read()))
                 .collect()
         };
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.push(std::time::SystemTime::now(), &readings);
+        drop(series);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.push(now, readings);
     }

@@ -11,8 +11,9 @@ use super::{fail, views, Answer};
 use crate::control::audit::{Action, Entry};
 use crate::control::Control;
 
-/// Splits `/backends/{pool}/{addr}/{drain|undrain}`; `None` when the path has another shape.
-pub(super) fn parse(path: &str) -> Option<(&str, &str, bool)> {
+/// Splits `/backends/{pool}/{addr}/{drain|undrain}`, each segment percent-decoded (a page
+/// sends `127.0.0.1%3A8080`); `None` when the path has another shape or a bad escape.
+pub(super) fn parse(path: &str) -> Option<(String, String, bool)> {
     let rest = path.strip_prefix("/backends/")?;
     let (rest, verb) = rest.rsplit_once('/')?;
     let (pool, addr) = rest.split_once('/')?;
@@ -21,7 +22,24 @@ pub(super) fn parse(path: &str) -> Option<(&str, &str, bool)> {
         "undrain" => false,
         _ => return None,
     };
-    Some((pool, addr, drained))
+    Some((decode(pool)?, decode(addr)?, drained))
+}
+
+/// `%XX` escapes to bytes; `None` for a malformed escape, a `/` inside or text not UTF-8.
+fn decode(segment: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(segment.len());
+    let mut bytes = segment.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b'/' => return None,
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok().filter(|s| !s.contains('/'))
 }
 
 /// Sets the drain flag of `addr` (as written in the config file, or its resolved address) in
@@ -100,16 +118,29 @@ pub(super) async fn set(
 mod tests {
     use super::parse;
 
+    fn owned(pool: &str, addr: &str, drained: bool) -> Option<(String, String, bool)> {
+        Some((pool.into(), addr.into(), drained))
+    }
+
     #[test]
     fn drain_paths_parse_and_others_do_not() {
         assert_eq!(
             parse("/backends/blue/127.0.0.1:9001/drain"),
-            Some(("blue", "127.0.0.1:9001", true))
+            owned("blue", "127.0.0.1:9001", true)
         );
         assert_eq!(
             parse("/backends/blue/app.internal:80/undrain"),
-            Some(("blue", "app.internal:80", false))
+            owned("blue", "app.internal:80", false)
         );
+        // As a page sends them: percent-encoded.
+        assert_eq!(
+            parse("/backends/bl%75e/127.0.0.1%3A9001/drain"),
+            owned("blue", "127.0.0.1:9001", true)
+        );
+        assert_eq!(parse("/backends/blue/a%2Fb/drain"), None, "no / inside");
+        assert_eq!(parse("/backends/blue/a%zz/drain"), None);
+        assert_eq!(parse("/backends/blue/a%4/drain"), None);
+        assert_eq!(parse("/backends/blue/%ff/drain"), None, "not UTF-8");
         assert_eq!(parse("/backends/blue/drain"), None);
         assert_eq!(parse("/backends/blue/x/restart"), None);
         assert_eq!(parse("/status"), None);

@@ -63,6 +63,7 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>) {
             return;
         }
     };
+    let events = super::events::Events::start(control.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -86,12 +87,14 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>) {
             continue;
         };
         let control = control.clone();
+        let events = events.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
                 let control = control.clone();
-                async move { Ok::<_, Infallible>(handle(req, local, &control).await) }
+                let events = events.clone();
+                async move { Ok::<_, Infallible>(handle(req, local, &control, &events).await) }
             });
             match tls {
                 None => serve_http(stream, service).await,

@@ -31,6 +31,10 @@ pub(super) fn status(status: &Status) -> Value {
                         "drained": b.health.is_drained(),
                         "inflight": b.health.inflight(),
                         "checks": b.health.checks(),
+                        "last_check": b.health.last_check().map(|ms| {
+                            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                            humantime::format_rfc3339_millis(at).to_string()
+                        }),
                     })
                 })
                 .collect();
