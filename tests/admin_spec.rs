@@ -37,7 +37,7 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
     let plan = "[plans.default]\nsteps = [{ weight = 10, hold = \"1m\" }, { weight = 100 }]\n";
     let bg = blue_green("blue = 90\ngreen = 10", plan).await;
     let ops = spec_operations();
-    assert_eq!(ops.len(), 14, "{ops:?}");
+    assert_eq!(ops.len(), 17, "{ops:?}");
     let backend = bg.blue.addr.to_string();
     for (method, template) in &ops {
         let path = template
@@ -50,6 +50,12 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
             ("POST", "/rollouts") => r#"{"to": "green"}"#,
             _ => "",
         };
+        if (method.as_str(), path.as_str()) == ("GET", "/events") {
+            // A stream never ends: read its head only.
+            let status = stream_status(bg.proxy.admin).await;
+            assert_eq!(status, 200, "GET /events");
+            continue;
+        }
         let reply = bg.proxy.admin(method, &path, body).await;
         assert!(
             ![404, 405].contains(&reply.status),
@@ -72,13 +78,14 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
         }
     }
     for path in [
-        "/",
         "/config",
         "/pools",
         "/version",
         "/api/status",
         "/backends/blue",
         "/status/x",
+        "/ui/x.js",
+        "/ui/../status",
     ] {
         let reply = bg.proxy.admin("GET", path, "").await;
         assert_eq!(
@@ -86,4 +93,15 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
             "GET {path} is answered but not in the spec"
         );
     }
+}
+
+/// The status code of `GET /events`, read from the head without waiting for the body.
+async fn stream_status(admin: std::net::SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let head = format!("GET /events HTTP/1.1\r\nHost: {admin}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 12];
+    stream.read_exact(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[9..12]).parse().unwrap()
 }

@@ -134,7 +134,8 @@ fn print_tour(ports: DemoPorts, config: &std::path::Path, green: SocketAddr) {
     let ctl = format!("switchback ctl --admin http://127.0.0.1:{}", ports.admin);
     println!(
         "\nswitchback demo: blue and green upstreams behind the proxy at {url}, split 50/50\n\
-         config file: {}\n\n\
+         config file: {}\n\
+         dashboard: http://127.0.0.1:{}/ui   (open it in a browser: everything below shows there live)\n\n\
          Try, in another terminal (cargo run -q -- ctl ... works too):\n  \
          for i in $(seq 20); do curl -s {url}/; done | sort | uniq -c   # about 10 each\n  \
          {ctl} status\n  \
@@ -154,6 +155,7 @@ fn print_tour(ports: DemoPorts, config: &std::path::Path, green: SocketAddr) {
          {ctl} rollout status --watch   # rolled back by itself, with the counts\n  \
          curl -s 'http://{green}/_demo/fail?percent=0'    # green healthy again\n\n\
          Stop with Ctrl-C.\n",
-        config.display()
+        config.display(),
+        ports.admin
     );
 }

@@ -122,7 +122,8 @@ impl Browser {
     }
 
     /// Runs `script` until it returns something truthy (not `null`, `false`, `""` or `0`),
-    /// for up to [`DEADLINE`]; that value.
+    /// for up to [`DEADLINE`]; that value. A script that throws (the page is not there yet)
+    /// counts as not yet.
     pub async fn until(&self, what: &str, script: &str) -> Value {
         self.until_within(what, DEADLINE, script).await
     }
@@ -131,13 +132,20 @@ impl Browser {
     pub async fn until_within(&self, what: &str, within: Duration, script: &str) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let value = self.eval(script, json!([])).await;
-            let truthy = match &value {
-                Value::Null | Value::Bool(false) => false,
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                _ => true,
+            let body = json!({ "script": script, "args": [] });
+            let (status, value) = self.try_call("POST", &self.at("/execute/sync"), body).await;
+            let value = if status < 300 {
+                value
+            } else {
+                json!({ "threw": value["message"] })
             };
+            let truthy = status < 300
+                && match &value {
+                    Value::Null | Value::Bool(false) => false,
+                    Value::String(s) => !s.is_empty(),
+                    Value::Number(n) => n.as_f64() != Some(0.0),
+                    _ => true,
+                };
             if truthy {
                 return value;
             }
