@@ -111,6 +111,48 @@ def flip_scenario(run):
         stop(p)
 
 
+def open_streams(admin, count):
+    """`count` dashboard event streams (GET /events), each read by a thread until closed."""
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", admin))
+        s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n\r\n".encode())
+        head = s.recv(4096)
+        assert b" 200 " in head.split(b"\r\n")[0], head[:80]
+        threading.Thread(target=lambda s=s: drain(s), daemon=True).start()
+        socks.append(s)
+    return socks
+
+
+def drain(s):
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def streams_scenario(run):
+    """Throughput with 32 dashboard event streams open (the most the admin listener serves)
+    against none, alternating, ROUNDS times each on one process: the streams run on the
+    control runtime, so the data path should not notice them."""
+    p, port = run.start("switchback")
+    none, with_streams = [], []
+    try:
+        wrk(port, 1)
+        for _ in range(ROUNDS):
+            none.append(wrk(port, SECONDS)["rps"])
+            socks = open_streams(run.admin, 32)
+            time.sleep(1)  # every stream past its snapshot
+            with_streams.append(wrk(port, SECONDS)["rps"])
+            for s in socks:
+                s.close()
+        ratio = sorted(a / b for a, b in zip(with_streams, none))[len(none) // 2]
+        return {"none_rps": none, "streams_rps": with_streams, "ratio": ratio}
+    finally:
+        stop(p)
+
+
 def idle_scenario(run, name):
     """RSS of the proxy holding IDLE_CONNS idle keep-alive client connections (HAProxy: as many
     as its maxconn allows under the descriptor limit), each having been answered one request;
@@ -164,6 +206,8 @@ def main():
         out["tls"] = tls
         say("scenario: split flipping 10/s")
         out["flip"] = flip_scenario(run)
+        say("scenario: 32 dashboard event streams open")
+        out["streams"] = streams_scenario(run)
         out["idle"] = {}
         for c in IDLE:
             say(f"scenario: {IDLE_CONNS} idle keep-alive connections: {c}")

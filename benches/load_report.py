@@ -60,6 +60,10 @@ def report(out):
     flip = out["flip"]
     print(f"\nsplit flipping 10/s: {flip['flipping_rps']:.0f} vs {flip['steady_rps']:.0f} req/s steady = {flip['ratio']:.3f}, "
           f"{flip['flips']} flips, {flip['failed']} failed requests")
+    streams = out["streams"]
+    print(f"32 dashboard event streams open: {streams['ratio']:.3f}x the throughput with none (median of "
+          f"{len(streams['none_rps'])} alternating pairs: {[round(r) for r in streams['streams_rps']]} vs "
+          f"{[round(r) for r in streams['none_rps']]} req/s)")
     for c, i in idle.items():
         print(f"{i['connections']} idle keep-alive connections, {c}: {i['rss_kib'] / 1024:.1f} MiB "
               f"({i['kib_per_conn']:.2f} KiB per connection over {i['baseline_rss_kib'] / 1024:.1f} MiB at start)")

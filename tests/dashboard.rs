@@ -103,6 +103,16 @@ async fn the_page_loads_clean_and_shows_a_split_changed_with_curl_within_2s() {
         Some("nosniff")
     );
     assert_eq!(ui.header("referrer-policy").as_deref(), Some("no-referrer"));
+    let json = bg.proxy.admin("GET", "/status", "").await;
+    assert_eq!(
+        json.header("content-security-policy"),
+        Some(csp),
+        "on every answer"
+    );
+    assert_eq!(
+        json.header("cross-origin-resource-policy").as_deref(),
+        Some("same-origin")
+    );
     let root = bg.proxy.admin("GET", "/", "").await;
     assert_eq!(
         (root.status, root.header("location").as_deref()),
@@ -118,7 +128,6 @@ async fn the_page_loads_clean_and_shows_a_split_changed_with_curl_within_2s() {
         .admin("PUT", "/split", r#"{"blue": 90, "green": 10}"#)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let began = std::time::Instant::now();
     browser
         .until_within(
             "the new split on the page",
@@ -126,8 +135,6 @@ async fn the_page_loads_clean_and_shows_a_split_changed_with_curl_within_2s() {
             "return document.querySelector('#split-bar [data-pool=green]')?.dataset.share === '10'",
         )
         .await;
-    let took = began.elapsed();
-    assert!(took <= Duration::from_secs(2), "{took:?}");
     until_version(&browser, shown + 1).await;
     assert!(browser.text("#previous-split").await.contains("100"));
     // The sparklines move with the traffic.
@@ -156,6 +163,11 @@ async fn a_rollout_shows_its_steps_and_progress_and_its_release_note_as_text() {
     let _load = Load::start(bg.proxy.addr, 200);
     let note = "<img src=x onerror=\"window.pwned = 1\">";
     let body = json!({"to": "green", "plan": "quick", "release": {"notes": note}});
+    // Which step the page marks, every 50 ms, recorded in the page (a step holds only 2 s).
+    let record = "window.marked = new Set(); setInterval(() => { \
+        const li = document.querySelector('#rollout-steps li[aria-current=step]'); \
+        if (li) window.marked.add([...li.parentNode.children].indexOf(li)); }, 50);";
+    browser.eval(record, json!([])).await;
     start(&bg, &body.to_string()).await;
     browser
         .until(
@@ -165,14 +177,6 @@ async fn a_rollout_shows_its_steps_and_progress_and_its_release_note_as_text() {
         )
         .await;
     until(&bg, &["running"], DEADLINE).await;
-    // It moves on: the marked step is the second one at some point, then it is promoted.
-    browser
-        .until(
-            "the second step marked",
-            "return document.querySelector('#rollout-steps li[aria-current=step]') === \
-             document.querySelector('#rollout-steps').children[1]",
-        )
-        .await;
     browser
         .until_within(
             "promoted on the page",
@@ -180,6 +184,10 @@ async fn a_rollout_shows_its_steps_and_progress_and_its_release_note_as_text() {
             "return document.querySelector('#rollout-state').textContent.includes('promoted')",
         )
         .await;
+    let marked = browser
+        .eval("return [...window.marked].sort()", json!([]))
+        .await;
+    assert_eq!(marked, json!([0, 1, 2]), "every step was marked in turn");
     let release = browser.text("#rollout-release").await;
     assert!(release.contains(note), "the note as text: {release:?}");
     let ran = browser
@@ -363,7 +371,8 @@ async fn the_33rd_event_stream_gets_503_until_one_closes() {
     let mut text = String::new();
     let mut buf = [0u8; 65536];
     while !text.contains("event: snapshot") {
-        let n = first.read(&mut buf).await.unwrap();
+        let read = tokio::time::timeout(DEADLINE, first.read(&mut buf)).await;
+        let n = read.expect("the snapshot within the deadline").unwrap();
         assert!(n > 0);
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -401,6 +410,21 @@ async fn the_page_works_over_admin_tls() {
             "green live on the page",
             "return document.querySelector('#split-bar [data-pool=green]')?.dataset.share === '100'",
         )
+        .await;
+    // Drain from the page: the confirmation shows the requests in flight; undrain again.
+    let row = format!("#backends tr[data-addr='{}']", green.addr);
+    let text = confirm(&browser, &format!("{row} button.drain"), "#confirm-ok").await;
+    assert!(text.contains("in flight"), "{text}");
+    let state = format!("return document.querySelector(\"{row} .state\").textContent");
+    browser
+        .until(
+            "drained on the page",
+            &format!("{state}.includes('drained')"),
+        )
+        .await;
+    browser.click(&format!("{row} button.undrain")).await;
+    browser
+        .until("up on the page", &format!("{state}.includes('up')"))
         .await;
     no_errors(&browser.logs().await);
 }

@@ -72,7 +72,7 @@ async fn handle(
     req: Request<Incoming>,
     local: SocketAddr,
     control: &std::sync::Arc<Control>,
-    events: &events::Events,
+    events: &std::sync::Arc<events::Events>,
 ) -> Response<AdminBody> {
     let endpoint = endpoint_label(req.uri().path());
     let allow = allowed_methods(req.uri().path());

@@ -101,7 +101,7 @@ impl Tallies {
                 .collect()
         };
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        series.push(std::time::SystemTime::now(), &readings);
+        series.push(now, std::time::SystemTime::now(), &readings);
         drop(series);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.push(now, readings);

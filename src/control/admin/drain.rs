@@ -33,6 +33,9 @@ fn decode(segment: &str) -> Option<String> {
         out.push(match b {
             b'%' => {
                 let hex = [bytes.next()?, bytes.next()?];
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
             }
             b'/' => return None,
@@ -140,6 +143,7 @@ mod tests {
         assert_eq!(parse("/backends/blue/a%2Fb/drain"), None, "no / inside");
         assert_eq!(parse("/backends/blue/a%zz/drain"), None);
         assert_eq!(parse("/backends/blue/a%4/drain"), None);
+        assert_eq!(parse("/backends/blue/a%+F/drain"), None, "no sign");
         assert_eq!(parse("/backends/blue/%ff/drain"), None, "not UTF-8");
         assert_eq!(parse("/backends/blue/drain"), None);
         assert_eq!(parse("/backends/blue/x/restart"), None);

@@ -6,15 +6,18 @@
 //! heartbeat comment every 15 s. A reconnecting page gets a fresh snapshot, so no event ids
 //! are replayed. At most [`MAX_STREAMS`] streams are open at once: the next gets 503.
 //!
-//! One task per admin listener looks once a second (only while a stream is open does it read
-//! anything besides the series) and broadcasts to every stream's forwarder; a stream that
-//! falls behind gets a fresh snapshot instead of the events it missed.
+//! One task per admin listener looks once a second while a stream is open and broadcasts to
+//! every stream's forwarder; it keeps what it read, so a new stream's snapshot costs no read
+//! of its own. The deployment log (a file, or etcd) is read again only when the version, the
+//! rollout's revision or a drain changed, or every 5 s (refused writes change none of those);
+//! the replicas every 2 s. A stream that falls behind skips to a fresh snapshot; one that
+//! reads nothing for 30 s is ended, freeing its slot.
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
@@ -27,47 +30,75 @@ use crate::control::Control;
 pub(super) const MAX_STREAMS: usize = 32;
 /// Between heartbeat comments.
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A stream that takes nothing for this long is ended.
+const STALLED: Duration = Duration::from_secs(30);
 /// Entries of the deployment log a snapshot and a `history` event carry.
 const HISTORY: usize = 100;
 /// Rollouts a snapshot and a `rollouts` event carry, newest first.
 const ROLLOUTS: usize = 10;
-/// Events buffered per stream before it counts as behind.
-const BACKLOG: usize = 64;
+/// Events broadcast and not yet taken by every stream; a stream further behind resyncs.
+const BROADCAST: usize = 64;
+/// Frames queued per stream towards its connection.
+const QUEUED: usize = 8;
+/// The longest the deployment log and the replicas go unread while a stream is open.
+const HISTORY_EVERY: Duration = Duration::from_secs(5);
+const REPLICAS_EVERY: Duration = Duration::from_secs(2);
+
+/// The event name of each part, in the order of [`Parts`].
+const PARTS: [&str; 4] = ["status", "replicas", "rollouts", "history"];
+
+/// Status, replicas, the recent rollouts and the deployment log as JSON texts, and when each
+/// was read.
+#[derive(Clone)]
+struct Parts {
+    texts: [String; 4],
+    read: [Instant; 4],
+    /// What the log is re-read on: the version, the rollout's revision, the drains.
+    marks: String,
+}
 
 /// The streams of one admin listener.
 pub(super) struct Events {
     tx: broadcast::Sender<Bytes>,
     slots: Arc<Semaphore>,
+    /// What the tick read last.
+    latest: Mutex<Option<Parts>>,
 }
-
-/// The event name of each part, in the order [`parts`] returns them.
-const PARTS: [&str; 4] = ["status", "replicas", "rollouts", "history"];
 
 impl Events {
     /// Starts the once-a-second task on the current runtime.
     pub(super) fn start(control: Arc<Control>) -> Arc<Events> {
-        let (tx, _) = broadcast::channel(BACKLOG);
+        let (tx, _) = broadcast::channel(BROADCAST);
         let events = Arc::new(Events {
             tx,
             slots: Arc::new(Semaphore::new(MAX_STREAMS)),
+            latest: Mutex::new(None),
         });
         tokio::spawn(tick(events.clone(), control));
         events
     }
 
     /// A new stream, or `None` when [`MAX_STREAMS`] are open.
-    pub(super) fn open(&self, control: Arc<Control>) -> Option<Stream> {
+    pub(super) fn open(self: &Arc<Self>, control: Arc<Control>) -> Option<Stream> {
         let slot = self.slots.clone().try_acquire_owned().ok()?;
-        let (out, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(forward(self.tx.subscribe(), out, control));
-        Some(Stream { rx, _slot: slot })
+        let (out, rx) = mpsc::channel(QUEUED);
+        // Subscribed before the snapshot is read: nothing after it is missed.
+        let updates = self.tx.subscribe();
+        tokio::spawn(forward(self.clone(), updates, out, control, slot));
+        Some(Stream { rx })
+    }
+
+    fn latest(&self) -> Option<Parts> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
-/// The response body of one stream; dropping it (the client left) frees its slot.
+/// The response body of one stream: what its forwarder queued.
 pub struct Stream {
     rx: mpsc::Receiver<Bytes>,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl Body for Stream {
@@ -87,49 +118,60 @@ fn frame(event: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
-/// Sends one stream its snapshot, then what the tick broadcasts, until the client leaves.
+/// Sends one stream its snapshot, then what the tick broadcasts, until the client leaves or
+/// stalls; its slot is freed then.
 async fn forward(
-    mut rx: broadcast::Receiver<Bytes>,
+    events: Arc<Events>,
+    mut updates: broadcast::Receiver<Bytes>,
     out: mpsc::Sender<Bytes>,
     control: Arc<Control>,
+    _slot: OwnedSemaphorePermit,
 ) {
-    if out.send(snapshot(&control).await).await.is_err() {
-        return;
-    }
+    let mut next = snapshot(&events, &control).await;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {
-        let next = tokio::select! {
-            received = rx.recv() => match received {
+        match tokio::time::timeout(STALLED, out.send(next)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return, // the client left
+            Err(_) => {
+                tracing::debug!("an event stream took nothing for {STALLED:?}; ended");
+                return;
+            }
+        }
+        next = tokio::select! {
+            received = updates.recv() => match received {
                 Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(_)) => snapshot(&control).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // What it missed is older than what a snapshot says now.
+                    updates = updates.resubscribe();
+                    snapshot(&events, &control).await
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
         };
-        if out.send(next).await.is_err() {
-            return;
-        }
     }
 }
 
-/// Everything the page shows, as one `snapshot` event.
-async fn snapshot(control: &Control) -> Bytes {
-    let [status, replicas, rollouts, history] = parts(control).await;
-    let tallies = &control.metrics().tallies;
+/// Everything the page shows, as one `snapshot` event: the parts the tick read last (read now
+/// when it has not read them within 2 s), the series and the uptime.
+async fn snapshot(events: &Events, control: &Control) -> Bytes {
+    let parts = match events.latest() {
+        Some(p) if p.read[0].elapsed() < Duration::from_secs(2) => p,
+        _ => read(control, None).await,
+    };
     let (series, started) = {
-        let series = tallies.series.lock().unwrap_or_else(|e| e.into_inner());
+        let series = control.metrics().tallies.series.lock();
+        let series = series.unwrap_or_else(|e| e.into_inner());
         (series.to_json(), series.started)
     };
-    let body = json!({
-        "info": info(started),
-        "status": status,
-        "replicas": replicas,
-        "rollouts": rollouts,
-        "history": history,
-        "series": series,
-    });
-    frame("snapshot", &body.to_string())
+    let [status, replicas, rollouts, history] = &parts.texts;
+    let body = format!(
+        "{{\"info\":{},\"status\":{status},\"replicas\":{replicas},\"rollouts\":{rollouts},\"history\":{history},\"series\":{series}}}",
+        info(started)
+    );
+    frame("snapshot", &body)
 }
 
 /// The software version and uptime.
@@ -145,27 +187,67 @@ fn uptime(started: std::time::SystemTime) -> u64 {
     started.elapsed().map_or(0, |d| d.as_secs())
 }
 
-/// Status, replicas, the recent rollouts and the deployment log, as the API answers them.
-async fn parts(control: &Control) -> [Value; 4] {
+/// Reads the parts as the API answers them; with `before`, the log and the replicas only when
+/// due (see the module's doc), else kept.
+async fn read(control: &Control, before: Option<&Parts>) -> Parts {
+    let now = Instant::now();
     let status = super::views::status(&control.status().await);
-    let super::Answer(_, replicas) = super::replicas::list(control).await;
     let rollouts = json!(control.rollouts(ROLLOUTS).await);
-    let query = format!("limit={HISTORY}");
-    let super::Answer(_, history) = super::history(Some(&query), control).await;
-    [status, replicas, rollouts, history]
+    let marks = marks(&status, &rollouts);
+    let due = |i: usize, every: Duration| match before {
+        None => true,
+        Some(b) => {
+            now.saturating_duration_since(b.read[i]) >= every || (i == 3 && b.marks != marks)
+        }
+    };
+    let mut parts = match before {
+        Some(b) => b.clone(),
+        None => Parts {
+            texts: Default::default(),
+            read: [now; 4],
+            marks: String::new(),
+        },
+    };
+    if due(1, REPLICAS_EVERY) {
+        let super::Answer(_, replicas) = super::replicas::list(control).await;
+        (parts.texts[1], parts.read[1]) = (replicas.to_string(), now);
+    }
+    if due(3, HISTORY_EVERY) {
+        let query = format!("limit={HISTORY}");
+        let super::Answer(_, history) = super::history(Some(&query), control).await;
+        (parts.texts[3], parts.read[3]) = (history.to_string(), now);
+    }
+    (parts.texts[0], parts.read[0]) = (status.to_string(), now);
+    (parts.texts[2], parts.read[2]) = (rollouts.to_string(), now);
+    parts.marks = marks;
+    parts
 }
 
-/// Once a second: the series point, and each part that changed (read only while a stream is
-/// open).
+/// What a new deployment-log entry comes with: the version, the newest rollout's revision,
+/// which backends are drained.
+fn marks(status: &Value, rollouts: &Value) -> String {
+    let drained: Vec<&Value> = (status["pools"].as_object().into_iter())
+        .flat_map(|pools| pools.values())
+        .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
+        .map(|backend| &backend["drained"])
+        .collect();
+    let rollout = &rollouts[0];
+    json!([
+        status["version"],
+        rollout["id"],
+        rollout["revision"],
+        drained
+    ])
+    .to_string()
+}
+
+/// Once a second while a stream is open: the series point, and each part that changed.
 async fn tick(events: Arc<Events>, control: Arc<Control>) {
-    // The last value of each part sent, to send a part only when it changed.
-    let mut seen: [String; 4] = Default::default();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         if events.tx.receiver_count() == 0 {
-            seen = Default::default();
             continue;
         }
         let (point, started) = {
@@ -176,13 +258,13 @@ async fn tick(events: Arc<Events>, control: Arc<Control>) {
         let mut point = point.unwrap_or_else(|| json!({ "pools": {} }));
         point["uptime_s"] = uptime(started).into();
         let _ = events.tx.send(frame("point", &point.to_string()));
-        let values = parts(&control).await;
-        for (i, value) in values.iter().enumerate() {
-            let text = value.to_string();
-            if seen[i] != text {
-                let _ = events.tx.send(frame(PARTS[i], &text));
-                seen[i] = text;
+        let before = events.latest();
+        let parts = read(&control, before.as_ref()).await;
+        for (i, text) in parts.texts.iter().enumerate() {
+            if before.as_ref().is_none_or(|b| b.texts[i] != *text) {
+                let _ = events.tx.send(frame(PARTS[i], text));
             }
         }
+        *events.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(parts);
     }
 }

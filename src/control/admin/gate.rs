@@ -7,6 +7,11 @@
 //!   (`http://<Host>`, or `https://<Host>` with `[admin] tls`) or listed in
 //!   `[admin] allowed-origins`. Browsers send `Origin` on every
 //!   cross-site POST, `no-cors` included; `curl` and `switchback ctl` send none.
+//! - A subresource another site's page loads (an `<img>` or `<script>` pointing here, which
+//!   carries no `Origin`) is refused (403) when the browser says so in Fetch Metadata
+//!   (`Sec-Fetch-Site: cross-site` or `same-site` with a `Sec-Fetch-Mode` other than
+//!   `navigate`): such a page cannot read the answer, but could hold event streams. A link
+//!   to the dashboard (a navigation) still opens it.
 //! - A write with a body needs `Content-Type: application/json` → else 415: the `text/plain`
 //!   "simple request" a page may send without a CORS preflight is not parsed.
 
@@ -50,6 +55,17 @@ pub(super) fn check(req: &Parts, local: SocketAddr, admin: &AdminSettings) -> Re
                 format!("requests from origin {origin:?} are refused; list it in [admin] allowed-origins"),
             ));
         }
+    }
+    let fetch_metadata = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let other_site = matches!(
+        fetch_metadata("sec-fetch-site"),
+        Some("cross-site" | "same-site")
+    );
+    if other_site && fetch_metadata("sec-fetch-mode") != Some("navigate") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "a request another site's page made is refused (Sec-Fetch-Site)".into(),
+        ));
     }
     let writes = matches!(
         req.method,
@@ -221,6 +237,19 @@ mod tests {
             status("GET", &[h, ("origin", "https://127.0.0.1:9900")], &plain),
             403
         );
+    }
+
+    #[test]
+    fn another_sites_subresource_is_refused_but_a_link_opens() {
+        let a = admin(&[], &[]);
+        let h = ("host", "127.0.0.1:9900");
+        let meta = |site, mode| [h, ("sec-fetch-site", site), ("sec-fetch-mode", mode)];
+        assert_eq!(status("GET", &meta("cross-site", "no-cors"), &a), 403);
+        assert_eq!(status("GET", &meta("same-site", "cors"), &a), 403);
+        assert_eq!(status("GET", &meta("cross-site", "navigate"), &a), 200);
+        assert_eq!(status("GET", &meta("same-origin", "cors"), &a), 200);
+        assert_eq!(status("GET", &meta("none", "navigate"), &a), 200);
+        assert_eq!(status("GET", &[h], &a), 200, "curl sends none");
     }
 
     #[test]

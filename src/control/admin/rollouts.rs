@@ -117,8 +117,13 @@ pub(super) async fn route(
                 Err(answer) => return Ok(answer),
             };
             let expect = match if_match(&req) {
+                _ if action_of(&path).is_none() => None, // starting has no If-Match
                 Ok(expect) => expect,
-                Err(message) => return Ok(fail(StatusCode::BAD_REQUEST, message)),
+                Err(message) => {
+                    let what = format!("rollout-{}", action_of(&path).unwrap_or_default());
+                    let status = StatusCode::BAD_REQUEST;
+                    return Ok(refuse(control, &actor, status, &what, message).await);
+                }
             };
             let body = match super::read_body(req).await {
                 Ok(body) => body,
@@ -193,15 +198,16 @@ pub(super) async fn start(control: &Control, actor: &str, body: &[u8]) -> Answer
     }
 }
 
-/// `If-Match: <rollout id>.<revision>` on an action, as `(id, revision)`.
+/// `If-Match: <rollout id>.<revision>` on an action, as `(id, revision)`; `*` is no condition.
 fn if_match(req: &Request<Incoming>) -> Result<Option<(u64, u64)>, String> {
     let Some(value) = req.headers().get(http::header::IF_MATCH) else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_matches('"'))
+    let value = value.to_str().unwrap_or("").trim();
+    if value == "*" {
+        return Ok(None); // any current representation
+    }
+    Some(value.trim_matches('"'))
         .and_then(|v| v.split_once('.'))
         .and_then(|(id, revision)| Some((id.parse().ok()?, revision.parse().ok()?)))
         .map(Some)

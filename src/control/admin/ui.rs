@@ -2,9 +2,11 @@
 //! step, nothing fetched from elsewhere. `GET /` redirects to `/ui`.
 
 /// The headers every admin response carries: the page runs only its own scripts, is never
-/// framed, and sends no referrer; no response is sniffed into another type.
-pub(super) const SECURITY_HEADERS: [(&str, &str); 3] = [
+/// framed, and sends no referrer; no response is sniffed into another type or embedded by
+/// another site.
+pub(super) const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-content-type-options", "nosniff"),
+    ("cross-origin-resource-policy", "same-origin"),
     ("referrer-policy", "no-referrer"),
     (
         "content-security-policy",

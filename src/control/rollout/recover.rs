@@ -88,6 +88,7 @@ pub(crate) fn recover(
         };
         match ending {
             Some((reason, message)) => {
+                record.revision += 1;
                 record.state = Phase::Aborted;
                 record.reason = Some(reason);
                 record.message = message;
@@ -139,6 +140,7 @@ fn resume(mut record: Rollout, config: &Config) -> Active {
     let weight = config.split.share(&record.to);
     let plan = plan_for(&record, config);
     let was = record.state;
+    record.revision += 1;
     record.state = Phase::Paused;
     record.reason = Some(Reason::Restart);
     record.weight = crate::control::audit::percent_number(weight);

@@ -3,7 +3,7 @@
 //! rollout engine takes (nothing more is counted on the data path).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -47,7 +47,7 @@ pub struct Series {
     pub started: SystemTime,
     times: VecDeque<u64>,
     pools: HashMap<String, VecDeque<Option<Point>>>,
-    last: Option<(SystemTime, HashMap<String, Reading>)>,
+    last: Option<(Instant, HashMap<String, Reading>)>,
 }
 
 impl Default for Series {
@@ -62,14 +62,15 @@ impl Default for Series {
 }
 
 impl Series {
-    /// Adds a point per pool from `readings` (the counters now) against the previous call's.
-    pub(super) fn push(&mut self, now: SystemTime, readings: &[(String, Reading)]) {
+    /// Adds a point per pool from `readings` (the counters at `now`, labelled `wall`) against
+    /// the previous call's: the rate over the monotonic time between them.
+    pub(super) fn push(&mut self, now: Instant, wall: SystemTime, readings: &[(String, Reading)]) {
         let current: HashMap<String, Reading> = readings.iter().cloned().collect();
         let Some((then, before)) = self.last.replace((now, current)) else {
             return;
         };
-        let secs = now.duration_since(then).unwrap_or_default().as_secs_f64();
-        self.times.push_back(unix(now));
+        let secs = now.saturating_duration_since(then).as_secs_f64();
+        self.times.push_back(unix(wall));
         let len = self.times.len();
         self.pools
             .retain(|name, _| readings.iter().any(|(n, _)| n == name));
@@ -147,26 +148,31 @@ mod tests {
         r
     }
 
+    /// Pushes `readings` at second `s` of a clock starting at Unix time 1,000.
+    fn at(series: &mut Series, start: Instant, s: u64, readings: &[(String, Reading)]) {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000 + s);
+        series.push(start + Duration::from_secs(s), wall, readings);
+    }
+
     #[test]
     fn a_point_is_the_rate_the_error_share_and_the_p99_of_one_second() {
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+        let t0 = Instant::now();
         let mut s = Series::default();
-        s.push(t0, &[("blue".into(), reading(0, 0, 1))]);
+        at(&mut s, t0, 0, &[("blue".into(), reading(0, 0, 1))]);
         assert_eq!(s.last_json(), None, "one sample is no second yet");
-        s.push(
-            t0 + Duration::from_secs(1),
-            &[("blue".into(), reading(200, 0, 1))],
-        );
+        at(&mut s, t0, 1, &[("blue".into(), reading(200, 0, 1))]);
+        // 200 more, 4 of them errors, all answered in 5 ms.
         let mut later = reading(400, 4, 1);
-        later.latency[super::super::bucket(5_000)] += 0;
-        s.push(
-            t0 + Duration::from_secs(2),
-            &[("blue".into(), later), ("green".into(), reading(10, 0, 5))],
-        );
+        later.latency[super::super::bucket(1_000)] = 200;
+        later.latency[super::super::bucket(5_000)] = 200;
+        let green = ("green".into(), reading(10, 0, 5));
+        at(&mut s, t0, 2, &[("blue".into(), later), green]);
         let last = s.last_json().unwrap();
         assert_eq!(last["t"], 1_002);
         assert_eq!(last["pools"]["blue"]["rps"], 200.0);
         assert_eq!(last["pools"]["blue"]["errors"], 2.0);
+        let p99 = last["pools"]["blue"]["p99"].as_f64().unwrap();
+        assert!((4.5..5.5).contains(&p99), "{p99}");
         assert!(
             last["pools"].get("green").is_none(),
             "a new pool has no rate yet"
@@ -185,11 +191,11 @@ mod tests {
 
     #[test]
     fn it_keeps_fifteen_minutes_and_forgets_removed_pools() {
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+        let t0 = Instant::now();
         let mut s = Series::default();
         for i in 0..(POINTS as u64 + 10) {
             let pools = [("blue".into(), reading(i * 10, 0, 1))];
-            s.push(t0 + Duration::from_secs(i), &pools);
+            at(&mut s, t0, i, &pools);
         }
         let all = s.to_json();
         assert_eq!(all["t"].as_array().unwrap().len(), POINTS);
@@ -197,7 +203,7 @@ mod tests {
             all["pools"]["blue"]["rps"].as_array().unwrap().len(),
             POINTS
         );
-        s.push(t0 + Duration::from_secs(5_000), &[]);
+        at(&mut s, t0, 5_000, &[]);
         assert!(s.to_json()["pools"].as_object().unwrap().is_empty());
     }
 }

@@ -144,16 +144,16 @@ const applied = (d, what) => {
   return text;
 };
 
-async function changeSplit(ctx, title, after, method, path, body, done) {
+/** Confirms and sends a split change, with `If-Match: <version>` (default: the version the
+ *  page shows now). */
+async function changeSplit(ctx, title, after, method, path, body, done, version) {
   const status = ctx.getState().status;
   if (!status) return;
   const text = `${fmtSplit(status.split)}\n→ ${fmtSplit(after)}`;
   if (!(await confirmDialog(title, text, 'Confirm'))) return;
-  const result = await send(method, path, body, status.version);
-  if (report(result, (d) => applied(d, done))) {
-    delete $('split-form').dataset.dirty;
-    ctx.afterWrite();
-  }
+  const result = await send(method, path, body, version ?? status.version);
+  if (!result.cancelled) delete $('split-form').dataset.dirty; // the form follows the page again
+  if (report(result, (d) => applied(d, done))) ctx.afterWrite();
 }
 
 function rollback(ctx) {
@@ -180,7 +180,9 @@ function setSplit(ctx) {
     }
     after[input.dataset.pool] = value;
   }
-  return changeSplit(ctx, 'Set the split?', after, 'PUT', '/split', after, 'split set');
+  // The version the edit began at (render.js keeps it while the form is being edited).
+  const version = Number($('split-form').dataset.version);
+  return changeSplit(ctx, 'Set the split?', after, 'PUT', '/split', after, 'split set', Number.isInteger(version) ? version : undefined);
 }
 
 async function drain(ctx, row, verb) {

@@ -153,7 +153,10 @@ function connect() {
     }
     fn(data);
     updated();
-    if (page.mode !== 'live') setMode('live');
+    if (page.mode !== 'live') {
+      stopPolling();
+      setMode('live');
+    }
   });
   on('snapshot', onSnapshot);
   on('point', onPoint);
@@ -213,8 +216,15 @@ function afterWrite() {
 setupActions({ getState: () => state, afterWrite });
 R.$('filter-actor').addEventListener('change', () => R.renderHistory(state));
 R.$('filter-action').addEventListener('change', () => R.renderHistory(state));
+/** A live stream brings a point every second: none for this long means it is stuck. */
+const STUCK_MS = 3500;
+
 setInterval(() => {
   R.tick(state);
+  if (page.mode === 'live' && page.lastUpdate != null && Date.now() - page.lastUpdate > STUCK_MS) {
+    setMode('disconnected');
+    startPolling();
+  }
   showConnection();
 }, 1000);
 showConnection();

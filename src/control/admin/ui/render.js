@@ -120,10 +120,8 @@ function renderSplit(st) {
   keyed($('switch-buttons'), pools, (p) => p, (p) => h('button', { attrs: { type: 'button', 'data-switch': p } }),
     (b, p) => { setText(b, `Switch to ${p}`); b.disabled = Number(share(p)) === 100; });
   const form = $('split-form');
-  if (form.dataset.version !== String(st.version)) { // a new version: the form follows it again
-    form.dataset.version = String(st.version);
-    delete form.dataset.dirty;
-  }
+  // An edit in progress stays on the version it began at: sending it then gets 412.
+  if (!form.dataset.dirty) form.dataset.version = String(st.version);
   keyed($('split-inputs'), pools, (p) => p, (p) => h('label', { class: 'split-input' }, h('span', { text: p }),
     h('input', { attrs: { type: 'number', min: 0, max: 100, step: 'any', inputmode: 'decimal', 'data-pool': p } }), h('span', { text: '%' })),
   (label, p) => {
@@ -154,11 +152,11 @@ function renderBackends(state) {
     keyed(div.querySelector('tbody'), pool.backends || [], (b) => b.addr, () => h('tr', {},
       h('td', { class: 'addr' }), h('td', { class: 'state' }, h('span', { class: 'badge' })), h('td', { class: 'weight num' }),
       h('td', { class: 'inflight num' }), h('td', { class: 'checks' }), h('td', {}, h('button', { attrs: { type: 'button' } }))),
-    (tr, b) => backendRow(tr, p, b));
+    (tr, b) => backendRow(state, tr, p, b));
   });
 }
 
-function backendRow(tr, pool, b) {
+function backendRow(state, tr, pool, b) {
   tr.dataset.pool = pool;
   tr.dataset.addr = b.addr;
   const [addr, st, weight, inflight, checks, act] = tr.children;
@@ -172,7 +170,7 @@ function backendRow(tr, pool, b) {
   checks.dataset.prefix = `${b.checks} · last `;
   if (b.checks && !Number.isNaN(at)) checks.dataset.since = String(at);
   else delete checks.dataset.since;
-  setText(checks, !b.checks ? 'none' : Number.isNaN(at) ? `${b.checks} done` : `${b.checks} · last ${duration(Math.max(0, Date.now() - at) / 1000)} ago`);
+  setText(checks, !b.checks ? 'none' : Number.isNaN(at) ? `${b.checks} done` : `${b.checks} · last ${duration(Math.max(0, serverNow(state) - at) / 1000)} ago`);
   const button = act.firstChild;
   const verb = b.drained ? 'Undrain' : 'Drain';
   button.className = verb.toLowerCase();
@@ -411,7 +409,7 @@ export function tick(state) {
   if (state.info) setText($('uptime'), duration((state.info.uptime_s ?? 0) + (Date.now() - state.infoAt) / 1000));
   tickRollout(state);
   for (const e of document.querySelectorAll('#replicas [data-iso]')) setText(e, ago(state, e.dataset.iso));
-  for (const e of document.querySelectorAll('#backends [data-since]')) setText(e, `${e.dataset.prefix}${duration((Date.now() - Number(e.dataset.since)) / 1000)} ago`);
+  for (const e of document.querySelectorAll('#backends [data-since]')) setText(e, `${e.dataset.prefix}${duration(Math.max(0, serverNow(state) - Number(e.dataset.since)) / 1000)} ago`);
 }
 
 export const renderInfo = (state) => { setText($('software'), state.info?.software ?? '—'); tick(state); };
