@@ -94,6 +94,18 @@ impl Events {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Makes `parts` the latest and broadcasts each part that differs from the latest before,
+    /// in one step: every stream's snapshot is followed by every change after it.
+    fn publish(&self, parts: Parts) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, text) in parts.texts.iter().enumerate() {
+            if latest.as_ref().is_none_or(|b| b.texts[i] != *text) {
+                let _ = self.tx.send(frame(PARTS[i], text));
+            }
+        }
+        *latest = Some(parts);
+    }
 }
 
 /// The response body of one stream: what its forwarder queued.
@@ -154,12 +166,16 @@ async fn forward(
     }
 }
 
-/// Everything the page shows, as one `snapshot` event: the parts the tick read last (read now
-/// when it has not read them within 2 s), the series and the uptime.
+/// Everything the page shows, as one `snapshot` event: the parts last published (read and
+/// published now when they are over 2 s old), the series and the uptime.
 async fn snapshot(events: &Events, control: &Control) -> Bytes {
     let parts = match events.latest() {
         Some(p) if p.read[0].elapsed() < Duration::from_secs(2) => p,
-        _ => read(control, None).await,
+        _ => {
+            let parts = read(control, None).await;
+            events.publish(parts.clone());
+            parts
+        }
     };
     let (series, started) = {
         let series = control.metrics().tallies.series.lock();
@@ -241,8 +257,10 @@ fn marks(status: &Value, rollouts: &Value) -> String {
     .to_string()
 }
 
-/// Once a second while a stream is open: the series point, and each part that changed.
+/// Once a second while a stream is open: the series point; and, on a task of its own so a
+/// slow read (etcd, a long log) never delays the points, the parts, published when changed.
 async fn tick(events: Arc<Events>, control: Arc<Control>) {
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -258,13 +276,24 @@ async fn tick(events: Arc<Events>, control: Arc<Control>) {
         let mut point = point.unwrap_or_else(|| json!({ "pools": {} }));
         point["uptime_s"] = uptime(started).into();
         let _ = events.tx.send(frame("point", &point.to_string()));
-        let before = events.latest();
-        let parts = read(&control, before.as_ref()).await;
-        for (i, text) in parts.texts.iter().enumerate() {
-            if before.as_ref().is_none_or(|b| b.texts[i] != *text) {
-                let _ = events.tx.send(frame(PARTS[i], text));
-            }
+        if reading.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            continue; // the last read is still going
         }
-        *events.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(parts);
+        let (events, control, reading) = (events.clone(), control.clone(), reading.clone());
+        tokio::spawn(async move {
+            let _done = Done(reading);
+            let before = events.latest();
+            let parts = read(&control, before.as_ref()).await;
+            events.publish(parts);
+        });
+    }
+}
+
+/// Clears the tick's "reading" flag when a read ends, however it ends.
+struct Done(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
     }
 }

@@ -61,7 +61,9 @@ pub(super) fn check(req: &Parts, local: SocketAddr, admin: &AdminSettings) -> Re
         fetch_metadata("sec-fetch-site"),
         Some("cross-site" | "same-site")
     );
-    if other_site && fetch_metadata("sec-fetch-mode") != Some("navigate") {
+    // With `Origin` the check above decided (a listed origin's page may call the API).
+    let no_origin = !req.headers.contains_key(header::ORIGIN);
+    if no_origin && other_site && fetch_metadata("sec-fetch-mode") != Some("navigate") {
         return Err((
             StatusCode::FORBIDDEN,
             "a request another site's page made is refused (Sec-Fetch-Site)".into(),
@@ -250,6 +252,14 @@ mod tests {
         assert_eq!(status("GET", &meta("same-origin", "cors"), &a), 200);
         assert_eq!(status("GET", &meta("none", "navigate"), &a), 200);
         assert_eq!(status("GET", &[h], &a), 200, "curl sends none");
+        let listed = admin(&[], &["https://ops.example"]);
+        let cors = [
+            h,
+            ("origin", "https://ops.example"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "cors"),
+        ];
+        assert_eq!(status("GET", &cors, &listed), 200, "a listed origin's page");
     }
 
     #[test]

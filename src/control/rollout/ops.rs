@@ -111,11 +111,13 @@ impl Control {
         self.reload_locked(state, "file");
         let Some(active) = &state.rollouts.active else {
             return Err(match state.rollouts.ended.back() {
-                Some(last) if expect.is_some() => RolloutError::Stale(format!(
-                    "rollout {} has ended ({}); someone changed it",
-                    last.id,
-                    last.state.name()
-                )),
+                Some(last) if expect.is_some_and(|e| e != (last.id, last.revision)) => {
+                    RolloutError::Stale(format!(
+                        "rollout {} has ended ({}); someone changed it",
+                        last.id,
+                        last.state.name()
+                    ))
+                }
                 Some(last) => RolloutError::Conflict(format!(
                     "rollout {} has ended ({}); no rollout is active",
                     last.id,

@@ -152,7 +152,10 @@ async function changeSplit(ctx, title, after, method, path, body, done, version)
   const text = `${fmtSplit(status.split)}\n→ ${fmtSplit(after)}`;
   if (!(await confirmDialog(title, text, 'Confirm'))) return;
   const result = await send(method, path, body, version ?? status.version);
-  if (!result.cancelled) delete $('split-form').dataset.dirty; // the form follows the page again
+  if (result.ok || result.status === 412) {
+    delete $('split-form').dataset.dirty; // the form follows the page again
+    ctx.rerender();
+  } // any other refusal keeps the edit, to correct it
   if (report(result, (d) => applied(d, done))) ctx.afterWrite();
 }
 
@@ -219,7 +222,7 @@ async function rolloutAct(ctx, action) {
 
 // --- wiring ------------------------------------------------------------------------------
 
-/** Binds every control of the page. `ctx` = {getState, afterWrite}. */
+/** Binds every control of the page. `ctx` = {getState, afterWrite, rerender}. */
 export function setupActions(ctx) {
   $('confirm-ok').addEventListener('click', () => closeConfirm(true));
   $('confirm-cancel').addEventListener('click', () => closeConfirm(false));

@@ -137,6 +137,7 @@ function connect() {
   source = es;
   es.onopen = () => {
     stopPolling();
+    updated(); // its snapshot is on the way: not stuck yet
     setMode('live');
   };
   es.onerror = () => {
@@ -213,7 +214,7 @@ function afterWrite() {
 
 // --- start -------------------------------------------------------------------------------
 
-setupActions({ getState: () => state, afterWrite });
+setupActions({ getState: () => state, afterWrite, rerender: () => renderers.status() });
 R.$('filter-actor').addEventListener('change', () => R.renderHistory(state));
 R.$('filter-action').addEventListener('change', () => R.renderHistory(state));
 /** A live stream brings a point every second: none for this long means it is stuck. */
@@ -222,6 +223,9 @@ const STUCK_MS = 3500;
 setInterval(() => {
   R.tick(state);
   if (page.mode === 'live' && page.lastUpdate != null && Date.now() - page.lastUpdate > STUCK_MS) {
+    // Stuck: let its slot go; polling opens a new stream every RECONNECT_MS meanwhile.
+    if (source) source.close();
+    source = null;
     setMode('disconnected');
     startPolling();
   }
