@@ -428,3 +428,42 @@ async fn the_page_works_over_admin_tls() {
         .await;
     no_errors(&browser.logs().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_stream_the_page_polls_says_disconnected_and_goes_live_again() {
+    let bg = blue_green("blue = 100\ngreen = 0", "").await;
+    // Every stream slot taken: the page's EventSource gets 503.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let (status, stream, _) = event_stream(bg.proxy.admin).await;
+        assert_eq!(status, 200);
+        held.push(stream);
+    }
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&format!("http://{}/ui", bg.proxy.admin)).await;
+    browser
+        .until(
+            "polling, said as disconnected with the time since the last update",
+            "const t = document.querySelector('#conn').textContent; \
+             return t.includes('disconnected') && /last update \\d+s ago/.test(t)",
+        )
+        .await;
+    bg.proxy
+        .admin("PUT", "/split", r#"{"blue": 60, "green": 40}"#)
+        .await;
+    browser
+        .until(
+            "the change, by polling",
+            "return document.querySelector('#split-bar [data-pool=green]')?.dataset.share === '40'",
+        )
+        .await;
+    drop(held);
+    browser
+        .until_within(
+            "live again once a slot is free",
+            Duration::from_secs(30),
+            "return document.querySelector('#conn').textContent === 'live'",
+        )
+        .await;
+    no_errors_but(&browser.logs().await, &["status of 503"]);
+}
