@@ -148,6 +148,9 @@ impl Control {
         }
         let audit_path = resolve_beside(config_path, &config.deployment_log);
         let audit = AuditLog::new(audit_path.clone(), config.deployment_rotation);
+        if shared.is_some() {
+            audit.numbered_by_the_shared_log();
+        }
         let journal_path = journal::path_for(&audit_path);
         let journal = journal::Journal::load(&journal_path).map_err(StartError::State)?;
         let saved_version = saved.as_ref().map(|s| s.version);

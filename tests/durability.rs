@@ -82,3 +82,31 @@ async fn rollback_after_a_restart_restores_the_split_from_before_the_last_change
         "back at 90/10: blue served {blue_share} of 100"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_log_entry_has_its_own_sequence_number_continued_across_a_restart() {
+    let (blue, green) = (
+        Upstream::start("blue").await,
+        Upstream::start("green").await,
+    );
+    let mut proxy = commented(&blue, &green).await;
+    proxy.admin("POST", "/switch", r#"{"to": "green"}"#).await;
+    // A refused change and a drain keep the version: only `seq` tells the entries apart.
+    proxy.admin("POST", "/switch", r#"{"to": "nope"}"#).await;
+    let drain = format!("/backends/blue/{}/drain", blue.addr);
+    assert_eq!(proxy.admin("POST", &drain, "").await.status, 200);
+    proxy.restart().await;
+    proxy.admin("POST", "/rollback", "").await;
+    let seqs: Vec<u64> = proxy
+        .history()
+        .await
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("every entry has a seq"))
+        .collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).rev().collect();
+    assert_eq!(seqs, expected, "1, 2, … newest first, across the restart");
+    assert!(
+        seqs.len() >= 6,
+        "start, switch, refused, drain, start, rollback: {seqs:?}"
+    );
+}

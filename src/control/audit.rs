@@ -125,8 +125,9 @@ pub struct Entry {
     /// The rollout as this entry left it (rollout actions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Box<crate::control::rollout::Rollout>>,
-    /// With shared state: the entry's place in the shared log (the versions of entries that
-    /// change nothing repeat, so they cannot order the log).
+    /// The entry's place in the log, unique per entry (the versions of entries that change
+    /// nothing repeat, so they cannot order the log): in the shared log with shared state, else
+    /// in this replica's file (1, 2, …; entries written before it existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     /// With shared state: the replica that wrote it.

@@ -54,6 +54,8 @@ pub struct AuditLog {
     one_at_a_time: Arc<Mutex<()>>,
     /// With shared state: where every entry appended here also goes (the shared log).
     forward: Arc<std::sync::OnceLock<Forward>>,
+    /// With shared state the shared log numbers the entries (`seq`), not this file.
+    shared_numbers: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -75,7 +77,14 @@ impl AuditLog {
             rotation,
             one_at_a_time: Arc::default(),
             forward: Arc::default(),
+            shared_numbers: Arc::default(),
         }
+    }
+
+    /// From now on entries are numbered by the shared log only (call before the first
+    /// append, with shared state).
+    pub fn numbered_by_the_shared_log(&self) {
+        (self.shared_numbers).store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `f` holding the in-process lock and the advisory lock on `<log>.lock` (when that
@@ -128,23 +137,45 @@ impl AuditLog {
     ///
     /// # Errors
     /// As [`Self::append`].
+    ///
+    /// Without shared state an entry gets its `seq` here: one more than the newest entry's,
+    /// read under the log's lock, so the two processes of a binary upgrade never give one
+    /// number twice. (With shared state the shared log numbers them.)
     pub fn append_local(&self, entry: &Entry) -> Result<(), AuditError> {
-        let mut line = if entry.message.len() > MAX_MESSAGE {
-            let mut bounded = entry.clone();
+        let mut entry = entry.clone();
+        if entry.message.len() > MAX_MESSAGE {
             let mut cut = MAX_MESSAGE;
-            while !bounded.message.is_char_boundary(cut) {
+            while !entry.message.is_char_boundary(cut) {
                 cut -= 1;
             }
-            bounded.message.truncate(cut);
-            bounded.message.push('…');
-            serde_json::to_vec(&bounded)
-        } else {
-            serde_json::to_vec(entry)
+            entry.message.truncate(cut);
+            entry.message.push('…');
         }
-        .expect("entries always serialise");
-        line.push(b'\n');
-        self.locked(|| self.append_line(line))
-            .map_err(|e| self.fail(e))
+        let shared = self
+            .shared_numbers
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let numbered = entry.seq.is_none() && !shared;
+        self.locked(|| {
+            if numbered {
+                entry.seq = Some(self.last_seq().map_or(1, |seq| seq + 1));
+            }
+            let mut line = serde_json::to_vec(&entry).expect("entries always serialise");
+            line.push(b'\n');
+            self.append_line(line)
+        })
+        .map_err(|e| self.fail(e))
+    }
+
+    /// The newest entry's `seq` (called under the lock); `None` when it has none or the log
+    /// cannot be read (then numbering starts again at 1, said in the log).
+    fn last_seq(&self) -> Option<u64> {
+        match self.read_newest(1) {
+            Ok(newest) => newest.first().and_then(|e| e.seq),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the deployment log's last sequence number");
+                None
+            }
+        }
     }
 
     fn append_line(&self, mut line: Vec<u8>) -> std::io::Result<()> {

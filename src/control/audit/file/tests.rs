@@ -135,3 +135,36 @@ fn a_long_message_is_cut_and_reading_backwards_joins_lines_across_blocks() {
         .message
         .ends_with('…'));
 }
+
+#[test]
+fn entries_are_numbered_one_by_one_across_instances_and_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.jsonl");
+    let small = Rotation {
+        max_bytes: 600,
+        keep: 3,
+    };
+    let seqs = |log: &AuditLog| -> Vec<Option<u64>> {
+        log.newest(100).unwrap().iter().map(|e| e.seq).collect()
+    };
+    let log = AuditLog::new(path.clone(), small);
+    for v in 1..=3 {
+        log.append(&entry(v, "x")).unwrap();
+    }
+    assert_eq!(seqs(&log), [Some(3), Some(2), Some(1)]);
+    // Another process (a new instance) continues the count, across a rotation.
+    let again = AuditLog::new(path.clone(), small);
+    for v in 4..=8 {
+        again
+            .append(&entry(v, "a longer message to make the file rotate"))
+            .unwrap();
+    }
+    assert!(dir.path().join("d.jsonl.1").exists(), "it rotated");
+    let all: Vec<u64> = seqs(&again).into_iter().map(Option::unwrap).collect();
+    assert_eq!(all, (1..=8).rev().collect::<Vec<_>>());
+    // An entry that comes numbered (the shared log's) keeps its number.
+    let mut shared = entry(9, "");
+    shared.seq = Some(57);
+    again.append_local(&shared).unwrap();
+    assert_eq!(seqs(&again)[0], Some(57));
+}
