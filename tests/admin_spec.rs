@@ -52,7 +52,7 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
         };
         if (method.as_str(), path.as_str()) == ("GET", "/events") {
             // A stream never ends: read its head only.
-            let status = stream_status(bg.proxy.admin).await;
+            let (status, _, _) = common::events::open_stream(bg.proxy.admin).await;
             assert_eq!(status, 200, "GET /events");
             continue;
         }
@@ -93,15 +93,4 @@ async fn every_spec_operation_is_answered_and_nothing_else_is() {
             "GET {path} is answered but not in the spec"
         );
     }
-}
-
-/// The status code of `GET /events`, read from the head without waiting for the body.
-async fn stream_status(admin: std::net::SocketAddr) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let head = format!("GET /events HTTP/1.1\r\nHost: {admin}\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = [0u8; 12];
-    stream.read_exact(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[9..12]).parse().unwrap()
 }

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::browser::{severe, Browser};
+use common::events::open_stream;
 use common::load::Load;
 use common::rollout::{start, until, QUICK};
 use common::tls::Pki;
 use common::{blue_green, metrics, poll_until, BlueGreen, TestProxy, Upstream, DEADLINE};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 /// Where screenshots go: the build's `target/` directory.
 fn target_dir() -> PathBuf {
@@ -332,26 +332,6 @@ async fn a_request_from_another_origin_is_refused() {
     assert_eq!(events.status, 403);
 }
 
-/// Opens `GET /events` on a raw connection; the status code, and the connection kept open.
-async fn event_stream(admin: std::net::SocketAddr) -> (u16, TcpStream, String) {
-    let mut stream = TcpStream::connect(admin).await.unwrap();
-    let head = format!("GET /events HTTP/1.1\r\nHost: {admin}\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&seen).into_owned();
-    let status = text[9..12].parse().unwrap();
-    (status, stream, text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_33rd_event_stream_gets_503_until_one_closes() {
     let blue = Upstream::start("blue").await;
@@ -359,12 +339,12 @@ async fn the_33rd_event_stream_gets_503_until_one_closes() {
     let proxy = TestProxy::start("", &rest).await;
     let mut open_streams = Vec::new();
     for _ in 0..32 {
-        let (status, stream, head) = event_stream(proxy.admin).await;
+        let (status, stream, head) = open_stream(proxy.admin).await;
         assert_eq!(status, 200, "{head}");
         assert!(head.contains("text/event-stream"), "{head}");
         open_streams.push(stream);
     }
-    let (status, _, head) = event_stream(proxy.admin).await;
+    let (status, _, head) = open_stream(proxy.admin).await;
     assert_eq!(status, 503, "{head}");
     // The first stream's first event is the full snapshot.
     let mut first = open_streams.remove(0);
@@ -378,7 +358,7 @@ async fn the_33rd_event_stream_gets_503_until_one_closes() {
     }
     drop(first);
     poll_until("a slot frees when a client leaves", DEADLINE, || async {
-        event_stream(proxy.admin).await.0 == 200
+        open_stream(proxy.admin).await.0 == 200
     })
     .await;
 }
@@ -435,7 +415,7 @@ async fn without_a_stream_the_page_polls_says_disconnected_and_goes_live_again()
     // Every stream slot taken: the page's EventSource gets 503.
     let mut held = Vec::new();
     for _ in 0..32 {
-        let (status, stream, _) = event_stream(bg.proxy.admin).await;
+        let (status, stream, _) = open_stream(bg.proxy.admin).await;
         assert_eq!(status, 200);
         held.push(stream);
     }

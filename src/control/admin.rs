@@ -109,11 +109,12 @@ async fn handle(
                 ),
             )),
         },
-        (Ok(()), path) if get && ui::file(path).is_some() => {
-            let (content_type, text) = ui::file(path).expect("just matched");
-            (StatusCode::OK, content_type, Either::Left(Full::from(text)))
-        }
-        (Ok(()), _) => json(route(req, control).await),
+        (Ok(()), path) => match ui::file(path).filter(|_| get) {
+            Some((content_type, text)) => {
+                (StatusCode::OK, content_type, Either::Left(Full::from(text)))
+            }
+            None => json(route(req, control).await),
+        },
     };
     control.metrics().admin_request(endpoint, status.as_u16());
     let version = control.live().load().version;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod clients;
 pub mod etcd;
+pub mod events;
 pub mod gateway;
 pub mod load;
 pub mod metrics;
