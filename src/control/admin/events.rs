@@ -96,15 +96,21 @@ impl Events {
     }
 
     /// Makes `parts` the latest and broadcasts each part that differs from the latest before,
-    /// in one step: every stream's snapshot is followed by every change after it.
-    fn publish(&self, parts: Parts) {
+    /// in one step: every stream's snapshot is followed by every change after it. Parts read
+    /// before the latest were (a slow read finishing after a newer one) are dropped. Returns
+    /// the latest parts.
+    fn publish(&self, parts: Parts) -> Parts {
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(newer) = latest.as_ref().filter(|l| l.read[0] > parts.read[0]) {
+            return newer.clone();
+        }
         for (i, text) in parts.texts.iter().enumerate() {
             if latest.as_ref().is_none_or(|b| b.texts[i] != *text) {
                 let _ = self.tx.send(frame(PARTS[i], text));
             }
         }
-        *latest = Some(parts);
+        *latest = Some(parts.clone());
+        parts
     }
 }
 
@@ -171,11 +177,7 @@ async fn forward(
 async fn snapshot(events: &Events, control: &Control) -> Bytes {
     let parts = match events.latest() {
         Some(p) if p.read[0].elapsed() < Duration::from_secs(2) => p,
-        _ => {
-            let parts = read(control, None).await;
-            events.publish(parts.clone());
-            parts
-        }
+        _ => events.publish(read(control, None).await),
     };
     let (series, started) = {
         let series = control.metrics().tallies.series.lock();
@@ -225,8 +227,11 @@ async fn read(control: &Control, before: Option<&Parts>) -> Parts {
         },
     };
     if due(1, REPLICAS_EVERY) {
-        let super::Answer(_, replicas) = super::replicas::list(control).await;
-        (parts.texts[1], parts.read[1]) = (replicas.to_string(), now);
+        // While etcd does not answer, the page keeps the replicas it knew (as when polling).
+        let super::Answer(status, replicas) = super::replicas::list(control).await;
+        if status.is_success() || before.is_none() {
+            (parts.texts[1], parts.read[1]) = (replicas.to_string(), now);
+        }
     }
     if due(3, HISTORY_EVERY) {
         let query = format!("limit={HISTORY}");

@@ -56,7 +56,12 @@ pub struct AuditLog {
     forward: Arc<std::sync::OnceLock<Forward>>,
     /// With shared state the shared log numbers the entries (`seq`), not this file.
     shared_numbers: Arc<std::sync::atomic::AtomicBool>,
+    /// The highest `seq` this process gave (0 before the first).
+    last_given: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How far back the numbering looks for a numbered entry past entries without one.
+const SEQ_LOOKBACK: usize = 1000;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +83,7 @@ impl AuditLog {
             one_at_a_time: Arc::default(),
             forward: Arc::default(),
             shared_numbers: Arc::default(),
+            last_given: Arc::default(),
         }
     }
 
@@ -161,21 +167,35 @@ impl AuditLog {
             }
             let mut line = serde_json::to_vec(&entry).expect("entries always serialise");
             line.push(b'\n');
-            self.append_line(line)
+            self.append_line(line)?;
+            if let Some(seq) = entry.seq.filter(|_| numbered) {
+                self.last_given
+                    .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
         })
         .map_err(|e| self.fail(e))
     }
 
-    /// The newest entry's `seq` (called under the lock); `None` when it has none or the log
-    /// cannot be read (then numbering starts again at 1, said in the log).
+    /// The highest `seq` given so far (called under the lock): the newest numbered entry in
+    /// the log, looking back past entries without one (an older binary's, during an upgrade's
+    /// hand-over or after a downgrade) up to [`SEQ_LOOKBACK`] entries, and never below what
+    /// this process gave last. `None` when nothing was ever numbered.
     fn last_seq(&self) -> Option<u64> {
-        match self.read_newest(1) {
-            Ok(newest) => newest.first().and_then(|e| e.seq),
+        let in_file = match self.read_newest(1) {
+            Ok(newest) if newest.first().is_some_and(|e| e.seq.is_some()) => newest[0].seq,
+            Ok(newest) if newest.is_empty() => None,
+            Ok(_) => match self.read_newest(SEQ_LOOKBACK) {
+                Ok(back) => back.iter().find_map(|e| e.seq),
+                Err(_) => None,
+            },
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the deployment log's last sequence number");
+                tracing::warn!(error = %e, "cannot read the deployment log's last sequence number; continuing from this process's");
                 None
             }
-        }
+        };
+        let given = self.last_given.load(std::sync::atomic::Ordering::Relaxed);
+        in_file.max(Some(given).filter(|&g| g > 0))
     }
 
     fn append_line(&self, mut line: Vec<u8>) -> std::io::Result<()> {

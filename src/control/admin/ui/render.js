@@ -365,7 +365,7 @@ export function renderHistory(state) {
   const action = fillFilter($('filter-action'), all.map((e) => e.action));
   const seen = new Map();
   const keyOf = (e) => {
-    const base = e.seq != null ? `s${e.seq}` : `${e.time}|${e.action}|${e.version}|${e.actor}`;
+    const base = `${e.seq ?? ''}|${e.time}|${e.action}|${e.version}|${e.actor}`;
     const n = (seen.get(base) || 0) + 1;
     seen.set(base, n);
     return `${base}#${n}`;

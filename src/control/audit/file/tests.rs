@@ -162,6 +162,18 @@ fn entries_are_numbered_one_by_one_across_instances_and_rotation() {
     assert!(dir.path().join("d.jsonl.1").exists(), "it rotated");
     let all: Vec<u64> = seqs(&again).into_iter().map(Option::unwrap).collect();
     assert_eq!(all, (1..=8).rev().collect::<Vec<_>>());
+    // An older binary's entries (no seq) in between: the count goes on past them.
+    let mut old = entry(9, "an older switchback's entry");
+    old.seq = None;
+    let older = AuditLog::new(path.clone(), small);
+    older.numbered_by_the_shared_log(); // writes as an unnumbering binary would
+    older.append_local(&old).unwrap();
+    older.append_local(&old).unwrap();
+    // A new process (nothing given yet) finds the newest numbered entry behind them.
+    AuditLog::new(path.clone(), small)
+        .append(&entry(10, ""))
+        .unwrap();
+    assert_eq!(seqs(&again)[..3], [Some(9), None, None]);
     // An entry that comes numbered (the shared log's) keeps its number.
     let mut shared = entry(9, "");
     shared.seq = Some(57);
